@@ -1,0 +1,55 @@
+# clinic: `make run` serves the app with demo data; `make test` runs the whole suite.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+FLASK := $(BIN)/flask --app wsgi
+HOST ?= 127.0.0.1
+PORT ?= 5000
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help run test test-postgres lint format migrate-check clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.run-installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.run-installed
+
+run: $(VENV)/.run-installed ## Install, migrate, load demo data (first time) and serve on http://127.0.0.1:5000
+	$(FLASK) db upgrade
+	$(FLASK) seed-demo
+	$(FLASK) run --host $(HOST) --port $(PORT)
+
+test: $(VENV)/.dev-installed ## Install dev requirements and run the whole test suite (SQLite)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+test-postgres: $(VENV)/.dev-installed ## Run the suite on PostgreSQL (TEST_DATABASE_URL, default local postgres)
+	TEST_DATABASE_URL=$${TEST_DATABASE_URL:-postgresql://postgres@127.0.0.1:5432/test} $(BIN)/pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev-installed ## ruff lint and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(VENV)/.dev-installed ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+migrate-check: $(VENV)/.dev-installed ## Check that the migrations match the models, on a scratch SQLite database
+	@tmp=$$(mktemp -d); \
+	DATABASE_URL=sqlite:///$$tmp/check.db $(FLASK) db upgrade && \
+	DATABASE_URL=sqlite:///$$tmp/check.db $(FLASK) db check; \
+	status=$$?; rm -rf $$tmp; exit $$status
+
+clean: ## Remove the virtualenv and caches (keeps instance/ and its database)
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,72 @@
+"""clinic: a treatment-program tracker for outpatient addiction clinics."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+import config as config_module
+
+TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application. ``config`` overrides settings (tests use it)."""
+    overrides = dict(config or {})
+    settings = config_module.load_config(overrides.pop("CLINIC_ENV", None))
+    settings.update(overrides)
+
+    app = Flask(
+        __name__,
+        template_folder=str(TEMPLATE_DIR),
+        instance_path=str(config_module.INSTANCE_DIR),
+    )
+    app.config.from_mapping(settings)
+    app.jinja_env.add_extension("jinja2.ext.do")
+    _check_settings(app)
+
+    from clinic import cli, errors, security
+    from clinic import logging as request_logging
+    from clinic.accounts import admin_views as user_admin_views
+    from clinic.accounts import auth
+    from clinic.accounts import views as account_views
+    from clinic.main import views as main_views
+
+    register_extensions(app)
+    request_logging.register(app)
+    security.register(app)
+    auth.register(app)
+    errors.register(app)
+    cli.register(app)
+    app.register_blueprint(main_views.bp)
+    app.register_blueprint(account_views.bp)
+    app.register_blueprint(user_admin_views.bp)
+    return app
+
+
+def _check_settings(app: Flask) -> None:
+    env = app.config["ENV_NAME"]
+    if env != "development":
+        # Debug (and its interactive debugger) is never on outside development.
+        app.debug = False
+        app.config["DEBUG"] = False
+    if not app.config.get("SECRET_KEY"):
+        if env == "production":
+            raise RuntimeError("SECRET_KEY must be set in production")
+        app.config["SECRET_KEY"] = config_module.development_secret_key()
+
+
+def register_extensions(app: Flask) -> None:
+    # Import every model so metadata (and Alembic) sees the whole schema.
+    from clinic import models  # noqa: F401
+    from clinic.extensions import bootstrap, csrf, db, limiter, login_manager, migrate
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(Path(app.root_path).parent / "migrations"))
+    csrf.init_app(app)
+    login_manager.init_app(app)
+    limiter.init_app(app)
+    bootstrap.init_app(app)

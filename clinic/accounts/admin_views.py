@@ -1,0 +1,211 @@
+"""User administration (administrators only)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+
+from clinic.accounts import services
+from clinic.accounts.forms import ConfirmForm, NewUserForm, UserForm
+from clinic.accounts.models import User
+from clinic.errors import DomainError
+from clinic.extensions import db
+from clinic.pagination import SortSpec, paginate_sorted
+from clinic.security import Permission, require_permission
+from clinic.sites.models import Site
+from clinic.web import show_domain_error
+
+bp = Blueprint("users", __name__, url_prefix="/admin/users")
+
+USER_SORTS = SortSpec(
+    {
+        "username": User.username,
+        "name": User.full_name,
+        "role": User.role,
+        "last_login": User.last_login_at,
+    },
+    default="username",
+)
+
+
+def _user_or_404(user_id: int) -> User:
+    """Load then authorise: a user outside the administrator's sites is 'not found'."""
+    user = services.get_visible_user(current_user, user_id)
+    if user is None:
+        abort(404)
+    return user
+
+
+def _site_choices(form: UserForm, user: User | None = None) -> None:
+    sites = services.assignable_sites(current_user)
+    form.sites.choices = [(s.id, f"{s.code} — {s.name}") for s in sites]
+
+
+def _chosen_sites(form: UserForm) -> list[Site]:
+    ids = [i for i in (form.sites.data or []) if isinstance(i, int)]
+    if not ids:
+        return []
+    return list(db.session.scalars(sa.select(Site).where(Site.id.in_(ids))))
+
+
+@bp.get("/")
+@require_permission(Permission.USERS_MANAGE)
+def index():
+    show = request.args.get("show", "active")
+    query = services.visible_users_query(current_user).options(sa.orm.selectinload(User.sites))
+    if show == "active":
+        query = query.where(User.active)
+    elif show == "inactive":
+        query = query.where(~User.active)
+    search = request.args.get("q", "").strip()
+    if search:
+        like = f"{search.lower()}%"
+        query = query.where(
+            sa.or_(User.username.like(like), sa.func.lower(User.full_name).like(like))
+        )
+    page = paginate_sorted(query, USER_SORTS, tiebreak=User.id)
+    return render_template("accounts/admin/index.html", page=page, show=show, q=search)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@require_permission(Permission.USERS_MANAGE)
+def create():
+    form = NewUserForm()
+    _site_choices(form)
+    if form.validate_on_submit():
+        try:
+            user = services.create_user(
+                actor=current_user,
+                username=form.username.data,
+                full_name=form.full_name.data,
+                email=form.email.data,
+                role=form.role.data,
+                is_prescriber=form.is_prescriber.data,
+                all_sites=form.all_sites.data,
+                sites=_chosen_sites(form),
+                password=form.password.data,
+                must_change_password=True,
+            )
+        except DomainError as error:
+            show_domain_error(form, error)
+        else:
+            db.session.commit()
+            flash(
+                f"User {user.username} created. They must change the password at first login.",
+                "success",
+            )
+            return redirect(url_for("users.detail", user_id=user.id))
+    form.password.data = ""
+    return render_template("accounts/admin/form.html", form=form, user=None)
+
+
+@bp.get("/<int:user_id>")
+@require_permission(Permission.USERS_MANAGE)
+def detail(user_id: int):
+    user = _user_or_404(user_id)
+    return render_template(
+        "accounts/admin/detail.html",
+        user=user,
+        sessions=services.live_sessions(user),
+        confirm_form=ConfirmForm(),
+    )
+
+
+@bp.route("/<int:user_id>/edit", methods=["GET", "POST"])
+@require_permission(Permission.USERS_MANAGE)
+def edit(user_id: int):
+    user = _user_or_404(user_id)
+    form = UserForm(obj=user) if request.method == "GET" else UserForm()
+    _site_choices(form, user)
+    if request.method == "GET":
+        form.role.data = user.role.value
+        form.sites.data = [s.id for s in user.sites]
+    if form.validate_on_submit():
+        try:
+            changed = services.update_user(
+                user,
+                actor=current_user,
+                full_name=form.full_name.data,
+                email=form.email.data,
+                role=form.role.data,
+                sites=_chosen_sites(form),
+                is_prescriber=form.is_prescriber.data,
+                all_sites=form.all_sites.data,
+            )
+        except DomainError as error:
+            show_domain_error(form, error)
+        else:
+            db.session.commit()
+            flash("Saved." if changed else "Nothing changed.", "success")
+            return redirect(url_for("users.detail", user_id=user.id))
+    return render_template("accounts/admin/form.html", form=form, user=user)
+
+
+ACTIONS = {
+    "deactivate": (
+        "Deactivate",
+        "They are signed out at once and can no longer sign in. Their records stay.",
+        "danger",
+    ),
+    "reactivate": ("Reactivate", "They can sign in again with their password.", "primary"),
+    "reset-password": (
+        "Reset password",
+        "Their current password stops working and every session of theirs ends. "
+        "You will be shown a temporary password to hand over; they must change it.",
+        "warning",
+    ),
+    "unlock": ("Unlock", "Clears the failed sign-in count and the lock.", "primary"),
+    "end-sessions": ("End all sessions", "Signs them out everywhere.", "warning"),
+    "reset-mfa": (
+        "Reset two-step verification",
+        "Their authenticator and recovery codes stop working; they enrol again.",
+        "warning",
+    ),
+}
+
+
+ACTION_RULE = "/<int:user_id>/<any(" + ",".join(f"'{a}'" for a in ACTIONS) + "):action>"
+
+
+@bp.route(ACTION_RULE, methods=["GET", "POST"])
+@require_permission(Permission.USERS_MANAGE)
+def act(user_id: int, action: str):
+    """Confirm (GET), then carry out (POST) an action on a user account."""
+    user = _user_or_404(user_id)
+    form = ConfirmForm()
+    title, explanation, style = ACTIONS[action]
+    if form.validate_on_submit():
+        temporary = None
+        try:
+            if action == "deactivate":
+                services.deactivate_user(user, actor=current_user)
+            elif action == "reactivate":
+                services.reactivate_user(user, actor=current_user)
+            elif action == "reset-password":
+                temporary = services.reset_password(user, actor=current_user)
+            elif action == "unlock":
+                services.unlock_user(user, actor=current_user)
+            elif action == "end-sessions":
+                services.revoke_all_sessions(user, reason="ended_by_admin")
+            elif action == "reset-mfa":
+                services.reset_mfa(user, actor=current_user)
+        except DomainError as error:
+            db.session.rollback()
+            flash(error.message, "error")
+            return redirect(url_for("users.detail", user_id=user.id))
+        db.session.commit()
+        if temporary:
+            return render_template(
+                "accounts/admin/temporary_password.html", user=user, temporary=temporary
+            )
+        flash(f"{title}: done for {user.username}.", "success")
+        return redirect(url_for("users.detail", user_id=user.id))
+    return render_template(
+        "accounts/admin/confirm.html",
+        user=user,
+        form=form,
+        title=title,
+        explanation=explanation,
+        style=style,
+    )

@@ -1,0 +1,84 @@
+"""Tie server-side sessions to Flask-Login and the login gate.
+
+The signed cookie holds only a random token (``sid``); ``UserSession`` is the truth.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Flask, Response, flash, g, redirect, request, session, url_for
+from flask_login import current_user
+
+from clinic.accounts import services
+from clinic.accounts.models import User
+from clinic.extensions import db, login_manager
+from clinic.security import add_gate_hook
+
+# Endpoints a user may still open while a password change or MFA enrolment is pending.
+SETUP_ENDPOINTS = frozenset(
+    {"accounts.change_password", "accounts.mfa_setup", "accounts.logout", "main.home"}
+)
+
+
+def load_user_from_session(_request) -> User | None:
+    token = session.get("sid")
+    if not token:
+        return None
+    check = services.check_session(token)
+    if check.changed:
+        db.session.commit()
+    if check.session is None:
+        session.pop("sid", None)
+        g.session_ended_reason = check.ended_reason
+        return None
+    g.user_session_id = check.session.id
+    return check.session.user
+
+
+def complete_login(user: User) -> None:
+    """Start a fresh server-side session for ``user`` in this browser."""
+    token = services.start_session(
+        user, ip=request.remote_addr, user_agent=request.headers.get("User-Agent")
+    )
+    session.clear()
+    session["sid"] = token
+
+
+def end_login() -> None:
+    session.clear()
+
+
+def safe_next(target: str | None) -> str | None:
+    """Only same-site relative paths: no open redirects."""
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return None
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc:
+        return None
+    return target
+
+
+def account_setup_gate(access) -> Response | None:
+    """Before anything else: change a temporary password, enrol in MFA where required."""
+    if request.endpoint in SETUP_ENDPOINTS:
+        return None
+    if current_user.must_change_password:
+        flash("Choose a new password before you continue.", "warning")
+        return redirect(url_for("accounts.change_password"))
+    if services.mfa_required_for(current_user) and not current_user.mfa_enabled:
+        flash("Your role requires two-step verification. Set it up to continue.", "warning")
+        return redirect(url_for("accounts.mfa_setup"))
+    return None
+
+
+def register(app: Flask) -> None:
+    login_manager.request_loader(load_user_from_session)
+    login_manager.session_protection = None  # server-side sessions do this job
+    add_gate_hook(account_setup_gate)
+    if app.config["PROXY_FIX_X_FOR"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=1
+        )

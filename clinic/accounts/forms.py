@@ -1,0 +1,125 @@
+"""Forms for logins, own-account pages and user administration (shape only; the rules
+live in services)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    EmailField,
+    PasswordField,
+    SelectField,
+    SelectMultipleField,
+    StringField,
+    SubmitField,
+)
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms.widgets import CheckboxInput, ListWidget
+
+from clinic.accounts.models import USERNAME_MAX
+from clinic.accounts.passwords import MAX_LENGTH, MIN_LENGTH
+from clinic.security import Role
+
+
+class LoginForm(FlaskForm):
+    username = StringField(
+        "Username",
+        validators=[DataRequired(), Length(max=254)],
+        render_kw={"autocomplete": "username", "autofocus": True},
+    )
+    password = PasswordField(
+        "Password",
+        validators=[DataRequired(), Length(max=1024)],
+        render_kw={"autocomplete": "current-password"},
+    )
+    submit = SubmitField("Sign in")
+
+
+class SecondFactorForm(FlaskForm):
+    code = StringField(
+        "Authenticator code or recovery code",
+        validators=[DataRequired(), Length(max=32)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "text", "autofocus": True},
+        description="The 6-digit code from your authenticator app, or one of your recovery codes.",
+    )
+    submit = SubmitField("Verify")
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField(
+        "Current password",
+        validators=[DataRequired()],
+        render_kw={"autocomplete": "current-password"},
+    )
+    new_password = PasswordField(
+        "New password",
+        validators=[DataRequired(), Length(min=MIN_LENGTH, max=MAX_LENGTH)],
+        render_kw={"autocomplete": "new-password"},
+        description=f"At least {MIN_LENGTH} characters. "
+        "A passphrase of unrelated words works well.",
+    )
+    confirm_password = PasswordField(
+        "Repeat new password",
+        validators=[DataRequired(), EqualTo("new_password", "The two passwords differ.")],
+        render_kw={"autocomplete": "new-password"},
+    )
+    submit = SubmitField("Change password")
+
+
+class EnableMfaForm(FlaskForm):
+    password = PasswordField(
+        "Your password", validators=[DataRequired()], render_kw={"autocomplete": "current-password"}
+    )
+    code = StringField(
+        "Code from the app",
+        validators=[DataRequired(), Length(max=10)],
+        render_kw={"autocomplete": "one-time-code", "inputmode": "numeric"},
+    )
+    submit = SubmitField("Turn on two-step verification")
+
+
+class PasswordConfirmForm(FlaskForm):
+    password = PasswordField(
+        "Your password", validators=[DataRequired()], render_kw={"autocomplete": "current-password"}
+    )
+    submit = SubmitField("Confirm")
+
+
+class ConfirmForm(FlaskForm):
+    """An empty form: the CSRF token and a confirm button."""
+
+    submit = SubmitField("Confirm")
+
+
+class MultiCheckboxField(SelectMultipleField):
+    widget = ListWidget(prefix_label=False)
+    option_widget = CheckboxInput()
+
+
+ROLE_CHOICES = [(r.value, r.label) for r in Role]
+
+
+class UserForm(FlaskForm):
+    full_name = StringField("Full name", validators=[DataRequired(), Length(max=120)])
+    email = EmailField("Email", validators=[Optional(), Length(max=254)])
+    role = SelectField("Role", choices=ROLE_CHOICES, validators=[DataRequired()])
+    is_prescriber = BooleanField("Prescriber (clinicians only: may write medication orders)")
+    all_sites = BooleanField("Works at all sites (administrators only)")
+    sites = MultiCheckboxField("Sites", coerce=int)
+    submit = SubmitField("Save")
+
+
+class NewUserForm(UserForm):
+    username = StringField(
+        "Username",
+        validators=[DataRequired(), Length(min=2, max=USERNAME_MAX)],
+        description="Letters, digits, dots, dashes or underscores; not case-sensitive.",
+        render_kw={"autocomplete": "off"},
+    )
+    password = PasswordField(
+        "Temporary password",
+        validators=[DataRequired(), Length(min=MIN_LENGTH, max=MAX_LENGTH)],
+        description="The user must change it at first login.",
+        render_kw={"autocomplete": "new-password"},
+    )
+    submit = SubmitField("Create user")

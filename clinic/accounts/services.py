@@ -1,0 +1,509 @@
+"""Use cases for accounts: users, logins, server-side sessions and MFA.
+
+HIPAA 164.312(a)(2)(i) unique user identification, (a)(2)(iii) automatic logoff,
+(d) person or entity authentication. Each function checks its rule, changes rows and
+flushes; the caller commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pyotp
+import sqlalchemy as sa
+from flask import current_app
+
+from clinic.accounts import passwords
+from clinic.accounts.models import USERNAME_MAX, RecoveryCode, User, UserSession
+from clinic.db import utcnow
+from clinic.errors import DomainError
+from clinic.extensions import db
+from clinic.security import Role
+from clinic.sites.models import Site
+
+RECOVERY_CODE_COUNT = 10
+TOTP_STEP_SECONDS = 30
+SESSION_TOUCH_SECONDS = 60
+USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+def normalise_username(username: str) -> str:
+    return username.strip().lower()
+
+
+def user_by_username(username: str) -> User | None:
+    return db.session.scalar(sa.select(User).where(User.username == normalise_username(username)))
+
+
+def visible_users_query(actor: User) -> sa.Select:
+    """Users the actor may see: all for organisation-wide administrators, otherwise
+    those who share one of the actor's sites."""
+    query = sa.select(User)
+    if not actor.all_sites:
+        shared = sa.select(User.id).join(User.sites).where(Site.id.in_(actor.site_ids or {-1}))
+        query = query.where(User.id.in_(shared))
+    return query
+
+
+def get_visible_user(actor: User, user_id: int) -> User | None:
+    """The user, or None when it does not exist or lies outside the actor's sites."""
+    return db.session.scalar(visible_users_query(actor).where(User.id == user_id))
+
+
+def assignable_sites(actor: User | None) -> list[Site]:
+    query = sa.select(Site).where(Site.active).order_by(Site.code)
+    if actor is not None and not actor.all_sites:
+        query = query.where(Site.id.in_(actor.site_ids or {-1}))
+    return list(db.session.scalars(query))
+
+
+def _check_user_fields(
+    *,
+    username: str | None,
+    role: Role,
+    sites: list[Site],
+    is_prescriber: bool,
+    all_sites: bool,
+    actor: User | None,
+) -> None:
+    if username is not None and (
+        not (2 <= len(username) <= USERNAME_MAX) or not set(username) <= USERNAME_CHARS
+    ):
+        raise DomainError(
+            "Use 2 to 64 letters, digits, dots, dashes or underscores.", field="username"
+        )
+    if is_prescriber and role != Role.CLINICIAN:
+        raise DomainError("Only clinicians can be prescribers.", field="is_prescriber")
+    if all_sites and role != Role.ADMIN:
+        raise DomainError("Only administrators can work at all sites.", field="all_sites")
+    if all_sites and actor is not None and not actor.all_sites:
+        raise DomainError(
+            "Only an organisation-wide administrator can grant all sites.", field="all_sites"
+        )
+    if not all_sites and not sites:
+        raise DomainError("Choose at least one site.", field="sites")
+    if actor is not None and not actor.all_sites:
+        outside = {s.id for s in sites} - actor.site_ids
+        if outside:
+            raise DomainError("You can only assign your own sites.", field="sites")
+
+
+def create_user(
+    *,
+    actor: User | None,
+    username: str,
+    full_name: str,
+    role: Role,
+    password: str,
+    sites: Iterable[Site] = (),
+    email: str | None = None,
+    is_prescriber: bool = False,
+    all_sites: bool = False,
+    must_change_password: bool = False,
+) -> User:
+    """Add a user. ``actor`` is None for the operator's CLI."""
+    username = normalise_username(username)
+    role = Role(role)
+    sites = list(sites)
+    _check_user_fields(
+        username=username,
+        role=role,
+        sites=sites,
+        is_prescriber=is_prescriber,
+        all_sites=all_sites,
+        actor=actor,
+    )
+    if user_by_username(username) is not None:
+        raise DomainError("That username is taken.", field="username")
+    problems = passwords.password_problems(password, username=username, other_inputs=[full_name])
+    if problems:
+        raise DomainError(" ".join(problems), field="password")
+    user = User(
+        username=username,
+        full_name=full_name.strip(),
+        email=(email or "").strip() or None,
+        role=role,
+        is_prescriber=is_prescriber,
+        all_sites=all_sites,
+        password_hash=passwords.hash_password(password),
+        must_change_password=must_change_password,
+        sites=sites,
+    )
+    db.session.add(user)
+    db.session.flush()
+    return user
+
+
+def _active_admins_other_than(user: User) -> int:
+    return db.session.scalar(
+        sa.select(sa.func.count(User.id)).where(
+            User.role == Role.ADMIN, User.active, User.id != user.id
+        )
+    )
+
+
+def _refuse_losing_last_admin(user: User) -> None:
+    if user.role == Role.ADMIN and user.active and _active_admins_other_than(user) == 0:
+        raise DomainError("The last active administrator cannot be removed.")
+
+
+def update_user(
+    user: User,
+    *,
+    actor: User,
+    full_name: str,
+    email: str | None,
+    role: Role,
+    sites: Iterable[Site],
+    is_prescriber: bool,
+    all_sites: bool,
+) -> list[str]:
+    """Change a user's details, role and sites. A role change ends their sessions.
+
+    An administrator cannot demote themselves, and the last administrator stays one.
+    Returns the names of the fields that changed.
+    """
+    role = Role(role)
+    sites = list(sites)
+    if not actor.all_sites:
+        # Sites the actor cannot see stay as they are.
+        sites = sites + [s for s in user.sites if s.id not in actor.site_ids]
+    _check_user_fields(
+        username=None,
+        role=role,
+        sites=sites,
+        is_prescriber=is_prescriber,
+        all_sites=all_sites,
+        actor=actor if actor.id != user.id else None,
+    )
+    if role != user.role:
+        if user.id == actor.id:
+            raise DomainError("You cannot change your own role.", field="role")
+        if user.role == Role.ADMIN:
+            _refuse_losing_last_admin(user)
+    changed = []
+    new_values = {
+        "full_name": full_name.strip(),
+        "email": (email or "").strip() or None,
+        "role": role,
+        "is_prescriber": is_prescriber,
+        "all_sites": all_sites,
+    }
+    for name, value in new_values.items():
+        if getattr(user, name) != value:
+            setattr(user, name, value)
+            changed.append(name)
+    if {s.id for s in sites} != user.site_ids:
+        user.sites = sites
+        changed.append("sites")
+    if "role" in changed:
+        revoke_all_sessions(user, reason="role_changed")
+    db.session.flush()
+    return changed
+
+
+def deactivate_user(user: User, *, actor: User | None) -> None:
+    """Deactivate (never delete) a user; their sessions end at once. ``actor`` is None
+    for the operator's CLI."""
+    if actor is not None and user.id == actor.id:
+        raise DomainError("You cannot deactivate yourself.")
+    _refuse_losing_last_admin(user)
+    user.active = False
+    revoke_all_sessions(user, reason="deactivated")
+    db.session.flush()
+
+
+def reactivate_user(user: User, *, actor: User) -> None:
+    user.active = True
+    user.failed_logins = 0
+    user.locked_until = None
+    db.session.flush()
+
+
+def reset_password(user: User, *, actor: User) -> str:
+    """Give the user a temporary password, to be changed at their next login."""
+    temporary = passwords.generate_password()
+    user.password_hash = passwords.hash_password(temporary)
+    user.password_changed_at = utcnow()
+    user.must_change_password = True
+    user.failed_logins = 0
+    user.locked_until = None
+    revoke_all_sessions(user, reason="password_reset")
+    db.session.flush()
+    return temporary
+
+
+def unlock_user(user: User, *, actor: User | None) -> None:
+    user.failed_logins = 0
+    user.locked_until = None
+    db.session.flush()
+
+
+def reset_mfa(user: User, *, actor: User) -> None:
+    """For a user who lost their authenticator: they enrol again at the next login."""
+    user.mfa_secret = None
+    user.mfa_enabled_at = None
+    user.mfa_last_timestep = None
+    user.recovery_codes.clear()
+    revoke_all_sessions(user, reason="mfa_reset")
+    db.session.flush()
+
+
+def change_password(user: User, *, current_password: str, new_password: str) -> None:
+    """The user's own change: needs the current password; ends every session of theirs
+    (the caller starts a fresh one for the current browser)."""
+    if not passwords.verify_password(user.password_hash, current_password):
+        raise DomainError("That is not your current password.", field="current_password")
+    if current_password == new_password:
+        raise DomainError("Choose a password you have not just used.", field="new_password")
+    problems = passwords.password_problems(
+        new_password, username=user.username, other_inputs=[user.full_name]
+    )
+    if problems:
+        raise DomainError(" ".join(problems), field="new_password")
+    user.password_hash = passwords.hash_password(new_password)
+    user.password_changed_at = utcnow()
+    user.must_change_password = False
+    revoke_all_sessions(user, reason="password_changed")
+    db.session.flush()
+
+
+# --- login -----------------------------------------------------------------------------
+
+
+@dataclass
+class LoginAttempt:
+    user: User | None  # set only when the password was right and the account may log in
+    known_user: User | None  # the account the name belongs to, for the audit trail
+    locked_now: bool = False
+
+
+def authenticate(username: str, password: str) -> LoginAttempt:
+    """Check a username and password.
+
+    Unknown user, wrong password, locked and deactivated accounts all fail the same way
+    and take the same time (a password hash is always verified). Five consecutive
+    failures lock the account for LOGIN_LOCKOUT_MINUTES.
+    """
+    user = user_by_username(username) if len(username) <= USERNAME_MAX else None
+    if user is None:
+        passwords.spend_verification_time(password[: passwords.MAX_LENGTH])
+        return LoginAttempt(user=None, known_user=None)
+    ok = passwords.verify_password(user.password_hash, password)
+    now = utcnow()
+    if not user.active or user.is_locked(now):
+        return LoginAttempt(user=None, known_user=user)
+    if not ok:
+        return LoginAttempt(user=None, known_user=user, locked_now=record_failure(user))
+    if passwords.needs_rehash(user.password_hash):
+        user.password_hash = passwords.hash_password(password)
+    if not user.mfa_enabled:
+        user.failed_logins = 0
+    db.session.flush()
+    return LoginAttempt(user=user, known_user=user)
+
+
+def record_failure(user: User) -> bool:
+    """Count a failed password or code; True when this failure locks the account."""
+    config = current_app.config
+    user.failed_logins += 1
+    locked = user.failed_logins >= config["LOGIN_LOCKOUT_FAILURES"]
+    if locked:
+        user.locked_until = utcnow() + dt.timedelta(minutes=config["LOGIN_LOCKOUT_MINUTES"])
+        user.failed_logins = 0
+    db.session.flush()
+    return locked
+
+
+def mfa_required_for(user: User) -> bool:
+    roles = {r.strip() for r in current_app.config["MFA_REQUIRED_ROLES"].split(",") if r.strip()}
+    return user.role.value in roles
+
+
+# --- sessions --------------------------------------------------------------------------
+
+
+def start_session(user: User, *, ip: str | None, user_agent: str | None) -> str:
+    """Open a server-side session; returns the token for the cookie (a new one at every
+    login, so a session id planted before login is worthless)."""
+    token = secrets.token_urlsafe(32)
+    now = utcnow()
+    db.session.add(
+        UserSession(
+            user_id=user.id,
+            token_hash=passwords.token_digest(token),
+            created_at=now,
+            last_seen_at=now,
+            ip=(ip or "")[:45] or None,
+            user_agent=(user_agent or "")[:255] or None,
+        )
+    )
+    user.last_login_at = now
+    user.failed_logins = 0
+    db.session.flush()
+    return token
+
+
+@dataclass
+class SessionCheck:
+    session: UserSession | None
+    ended_reason: str | None = None  # "idle_timeout", "absolute_timeout", "revoked", ...
+    changed: bool = False  # rows were written and need a commit
+
+
+def check_session(token: str) -> SessionCheck:
+    """Find the live session for a cookie's token, ending it if it has timed out.
+
+    Idle and absolute timeouts (HIPAA automatic logoff) are enforced here, on the server.
+    ``last_seen_at`` is written at most once a minute, not on every request.
+    """
+    config = current_app.config
+    session = db.session.scalar(
+        sa.select(UserSession).where(UserSession.token_hash == passwords.token_digest(token))
+    )
+    if session is None:
+        return SessionCheck(None, "unknown")
+    if session.revoked_at is not None:
+        return SessionCheck(None, "revoked")
+    now = utcnow()
+    idle = dt.timedelta(minutes=config["SESSION_IDLE_TIMEOUT_MINUTES"])
+    absolute = dt.timedelta(hours=config["SESSION_ABSOLUTE_TIMEOUT_HOURS"])
+    reason = None
+    if not session.user.active:
+        reason = "deactivated"
+    elif now - session.created_at >= absolute:
+        reason = "absolute_timeout"
+    elif now - session.last_seen_at >= idle:
+        reason = "idle_timeout"
+    if reason:
+        revoke_session(session, reason=reason)
+        return SessionCheck(None, reason, changed=True)
+    if (now - session.last_seen_at).total_seconds() >= SESSION_TOUCH_SECONDS:
+        session.last_seen_at = now
+        db.session.flush()
+        return SessionCheck(session, changed=True)
+    return SessionCheck(session)
+
+
+def revoke_session(session: UserSession, *, reason: str) -> None:
+    if session.revoked_at is None:
+        session.revoked_at = utcnow()
+        session.revoked_reason = reason
+        db.session.flush()
+
+
+def revoke_all_sessions(user: User, *, reason: str) -> int:
+    """End every live session of the user; returns how many."""
+    result = db.session.execute(
+        sa.update(UserSession)
+        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+        .values(revoked_at=utcnow(), revoked_reason=reason)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.flush()
+    return result.rowcount
+
+
+def live_sessions(user: User) -> list[UserSession]:
+    return list(
+        db.session.scalars(
+            sa.select(UserSession)
+            .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
+            .order_by(UserSession.created_at.desc())
+        )
+    )
+
+
+# --- MFA -------------------------------------------------------------------------------
+
+
+def new_mfa_secret() -> str:
+    return pyotp.random_base32()
+
+
+def provisioning_uri(user: User, secret: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(
+        name=user.username, issuer_name=current_app.config["MFA_ISSUER"]
+    )
+
+
+def _matching_timestep(secret: str, code: str, now: dt.datetime) -> int | None:
+    """The time step whose code this is (one step of clock drift allowed either way)."""
+    totp = pyotp.TOTP(secret)
+    current = int(now.timestamp()) // TOTP_STEP_SECONDS
+    for step in (current, current - 1, current + 1):
+        if secrets.compare_digest(totp.at(step * TOTP_STEP_SECONDS), code):
+            return step
+    return None
+
+
+def enable_mfa(user: User, *, password: str, secret: str, code: str) -> list[str]:
+    """Turn on TOTP after the user proves the authenticator works; returns ten recovery
+    codes, shown once and kept only as hashes."""
+    if not passwords.verify_password(user.password_hash, password):
+        raise DomainError("That is not your current password.", field="password")
+    step = _matching_timestep(secret, code.strip().replace(" ", ""), utcnow())
+    if step is None:
+        raise DomainError("That code does not match. Check the time on your device.", field="code")
+    user.mfa_secret = secret
+    user.mfa_enabled_at = utcnow()
+    user.mfa_last_timestep = step
+    codes = _replace_recovery_codes(user)
+    revoke_all_sessions(user, reason="mfa_changed")
+    db.session.flush()
+    return codes
+
+
+def _replace_recovery_codes(user: User) -> list[str]:
+    user.recovery_codes.clear()
+    codes = [f"{secrets.token_hex(4)}-{secrets.token_hex(4)}" for _ in range(RECOVERY_CODE_COUNT)]
+    user.recovery_codes.extend(RecoveryCode(code_hash=passwords.token_digest(c)) for c in codes)
+    return codes
+
+
+def disable_mfa(user: User, *, password: str) -> None:
+    if mfa_required_for(user):
+        raise DomainError("Your role requires two-step verification.")
+    if not passwords.verify_password(user.password_hash, password):
+        raise DomainError("That is not your current password.", field="password")
+    user.mfa_secret = None
+    user.mfa_enabled_at = None
+    user.mfa_last_timestep = None
+    user.recovery_codes.clear()
+    revoke_all_sessions(user, reason="mfa_changed")
+    db.session.flush()
+
+
+def verify_second_factor(user: User, code: str) -> bool:
+    """A current TOTP code not used before, or an unused recovery code (used up now).
+    A failure counts towards the lockout like a wrong password."""
+    code = code.strip().replace(" ", "").lower()
+    ok = False
+    if user.mfa_secret and code.isdigit() and len(code) == 6:
+        step = _matching_timestep(user.mfa_secret, code, utcnow())
+        if step is not None and step > (user.mfa_last_timestep or -1):
+            user.mfa_last_timestep = step
+            ok = True
+    elif len(code) == 17:
+        digest = passwords.token_digest(code)
+        for recovery in user.recovery_codes:
+            if recovery.used_at is None and passwords.digests_equal(recovery.code_hash, digest):
+                recovery.used_at = utcnow()
+                ok = True
+                break
+    if ok:
+        user.failed_logins = 0
+        db.session.flush()
+    else:
+        record_failure(user)
+    return ok
+
+
+def unused_recovery_codes(user: User) -> int:
+    return sum(1 for c in user.recovery_codes if c.used_at is None)

@@ -1,0 +1,217 @@
+"""Sign-in, sign-out, second factor and the user's own account pages."""
+
+from __future__ import annotations
+
+import time
+
+import segno
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from flask_login import current_user
+
+from clinic.accounts import services
+from clinic.accounts.auth import complete_login, end_login, safe_next
+from clinic.accounts.forms import (
+    ChangePasswordForm,
+    ConfirmForm,
+    EnableMfaForm,
+    LoginForm,
+    PasswordConfirmForm,
+    SecondFactorForm,
+)
+from clinic.accounts.models import User
+from clinic.errors import DomainError
+from clinic.extensions import db, limiter
+from clinic.security import authenticated, public
+from clinic.web import show_domain_error
+
+bp = Blueprint("accounts", __name__)
+
+LOGIN_FAILED = "Invalid username or password."
+MFA_PENDING_SECONDS = 300
+
+
+def login_rate_limit() -> str:
+    return current_app.config["LOGIN_RATE_LIMIT"]
+
+
+@bp.route("/login", methods=["GET", "POST"])
+@public
+@limiter.limit(login_rate_limit, methods=["POST"])
+def login():
+    if current_user.is_authenticated:
+        return redirect(url_for("main.home"))
+    form = LoginForm()
+    if form.validate_on_submit():
+        attempt = services.authenticate(form.username.data, form.password.data)
+        db.session.commit()  # keep the failure count even when the login fails
+        if attempt.user is not None:
+            next_url = safe_next(request.args.get("next"))
+            if attempt.user.mfa_enabled:
+                session.clear()
+                session["mfa_user_id"] = attempt.user.id
+                session["mfa_started"] = int(time.time())
+                return redirect(url_for("accounts.second_factor", next=next_url))
+            complete_login(attempt.user)
+            db.session.commit()
+            return redirect(next_url or url_for("main.home"))
+        form.form_errors.append(LOGIN_FAILED)
+    form.password.data = ""
+    return render_template("accounts/login.html", form=form)
+
+
+def _pending_mfa_user() -> User | None:
+    user_id = session.get("mfa_user_id")
+    started = session.get("mfa_started", 0)
+    if not user_id or time.time() - started > MFA_PENDING_SECONDS:
+        return None
+    user = db.session.get(User, user_id)
+    if user is None or not user.active or user.is_locked() or not user.mfa_enabled:
+        return None
+    return user
+
+
+@bp.route("/login/verify", methods=["GET", "POST"])
+@public
+@limiter.limit(login_rate_limit, methods=["POST"])
+def second_factor():
+    user = _pending_mfa_user()
+    if user is None:
+        session.clear()
+        flash("Sign in again.", "warning")
+        return redirect(url_for("accounts.login"))
+    form = SecondFactorForm()
+    if form.validate_on_submit():
+        ok = services.verify_second_factor(user, form.code.data)
+        if ok:
+            complete_login(user)
+            db.session.commit()
+            return redirect(safe_next(request.args.get("next")) or url_for("main.home"))
+        db.session.commit()  # the failure counts towards the lockout
+        if user.is_locked():
+            session.clear()
+            flash(LOGIN_FAILED, "error")
+            return redirect(url_for("accounts.login"))
+        form.code.errors = ["That code is not valid (a code works only once)."]
+    form.code.data = ""
+    return render_template("accounts/second_factor.html", form=form)
+
+
+@bp.post("/logout")
+@authenticated
+def logout():
+    user_session_id = g.get("user_session_id")
+    if user_session_id is not None:
+        from clinic.accounts.models import UserSession
+
+        services.revoke_session(db.session.get(UserSession, user_session_id), reason="logout")
+        db.session.commit()
+    end_login()
+    flash("You have signed out.", "info")
+    return redirect(url_for("accounts.login"))
+
+
+@bp.get("/account")
+@authenticated
+def account():
+    return render_template(
+        "accounts/account.html",
+        sessions=services.live_sessions(current_user),
+        current_session_id=g.get("user_session_id"),
+        unused_codes=services.unused_recovery_codes(current_user),
+        mfa_required=services.mfa_required_for(current_user),
+        end_form=ConfirmForm(),
+        disable_form=PasswordConfirmForm(),
+    )
+
+
+@bp.post("/account/sessions/end-others")
+@authenticated
+def end_other_sessions():
+    form = ConfirmForm()
+    if form.validate_on_submit():
+        ended = services.revoke_all_sessions(current_user, reason="ended_by_user")
+        complete_login(current_user)
+        db.session.commit()
+        flash(f"Ended {max(ended - 1, 0)} other session(s).", "success")
+    return redirect(url_for("accounts.account"))
+
+
+@bp.route("/account/password", methods=["GET", "POST"])
+@authenticated
+def change_password():
+    form = ChangePasswordForm()
+    if form.validate_on_submit():
+        try:
+            services.change_password(
+                current_user,
+                current_password=form.current_password.data,
+                new_password=form.new_password.data,
+            )
+        except DomainError as error:
+            show_domain_error(form, error)
+        else:
+            complete_login(current_user)  # every old session ended; keep this browser in
+            db.session.commit()
+            flash("Your password was changed. Other sessions were signed out.", "success")
+            return redirect(url_for("accounts.account"))
+    for field in (form.current_password, form.new_password, form.confirm_password):
+        field.data = ""
+    return render_template("accounts/change_password.html", form=form)
+
+
+@bp.route("/account/mfa", methods=["GET", "POST"])
+@authenticated
+def mfa_setup():
+    form = EnableMfaForm()
+    secret = session.get("mfa_setup_secret")
+    if request.method == "GET" or not secret:
+        secret = services.new_mfa_secret()
+        session["mfa_setup_secret"] = secret
+    elif form.validate_on_submit():
+        try:
+            codes = services.enable_mfa(
+                current_user, password=form.password.data, secret=secret, code=form.code.data
+            )
+        except DomainError as error:
+            show_domain_error(form, error)
+        else:
+            complete_login(current_user)
+            db.session.commit()
+            flash("Two-step verification is on.", "success")
+            return render_template("accounts/recovery_codes.html", codes=codes)
+    uri = services.provisioning_uri(current_user, secret)
+    qr_svg = segno.make(uri, error="m").svg_inline(
+        scale=4, title="QR code for your authenticator app"
+    )
+    form.password.data = ""
+    form.code.data = ""
+    return render_template("accounts/mfa_setup.html", form=form, secret=secret, qr_svg=qr_svg)
+
+
+@bp.post("/account/mfa/disable")
+@authenticated
+def mfa_disable():
+    form = PasswordConfirmForm()
+    if form.validate_on_submit():
+        try:
+            services.disable_mfa(current_user, password=form.password.data)
+        except DomainError as error:
+            db.session.rollback()
+            flash(error.message, "error")
+        else:
+            complete_login(current_user)
+            db.session.commit()
+            flash("Two-step verification is off.", "success")
+    else:
+        flash("Enter your password to turn off two-step verification.", "error")
+    return redirect(url_for("accounts.account"))

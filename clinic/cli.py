@@ -1,0 +1,57 @@
+"""Operator commands: ``flask seed-demo`` and the command groups of each domain."""
+
+from __future__ import annotations
+
+import click
+from flask import Flask
+
+from clinic.accounts.passwords import generate_password
+from clinic.accounts.services import create_user
+from clinic.extensions import db
+from clinic.security import Role
+from clinic.sites.models import Site
+from clinic.sites.services import create_site
+
+DEMO_SITE = {"code": "MAIN", "name": "Riverside Treatment Center", "timezone": "America/New_York"}
+
+DEMO_USERS = [
+    ("admin", "Alex Admin", Role.ADMIN, False),
+    ("prescriber", "Dr. Priya Shah", Role.CLINICIAN, True),
+    ("nurse", "Maria Lopez", Role.CLINICIAN, False),
+    ("counselor", "Dan Miller", Role.CLINICIAN, False),
+    ("staff", "Sam Front-Desk", Role.STAFF, False),
+]
+
+
+@click.command("seed-demo")
+def seed_demo() -> None:
+    """Load demo data into an empty database (once; later runs change nothing).
+
+    Creates a site and one user per role and prints their passwords once.
+    """
+    if db.session.scalar(db.select(Site).limit(1)) is not None:
+        click.echo("Demo data is already loaded; nothing changed.")
+        return
+    site = create_site(**DEMO_SITE)
+    click.echo(f"Created demo site {site.code} ({site.name}).")
+    click.echo("Demo users (passwords are shown this once; write them down):")
+    for username, full_name, role, prescriber in DEMO_USERS:
+        password = generate_password()
+        create_user(
+            actor=None,
+            username=username,
+            full_name=full_name,
+            role=role,
+            sites=[site],
+            is_prescriber=prescriber,
+            password=password,
+        )
+        click.echo(f"  {username:<12} {role.label:<14} {password}")
+    db.session.commit()
+
+
+def register(app: Flask) -> None:
+    from clinic.accounts.cli import users_cli
+
+    app.cli.add_command(seed_demo)
+    app.cli.add_command(users_cli)

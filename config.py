@@ -1,0 +1,130 @@
+"""Configuration for clinic, chosen by ``CLINIC_ENV`` (development, testing, production).
+
+Every setting below can be overridden by an environment variable of the same name;
+``DATABASE_URL`` sets ``SQLALCHEMY_DATABASE_URI``. See the configuration table in the README.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent
+INSTANCE_DIR = Path(os.environ.get("CLINIC_INSTANCE_PATH", BASE_DIR / "instance"))
+
+
+class Config:
+    ENV_NAME = "base"
+    DEBUG = False
+    TESTING = False
+    SECRET_KEY: str | None = None
+    SQLALCHEMY_DATABASE_URI = f"sqlite:///{INSTANCE_DIR / 'clinic.db'}"
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # Sessions and cookies (HIPAA 164.312(a)(2)(iii) automatic logoff).
+    SESSION_COOKIE_NAME = "clinic_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+    SESSION_COOKIE_SECURE = False
+    SESSION_IDLE_TIMEOUT_MINUTES = 15
+    SESSION_ABSOLUTE_TIMEOUT_HOURS = 12
+    # Rate limits: in-memory by default; set a Redis URL when several app servers run.
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_ENABLED = True
+    LOGIN_RATE_LIMIT = "20 per minute"
+    # Accounts
+    LOGIN_LOCKOUT_FAILURES = 5
+    LOGIN_LOCKOUT_MINUTES = 15
+    MFA_REQUIRED_ROLES = ""
+    MFA_ISSUER = "clinic"
+    PASSWORD_HASH_PROFILE = "default"  # noqa: S105 (a profile name)
+    # Number of proxies in front of the app whose X-Forwarded-For is trusted (0: none).
+    PROXY_FIX_X_FOR = 0
+    # Forms
+    WTF_CSRF_TIME_LIMIT = 3600
+    # Security headers
+    HSTS_ENABLED = False
+    # Static files: Bootstrap from the Bootstrap-Flask package, never a CDN.
+    BOOTSTRAP_SERVE_LOCAL = True
+    LOG_LEVEL = "INFO"
+
+
+class DevelopmentConfig(Config):
+    ENV_NAME = "development"
+
+
+class TestingConfig(Config):
+    ENV_NAME = "testing"
+    TESTING = True
+    SECRET_KEY = secrets.token_hex(32)
+    RATELIMIT_ENABLED = False
+    PASSWORD_HASH_PROFILE = "owasp-minimum"  # noqa: S105
+    LOG_LEVEL = "WARNING"
+
+
+class ProductionConfig(Config):
+    ENV_NAME = "production"
+    SESSION_COOKIE_NAME = "__Host-clinic_session"
+    SESSION_COOKIE_SECURE = True
+    HSTS_ENABLED = True
+    MFA_REQUIRED_ROLES = "admin"
+    PREFERRED_URL_SCHEME = "https"
+
+
+CONFIGS: dict[str, type[Config]] = {
+    c.ENV_NAME: c for c in (DevelopmentConfig, TestingConfig, ProductionConfig)
+}
+
+
+def _coerce(raw: str, default: object) -> object:
+    if isinstance(default, bool):
+        if raw.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if raw.lower() in {"0", "false", "no", "off", ""}:
+            return False
+        raise ValueError(f"not a boolean: {raw!r}")
+    if isinstance(default, int):
+        return int(raw)
+    return raw
+
+
+def normalise_database_url(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL URLs given without a driver."""
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
+
+
+def load_config(env_name: str | None = None, environ: dict | None = None) -> dict:
+    """The settings of ``env_name`` (default ``$CLINIC_ENV``, else development),
+    each overridden by an environment variable of the same name."""
+    environ = os.environ if environ is None else environ
+    env_name = env_name or environ.get("CLINIC_ENV", "development")
+    try:
+        cls = CONFIGS[env_name]
+    except KeyError:
+        raise RuntimeError(
+            f"CLINIC_ENV must be one of {', '.join(CONFIGS)}, not {env_name!r}"
+        ) from None
+    settings = {k: getattr(cls, k) for k in dir(cls) if k.isupper()}
+    for key, default in list(settings.items()):
+        if key in environ and key != "ENV_NAME":
+            settings[key] = _coerce(environ[key], default)
+    if "DATABASE_URL" in environ:
+        settings["SQLALCHEMY_DATABASE_URI"] = environ["DATABASE_URL"]
+    settings["SQLALCHEMY_DATABASE_URI"] = normalise_database_url(
+        settings["SQLALCHEMY_DATABASE_URI"]
+    )
+    return settings
+
+
+def development_secret_key() -> str:
+    """Generated once and kept under instance/, so sessions survive restarts."""
+    path = INSTANCE_DIR / "secret_key"
+    if not path.exists():
+        INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_hex(32))
+    return path.read_text().strip()

@@ -1,0 +1,216 @@
+"""Fixtures: an app on a clean, migrated database per test (SQLite, or PostgreSQL when
+``TEST_DATABASE_URL`` names one), clients, and factories.
+
+The schema is built once per test session by running the real migrations; each test then
+gets a copy of it (SQLite) or empty tables (PostgreSQL, in a database of its own).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from flask.testing import FlaskClient
+
+from clinic import create_app
+from clinic.extensions import db
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
+ON_POSTGRES = TEST_DATABASE_URL.startswith(("postgres://", "postgresql"))
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def _pg_url(database: str) -> sa.URL:
+    from config import normalise_database_url
+
+    return sa.make_url(normalise_database_url(TEST_DATABASE_URL)).set(database=database)
+
+
+def make_app(database_uri: str, **overrides):
+    settings = {"CLINIC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": database_uri}
+    settings.update(overrides)
+    return create_app(settings)
+
+
+def migrate_to_head(database_uri: str) -> None:
+    from flask_migrate import upgrade
+
+    app = make_app(database_uri)
+    with app.app_context():
+        upgrade()
+        db.engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def database_template(tmp_path_factory, worker_id):
+    """A migrated, empty database for this test session (and xdist worker)."""
+    if ON_POSTGRES:
+        name = f"clinic_test_{worker_id}_{uuid.uuid4().hex[:8]}"
+        admin = sa.create_engine(_pg_url("postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        url = _pg_url(name).render_as_string(hide_password=False)
+        migrate_to_head(url)
+        yield url
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+    else:
+        path = tmp_path_factory.mktemp("template") / "template.db"
+        migrate_to_head(f"sqlite:///{path}")
+        yield path
+
+
+@pytest.fixture
+def database_uri(database_template, tmp_path) -> str:
+    if ON_POSTGRES:
+        return database_template
+    path = Path(tmp_path) / "clinic.db"
+    shutil.copyfile(database_template, path)
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture
+def app_overrides() -> dict:
+    """Override in a test module to change settings of the app under test."""
+    return {}
+
+
+@pytest.fixture
+def app(database_uri, app_overrides):
+    app = make_app(database_uri, **app_overrides)
+    app.test_client_class = Client
+    yield app
+    with app.app_context():
+        db.session.remove()
+        if ON_POSTGRES:
+            tables = [t.name for t in db.metadata.sorted_tables if t.name != "alembic_version"]
+            with db.engine.begin() as conn:
+                conn.execute(sa.text("SET session_replication_role = replica"))
+                conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        db.engine.dispose()
+
+
+class Client(FlaskClient):
+    """A test client that submits forms the way a browser does: with their CSRF token."""
+
+    def csrf_token(self, page_url: str = "/login") -> str:
+        html = self.get(page_url).get_data(as_text=True)
+        match = CSRF_RE.search(html)
+        assert match, f"no CSRF token on {page_url}"
+        return match.group(1)
+
+    def submit(self, url: str, data: dict | None = None, *, form_url: str | None = None, **kwargs):
+        """GET the page holding the form (``form_url``, default ``url``), then POST it."""
+        data = dict(data or {})
+        data.setdefault("csrf_token", self.csrf_token(form_url or url))
+        return self.post(url, data=data, **kwargs)
+
+
+@pytest.fixture
+def client(app) -> Client:
+    return app.test_client()
+
+
+@pytest.fixture
+def app_ctx(app):
+    with app.app_context():
+        yield
+
+
+# --- factories -------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple 42"
+
+
+@pytest.fixture
+def site(app):
+    """The default site every factory user works at."""
+    from clinic.sites.services import create_site
+
+    with app.app_context():
+        created = create_site(code="MAIN", name="Main Street Clinic", timezone="America/Chicago")
+        db.session.commit()
+        return created.id
+
+
+@pytest.fixture
+def make_site(app):
+    from clinic.sites.services import create_site
+
+    def make(code: str, name: str | None = None, timezone: str = "America/Chicago") -> int:
+        with app.app_context():
+            created = create_site(code=code, name=name or f"Site {code}", timezone=timezone)
+            db.session.commit()
+            return created.id
+
+    return make
+
+
+@pytest.fixture
+def make_user(app, site):
+    """Create a user; returns its id. Password: ``PASSWORD`` unless given."""
+    from clinic.accounts.services import create_user
+    from clinic.sites.models import Site
+
+    def make(
+        role: str = "staff",
+        username: str | None = None,
+        *,
+        password: str = PASSWORD,
+        site_ids: list[int] | None = None,
+        **kwargs,
+    ) -> int:
+        with app.app_context():
+            sites = [
+                db.session.get(Site, i) for i in (site_ids if site_ids is not None else [site])
+            ]
+            user = create_user(
+                actor=None,
+                username=username or f"{role}-{uuid.uuid4().hex[:6]}",
+                full_name=kwargs.pop("full_name", f"Test {role.title()}"),
+                role=role,
+                password=password,
+                sites=sites,
+                **kwargs,
+            )
+            db.session.commit()
+            return user.id
+
+    return make
+
+
+def login(client: Client, username: str, password: str = PASSWORD, **kwargs):
+    """Sign in through the real login form; returns the response."""
+    return client.submit("/login", {"username": username, "password": password}, **kwargs)
+
+
+@pytest.fixture
+def username_of(app):
+    from clinic.accounts.models import User
+
+    def get(user_id: int) -> str:
+        with app.app_context():
+            return db.session.get(User, user_id).username
+
+    return get
+
+
+@pytest.fixture
+def client_as(app, make_user, username_of):
+    """A new client signed in as a new user of ``role``: ``client_as("clinician")``."""
+
+    def make(role: str, **kwargs) -> Client:
+        user_id = make_user(role, **kwargs)
+        new_client = app.test_client()
+        response = login(new_client, username_of(user_id))
+        assert response.status_code == 302, response.get_data(as_text=True)
+        new_client.user_id = user_id
+        return new_client
+
+    return make
