@@ -43,6 +43,20 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
+        """A form page (GET and POST) is shown again with the user's input and a message on
+        the form, which fails its own CSRF check; nothing is saved. Other POSTs get a 400."""
+        from clinic.security import login_gate
+
+        rule = request.url_rule
+        view = app.view_functions.get(request.endpoint or "")
+        if rule is not None and view is not None and {"GET", "POST"} <= (rule.methods or set()):
+            try:
+                refused = login_gate()  # the gate had not run yet: CSRF is checked first
+                if refused is not None:
+                    return refused
+                return view(**(request.view_args or {})), 400
+            except HTTPException as refusal:
+                return _render(refusal.code or 400)
         return _render(
             400,
             "Your form expired or was sent without its security token. "

@@ -22,7 +22,7 @@ from clinic.extensions import db
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 ON_POSTGRES = TEST_DATABASE_URL.startswith(("postgres://", "postgresql"))
-CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+CSRF_RE = re.compile(r'name="csrf_token"[^>]*? value="([^"]+)"')
 
 
 def _pg_url(database: str) -> sa.URL:
@@ -100,7 +100,7 @@ class Client(FlaskClient):
     """A test client that submits forms the way a browser does: with their CSRF token."""
 
     def csrf_token(self, page_url: str = "/login") -> str:
-        html = self.get(page_url).get_data(as_text=True)
+        html = self.get(page_url, follow_redirects=True).get_data(as_text=True)
         match = CSRF_RE.search(html)
         assert match, f"no CSRF token on {page_url}"
         return match.group(1)
@@ -185,9 +185,11 @@ def make_user(app, site):
     return make
 
 
-def login(client: Client, username: str, password: str = PASSWORD, **kwargs):
+def login(
+    client: Client, username: str, password: str = PASSWORD, *, url: str = "/login", **kwargs
+):
     """Sign in through the real login form; returns the response."""
-    return client.submit("/login", {"username": username, "password": password}, **kwargs)
+    return client.submit(url, {"username": username, "password": password}, **kwargs)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
+from wtforms import SelectChoice
 
 from clinic.accounts import services
 from clinic.accounts.forms import ConfirmForm, NewUserForm, UserForm
@@ -39,7 +40,7 @@ def _user_or_404(user_id: int) -> User:
 
 def _site_choices(form: UserForm, user: User | None = None) -> None:
     sites = services.assignable_sites(current_user)
-    form.sites.choices = [(s.id, f"{s.code} — {s.name}") for s in sites]
+    form.sites.choices = [SelectChoice(s.id, f"{s.code} — {s.name}") for s in sites]
 
 
 def _chosen_sites(form: UserForm) -> list[Site]:

@@ -84,9 +84,12 @@ def _pending_mfa_user() -> User | None:
 @public
 @limiter.limit(login_rate_limit, methods=["POST"])
 def second_factor():
+    if current_user.is_authenticated:
+        return redirect(url_for("main.home"))
     user = _pending_mfa_user()
     if user is None:
-        session.clear()
+        session.pop("mfa_user_id", None)
+        session.pop("mfa_started", None)
         flash("Sign in again.", "warning")
         return redirect(url_for("accounts.login"))
     form = SecondFactorForm()

@@ -1,0 +1,142 @@
+"""Deny by default: every endpoint declares who may use it, and the declared table of
+who gets what (the authorization matrix) is what the app does.
+
+Every feature adds its rows to MATRIX; an endpoint without a row fails the test.
+"""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from clinic.security import endpoint_access
+from tests.conftest import login
+
+OK, DENY, LOGIN = "allowed", "403", "login"
+ROLES = ("anonymous", "staff", "clinician", "admin")
+
+
+def row(anonymous=LOGIN, staff=OK, clinician=OK, admin=OK) -> dict[str, str]:
+    return {"anonymous": anonymous, "staff": staff, "clinician": clinician, "admin": admin}
+
+
+PUBLIC = row(anonymous=OK)
+ANY_USER = row()
+ADMIN_ONLY = row(staff=DENY, clinician=DENY)
+
+# (endpoint, method) -> expected outcome per role
+MATRIX: dict[tuple[str, str], dict[str, str]] = {
+    ("static", "GET"): PUBLIC,
+    ("bootstrap.static", "GET"): PUBLIC,
+    ("main.healthz", "GET"): PUBLIC,
+    ("main.home", "GET"): ANY_USER,
+    ("accounts.login", "GET"): PUBLIC,
+    ("accounts.login", "POST"): PUBLIC,
+    ("accounts.second_factor", "GET"): PUBLIC,
+    ("accounts.second_factor", "POST"): PUBLIC,
+    ("accounts.logout", "POST"): ANY_USER,
+    ("accounts.account", "GET"): ANY_USER,
+    ("accounts.change_password", "GET"): ANY_USER,
+    ("accounts.change_password", "POST"): ANY_USER,
+    ("accounts.end_other_sessions", "POST"): ANY_USER,
+    ("accounts.mfa_setup", "GET"): ANY_USER,
+    ("accounts.mfa_setup", "POST"): ANY_USER,
+    ("accounts.mfa_disable", "POST"): ANY_USER,
+    ("users.index", "GET"): ADMIN_ONLY,
+    ("users.create", "GET"): ADMIN_ONLY,
+    ("users.create", "POST"): ADMIN_ONLY,
+    ("users.detail", "GET"): ADMIN_ONLY,
+    ("users.edit", "GET"): ADMIN_ONLY,
+    ("users.edit", "POST"): ADMIN_ONLY,
+    ("users.act", "GET"): ADMIN_ONLY,
+    ("users.act", "POST"): ADMIN_ONLY,
+}
+
+# Values for the URL rules' variables.
+URL_VALUES = {"filename": "clinic.css", "action": "unlock"}
+
+
+def _routes(app: Flask) -> list[tuple[str, str, object]]:
+    routes = []
+    for rule in app.url_map.iter_rules():
+        for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
+            routes.append((rule.endpoint, method, rule))
+    return routes
+
+
+def test_every_endpoint_declares_who_may_use_it(app):
+    undeclared = [e for e, _m, _r in _routes(app) if endpoint_access(app, e) is None]
+    assert undeclared == []
+
+
+def test_endpoint_without_declaration_is_refused(app, client_as):
+    @app.get("/forgotten")
+    def forgotten():
+        return "should never be served"
+
+    admin = client_as("admin")
+    response = admin.get("/forgotten")
+    assert response.status_code == 403
+    assert "should never be served" not in response.get_data(as_text=True)
+
+
+def test_every_endpoint_is_in_the_authorization_matrix(app):
+    routes = {(e, m) for e, m, _r in _routes(app)}
+    assert sorted(routes - set(MATRIX)) == [], "add these to MATRIX"
+    assert sorted(set(MATRIX) - routes) == [], "MATRIX names routes that do not exist"
+
+
+def _outcome(response) -> str:
+    location = response.headers.get("Location", "")
+    if response.status_code == 401 or (
+        response.status_code == 302 and location.startswith("/login?next=")
+    ):
+        return LOGIN
+    if response.status_code == 403:
+        return DENY
+    return OK
+
+
+@pytest.fixture
+def target_user(make_user) -> int:
+    return make_user("staff", username="target-user")
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_authorization_matrix(app, role, client_as, target_user):
+    from clinic.extensions import db  # noqa: F401  (app context below)
+
+    mismatches = []
+    for endpoint, method, rule in _routes(app):
+        client = app.test_client() if role == "anonymous" else client_as(role)
+        token = client.csrf_token("/login")
+        values = {k: (target_user if k == "user_id" else URL_VALUES[k]) for k in rule.arguments}
+        with app.test_request_context():
+            from flask import url_for
+
+            url = url_for(endpoint, **values)
+        if method == "GET":
+            response = client.get(url)
+        else:
+            response = client.open(url, method=method, data={"csrf_token": token})
+        got = _outcome(response)
+        response.close()
+        expected = MATRIX[(endpoint, method)][role]
+        if got != expected:
+            mismatches.append(
+                f"{method} {url}: expected {expected}, got {got} ({response.status_code})"
+            )
+    assert mismatches == []
+
+
+def test_anonymous_is_sent_to_login_with_the_page_to_return_to(client):
+    response = client.get("/admin/users/")
+    assert response.status_code == 302
+    assert response.headers["Location"] == "/login?next=/admin/users/"
+
+
+def test_signed_in_user_returns_to_requested_page(client, make_user, username_of):
+    name = username_of(make_user("admin"))
+    # The form posts to the page it was shown on, which carries ?next=.
+    response = login(client, name, url="/login?next=/admin/users/")
+    assert response.headers["Location"] == "/admin/users/"
