@@ -33,6 +33,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from clinic.accounts import admin_views as user_admin_views
     from clinic.accounts import auth
     from clinic.accounts import views as account_views
+    from clinic.audit import services as audit_services
+    from clinic.audit import views as audit_views
     from clinic.main import views as main_views
 
     register_extensions(app)
@@ -40,10 +42,12 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     security.register(app)
     auth.register(app)
     errors.register(app)
+    audit_services.register(app)
     cli.register(app)
     app.register_blueprint(main_views.bp)
     app.register_blueprint(account_views.bp)
     app.register_blueprint(user_admin_views.bp)
+    app.register_blueprint(audit_views.bp)
     return app
 
 

@@ -52,6 +52,8 @@ def seed_demo() -> None:
 
 def register(app: Flask) -> None:
     from clinic.accounts.cli import users_cli
+    from clinic.audit.cli import audit_cli
 
     app.cli.add_command(seed_demo)
+    app.cli.add_command(audit_cli)
     app.cli.add_command(users_cli)

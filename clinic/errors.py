@@ -32,6 +32,25 @@ def _render(code: int, description: str | None = None):
     )
 
 
+def record_denied(
+    entity_type: str | None = None, entity_id: int | None = None, patient_id: int | None = None
+) -> None:
+    """Record a refused request in the audit trail (committed after the response)."""
+    from flask_login import current_user
+
+    from clinic.audit import AuditAction, AuditOutcome, record
+
+    record(
+        AuditAction.ACCESS_DENIED,
+        actor=current_user,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        patient_id=patient_id,
+        outcome=AuditOutcome.DENIED,
+        details={"endpoint": request.endpoint, "method": request.method},
+    )
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -39,6 +58,8 @@ def register(app: Flask) -> None:
             return exc
         if request.path.startswith("/healthz"):
             return exc
+        if exc.code == 403:
+            record_denied()
         return _render(exc.code)
 
     @app.errorhandler(CSRFError)

@@ -30,11 +30,12 @@ class Role(StrEnum):
 
 class Permission(StrEnum):
     USERS_MANAGE = "users.manage"
+    AUDIT_READ = "audit.read"
 
 
 # What each role may do (DOMAIN.md, "Who uses it"). Later features add their rows.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.ADMIN: frozenset({Permission.USERS_MANAGE}),
+    Role.ADMIN: frozenset({Permission.USERS_MANAGE, Permission.AUDIT_READ}),
     Role.CLINICIAN: frozenset(),
     Role.STAFF: frozenset(),
 }

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from flask.testing import FlaskClient
 
 from clinic import create_app
+from clinic.audit.models import GENESIS_HASH
 from clinic.extensions import db
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
@@ -93,6 +94,12 @@ def app(database_uri, app_overrides):
             with db.engine.begin() as conn:
                 conn.execute(sa.text("SET session_replication_role = replica"))
                 conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+                conn.execute(
+                    sa.text(
+                        "INSERT INTO audit_chain_head (id, last_seq, last_hash) "
+                        f"VALUES (1, 0, '{GENESIS_HASH}')"
+                    )
+                )
         db.engine.dispose()
 
 

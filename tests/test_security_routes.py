@@ -50,6 +50,8 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("users.edit", "POST"): ADMIN_ONLY,
     ("users.act", "GET"): ADMIN_ONLY,
     ("users.act", "POST"): ADMIN_ONLY,
+    ("audit.index", "GET"): ADMIN_ONLY,
+    ("audit.export", "GET"): ADMIN_ONLY,
 }
 
 # Values for the URL rules' variables.

@@ -10,7 +10,7 @@ from wtforms import SelectChoice
 from clinic.accounts import services
 from clinic.accounts.forms import ConfirmForm, NewUserForm, UserForm
 from clinic.accounts.models import User
-from clinic.errors import DomainError
+from clinic.errors import DomainError, record_denied
 from clinic.extensions import db
 from clinic.pagination import SortSpec, paginate_sorted
 from clinic.security import Permission, require_permission
@@ -34,6 +34,7 @@ def _user_or_404(user_id: int) -> User:
     """Load then authorise: a user outside the administrator's sites is 'not found'."""
     user = services.get_visible_user(current_user, user_id)
     if user is None:
+        record_denied("user", user_id)
         abort(404)
     return user
 
@@ -61,9 +62,12 @@ def index():
         query = query.where(~User.active)
     search = request.args.get("q", "").strip()
     if search:
-        like = f"{search.lower()}%"
+        prefix = search.lower()
         query = query.where(
-            sa.or_(User.username.like(like), sa.func.lower(User.full_name).like(like))
+            sa.or_(
+                User.username.startswith(prefix, autoescape=True),
+                sa.func.lower(User.full_name).startswith(prefix, autoescape=True),
+            )
         )
     page = paginate_sorted(query, USER_SORTS, tiebreak=User.id)
     return render_template("accounts/admin/index.html", page=page, show=show, q=search)
@@ -188,7 +192,7 @@ def act(user_id: int, action: str):
             elif action == "unlock":
                 services.unlock_user(user, actor=current_user)
             elif action == "end-sessions":
-                services.revoke_all_sessions(user, reason="ended_by_admin")
+                services.end_sessions(user, actor=current_user)
             elif action == "reset-mfa":
                 services.reset_mfa(user, actor=current_user)
         except DomainError as error:

@@ -18,6 +18,7 @@ from flask import current_app
 
 from clinic.accounts import passwords
 from clinic.accounts.models import USERNAME_MAX, RecoveryCode, User, UserSession
+from clinic.audit import AuditAction, AuditOutcome, record
 from clinic.db import utcnow
 from clinic.errors import DomainError
 from clinic.extensions import db
@@ -71,7 +72,9 @@ def _check_user_fields(
     is_prescriber: bool,
     all_sites: bool,
     actor: User | None,
+    kept_sites: list[Site] | None = None,
 ) -> None:
+    """``kept_sites``: sites the user keeps that the actor cannot see (nor change)."""
     if username is not None and (
         not (2 <= len(username) <= USERNAME_MAX) or not set(username) <= USERNAME_CHARS
     ):
@@ -86,7 +89,7 @@ def _check_user_fields(
         raise DomainError(
             "Only an organisation-wide administrator can grant all sites.", field="all_sites"
         )
-    if not all_sites and not sites:
+    if not all_sites and not sites and not kept_sites:
         raise DomainError("Choose at least one site.", field="sites")
     if actor is not None and not actor.all_sites:
         outside = {s.id for s in sites} - actor.site_ids
@@ -137,6 +140,13 @@ def create_user(
     )
     db.session.add(user)
     db.session.flush()
+    record(
+        AuditAction.CREATE,
+        actor=actor,
+        entity_type="user",
+        entity_id=user.id,
+        details={"role": role.value, "via": "web" if actor else "cli"},
+    )
     return user
 
 
@@ -171,17 +181,18 @@ def update_user(
     """
     role = Role(role)
     sites = list(sites)
-    if not actor.all_sites:
-        # Sites the actor cannot see stay as they are.
-        sites = sites + [s for s in user.sites if s.id not in actor.site_ids]
+    # Sites the actor cannot see stay as they are (a site administrator edits only theirs).
+    kept = [] if actor.all_sites else [s for s in user.sites if s.id not in actor.site_ids]
     _check_user_fields(
         username=None,
         role=role,
         sites=sites,
         is_prescriber=is_prescriber,
         all_sites=all_sites,
-        actor=actor if actor.id != user.id else None,
+        actor=actor,
+        kept_sites=kept,
     )
+    sites = sites + kept
     if role != user.role:
         if user.id == actor.id:
             raise DomainError("You cannot change your own role.", field="role")
@@ -205,6 +216,14 @@ def update_user(
     if "role" in changed:
         revoke_all_sessions(user, reason="role_changed")
     db.session.flush()
+    if changed:
+        record(
+            AuditAction.UPDATE,
+            actor=actor,
+            entity_type="user",
+            entity_id=user.id,
+            details={"fields": changed},
+        )
     return changed
 
 
@@ -217,6 +236,13 @@ def deactivate_user(user: User, *, actor: User | None) -> None:
     user.active = False
     revoke_all_sessions(user, reason="deactivated")
     db.session.flush()
+    record(
+        AuditAction.DEACTIVATE,
+        actor=actor,
+        entity_type="user",
+        entity_id=user.id,
+        details={"via": "web" if actor else "cli"},
+    )
 
 
 def reactivate_user(user: User, *, actor: User) -> None:
@@ -224,6 +250,7 @@ def reactivate_user(user: User, *, actor: User) -> None:
     user.failed_logins = 0
     user.locked_until = None
     db.session.flush()
+    record(AuditAction.REACTIVATE, actor=actor, entity_type="user", entity_id=user.id)
 
 
 def reset_password(user: User, *, actor: User) -> str:
@@ -236,6 +263,13 @@ def reset_password(user: User, *, actor: User) -> str:
     user.locked_until = None
     revoke_all_sessions(user, reason="password_reset")
     db.session.flush()
+    record(
+        AuditAction.PASSWORD_CHANGE,
+        actor=actor,
+        entity_type="user",
+        entity_id=user.id,
+        details={"reset_by_administrator": True},
+    )
     return temporary
 
 
@@ -243,6 +277,13 @@ def unlock_user(user: User, *, actor: User | None) -> None:
     user.failed_logins = 0
     user.locked_until = None
     db.session.flush()
+    record(
+        AuditAction.UNLOCK,
+        actor=actor,
+        entity_type="user",
+        entity_id=user.id,
+        details={"via": "web" if actor else "cli"},
+    )
 
 
 def reset_mfa(user: User, *, actor: User) -> None:
@@ -253,6 +294,13 @@ def reset_mfa(user: User, *, actor: User) -> None:
     user.recovery_codes.clear()
     revoke_all_sessions(user, reason="mfa_reset")
     db.session.flush()
+    record(
+        AuditAction.MFA_CHANGE,
+        actor=actor,
+        entity_type="user",
+        entity_id=user.id,
+        details={"change": "reset_by_administrator"},
+    )
 
 
 def change_password(user: User, *, current_password: str, new_password: str) -> None:
@@ -272,6 +320,7 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
     user.must_change_password = False
     revoke_all_sessions(user, reason="password_changed")
     db.session.flush()
+    record(AuditAction.PASSWORD_CHANGE, actor=user, entity_type="user", entity_id=user.id)
 
 
 # --- login -----------------------------------------------------------------------------
@@ -294,12 +343,16 @@ def authenticate(username: str, password: str) -> LoginAttempt:
     user = user_by_username(username) if len(username) <= USERNAME_MAX else None
     if user is None:
         passwords.spend_verification_time(password[: passwords.MAX_LENGTH])
+        # The name typed is not kept: it may be a mistyped password.
+        _record_failed_login(None, "unknown_user")
         return LoginAttempt(user=None, known_user=None)
     ok = passwords.verify_password(user.password_hash, password)
     now = utcnow()
     if not user.active or user.is_locked(now):
+        _record_failed_login(user, "deactivated" if not user.active else "locked")
         return LoginAttempt(user=None, known_user=user)
     if not ok:
+        _record_failed_login(user, "wrong_password")
         return LoginAttempt(user=None, known_user=user, locked_now=record_failure(user))
     if passwords.needs_rehash(user.password_hash):
         user.password_hash = passwords.hash_password(password)
@@ -307,6 +360,17 @@ def authenticate(username: str, password: str) -> LoginAttempt:
         user.failed_logins = 0
     db.session.flush()
     return LoginAttempt(user=user, known_user=user)
+
+
+def _record_failed_login(user: User | None, reason: str) -> None:
+    record(
+        AuditAction.LOGIN_FAILED,
+        actor=None,
+        entity_type="user",
+        entity_id=user.id if user else None,
+        outcome=AuditOutcome.FAILURE,
+        details={"reason": reason},
+    )
 
 
 def record_failure(user: User) -> bool:
@@ -317,6 +381,14 @@ def record_failure(user: User) -> bool:
     if locked:
         user.locked_until = utcnow() + dt.timedelta(minutes=config["LOGIN_LOCKOUT_MINUTES"])
         user.failed_logins = 0
+        record(
+            AuditAction.LOCKOUT,
+            actor=None,
+            entity_type="user",
+            entity_id=user.id,
+            outcome=AuditOutcome.DENIED,
+            details={"minutes": config["LOGIN_LOCKOUT_MINUTES"]},
+        )
     db.session.flush()
     return locked
 
@@ -347,6 +419,13 @@ def start_session(user: User, *, ip: str | None, user_agent: str | None) -> str:
     user.last_login_at = now
     user.failed_logins = 0
     db.session.flush()
+    record(
+        AuditAction.LOGIN,
+        actor=user,
+        entity_type="user",
+        entity_id=user.id,
+        details={"mfa": user.mfa_enabled},
+    )
     return token
 
 
@@ -383,6 +462,13 @@ def check_session(token: str) -> SessionCheck:
         reason = "idle_timeout"
     if reason:
         revoke_session(session, reason=reason)
+        record(
+            AuditAction.SESSION_EXPIRED,
+            actor=None,
+            entity_type="user",
+            entity_id=session.user_id,
+            details={"reason": reason},
+        )
         return SessionCheck(None, reason, changed=True)
     if (now - session.last_seen_at).total_seconds() >= SESSION_TOUCH_SECONDS:
         session.last_seen_at = now
@@ -396,6 +482,25 @@ def revoke_session(session: UserSession, *, reason: str) -> None:
         session.revoked_at = utcnow()
         session.revoked_reason = reason
         db.session.flush()
+
+
+def logout(session: UserSession) -> None:
+    revoke_session(session, reason="logout")
+    record(AuditAction.LOGOUT, actor=session.user, entity_type="user", entity_id=session.user_id)
+
+
+def end_sessions(user: User, *, actor: User) -> int:
+    """An administrator's (or the user's own) "sign out everywhere"."""
+    reason = "ended_by_user" if actor.id == user.id else "ended_by_admin"
+    ended = revoke_all_sessions(user, reason=reason)
+    record(
+        AuditAction.SESSIONS_ENDED,
+        actor=actor,
+        entity_type="user",
+        entity_id=user.id,
+        details={"sessions": ended},
+    )
+    return ended
 
 
 def revoke_all_sessions(user: User, *, reason: str) -> int:
@@ -457,6 +562,13 @@ def enable_mfa(user: User, *, password: str, secret: str, code: str) -> list[str
     codes = _replace_recovery_codes(user)
     revoke_all_sessions(user, reason="mfa_changed")
     db.session.flush()
+    record(
+        AuditAction.MFA_CHANGE,
+        actor=user,
+        entity_type="user",
+        entity_id=user.id,
+        details={"change": "enabled"},
+    )
     return codes
 
 
@@ -478,6 +590,13 @@ def disable_mfa(user: User, *, password: str) -> None:
     user.recovery_codes.clear()
     revoke_all_sessions(user, reason="mfa_changed")
     db.session.flush()
+    record(
+        AuditAction.MFA_CHANGE,
+        actor=user,
+        entity_type="user",
+        entity_id=user.id,
+        details={"change": "disabled"},
+    )
 
 
 def verify_second_factor(user: User, code: str) -> bool:
@@ -501,6 +620,7 @@ def verify_second_factor(user: User, code: str) -> bool:
         user.failed_logins = 0
         db.session.flush()
     else:
+        _record_failed_login(user, "wrong_second_factor")
         record_failure(user)
     return ok
 

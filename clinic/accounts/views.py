@@ -116,7 +116,7 @@ def logout():
     if user_session_id is not None:
         from clinic.accounts.models import UserSession
 
-        services.revoke_session(db.session.get(UserSession, user_session_id), reason="logout")
+        services.logout(db.session.get(UserSession, user_session_id))
         db.session.commit()
     end_login()
     flash("You have signed out.", "info")
@@ -142,7 +142,7 @@ def account():
 def end_other_sessions():
     form = ConfirmForm()
     if form.validate_on_submit():
-        ended = services.revoke_all_sessions(current_user, reason="ended_by_user")
+        ended = services.end_sessions(current_user, actor=current_user)
         complete_login(current_user)
         db.session.commit()
         flash(f"Ended {max(ended - 1, 0)} other session(s).", "success")

@@ -7,7 +7,7 @@ from tests.conftest import PASSWORD
 
 # The links in the main navigation each role should see; later features add theirs.
 NAVIGATION = {
-    "admin": ["Users"],
+    "admin": ["Users", "Audit trail"],
     "clinician": [],
     "staff": [],
 }

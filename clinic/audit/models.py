@@ -1,0 +1,110 @@
+"""The audit trail: append-only, hash-chained events (HIPAA 164.312(b) audit controls).
+
+Each event stores the hash of the event before it and its own hash over a canonical
+encoding, so an edited, removed or inserted row breaks the chain (``flask audit verify``).
+Database triggers refuse UPDATE and DELETE on ``audit_event``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from clinic.db import Base
+
+GENESIS_HASH = "0" * 64
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+class AuditAction(StrEnum):
+    VIEW = "view"
+    CREATE = "create"
+    UPDATE = "update"
+    SIGN = "sign"
+    ADDENDUM = "addendum"
+    EXPORT = "export"
+    PRINT = "print"
+    DISCLOSE = "disclose"
+    LOGIN = "login"
+    LOGIN_FAILED = "login_failed"
+    LOCKOUT = "lockout"
+    LOGOUT = "logout"
+    SESSION_EXPIRED = "session_expired"
+    ACCESS_DENIED = "access_denied"
+    BREAK_GLASS = "break_glass"
+    PASSWORD_CHANGE = "password_change"  # noqa: S105 (an action name)
+    MFA_CHANGE = "mfa_change"
+    DEACTIVATE = "deactivate"
+    REACTIVATE = "reactivate"
+    UNLOCK = "unlock"
+    SESSIONS_ENDED = "sessions_ended"
+    ACKNOWLEDGE = "acknowledge"
+
+
+class AuditOutcome(StrEnum):
+    SUCCESS = "success"
+    DENIED = "denied"
+    FAILURE = "failure"
+
+
+def _str_enum(enum: type[StrEnum], name: str, length: int, *, check: bool = True) -> sa.Enum:
+    return sa.Enum(
+        enum,
+        native_enum=False,
+        create_constraint=check,
+        length=length,
+        name=name,
+        values_callable=lambda e: [m.value for m in e],
+        validate_strings=True,
+    )
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_event"
+    __table_args__ = (
+        sa.Index("ix_audit_event_user_seq", "user_id", "seq"),
+        sa.Index("ix_audit_event_patient_seq", "patient_id", "seq"),
+        sa.Index("ix_audit_event_action_seq", "action", "seq"),
+        sa.Index("ix_audit_event_entity_seq", "entity_type", "entity_id", "seq"),
+        sa.CheckConstraint("seq > 0", name="seq_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # Position in the chain: 1, 2, 3, ... with no gaps.
+    seq: Mapped[int] = mapped_column(sa.BigInteger, unique=True)
+    occurred_at: Mapped[dt.datetime] = mapped_column(index=True)
+    user_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    # Snapshots: what the user was called and could do at the time.
+    username: Mapped[str | None] = mapped_column(sa.String(64))
+    role: Mapped[str | None] = mapped_column(sa.String(16))
+    site_id: Mapped[int | None] = mapped_column(sa.ForeignKey("site.id"))
+    # No CHECK on the action: every feature adds actions, and changing a CHECK would
+    # make SQLite rebuild this table (and drop its append-only triggers).
+    action: Mapped[AuditAction] = mapped_column(
+        _str_enum(AuditAction, "audit_action", 32, check=False)
+    )
+    entity_type: Mapped[str | None] = mapped_column(sa.String(32))
+    entity_id: Mapped[str | None] = mapped_column(sa.String(64))
+    patient_id: Mapped[int | None]
+    outcome: Mapped[AuditOutcome] = mapped_column(_str_enum(AuditOutcome, "audit_outcome", 16))
+    ip: Mapped[str | None] = mapped_column(sa.String(45))
+    request_id: Mapped[str | None] = mapped_column(sa.String(64))
+    # Canonical JSON: names of changed fields and other context, never clinical text.
+    details: Mapped[str] = mapped_column(sa.Text, default="{}")
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class AuditChainHead(Base):
+    """One row: the last link of the chain. Appenders lock it (UPDATE first), so
+    concurrent requests queue for the moment of appending, never for a whole request."""
+
+    __tablename__ = "audit_chain_head"
+    __table_args__ = (sa.CheckConstraint("id = 1", name="single_row"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_seq: Mapped[int] = mapped_column(sa.BigInteger)
+    last_hash: Mapped[str] = mapped_column(sa.String(64))
