@@ -69,6 +69,8 @@ class ProductionConfig(Config):
     HSTS_ENABLED = True
     MFA_REQUIRED_ROLES = "admin"
     PREFERRED_URL_SCHEME = "https"
+    # Shared across app servers, so a client cannot spread attempts over workers.
+    RATELIMIT_STORAGE_URI = "redis://127.0.0.1:6379/0"
 
 
 CONFIGS: dict[str, type[Config]] = {
