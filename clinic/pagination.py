@@ -29,7 +29,9 @@ class SortSpec:
 def paginate_sorted(query: sa.Select, spec: SortSpec, *, tiebreak: sa.ColumnElement) -> Pagination:
     key, descending = spec.resolve()
     column = spec.columns[key]
-    ordered = query.order_by(column.desc() if descending else column.asc(), tiebreak)
+    # Empty values last either way, the same on both engines (PostgreSQL and SQLite differ).
+    direction = column.desc() if descending else column.asc()
+    ordered = query.order_by(direction.nulls_last(), tiebreak)
     page = db.paginate(ordered, per_page=PER_PAGE, max_per_page=PER_PAGE, error_out=False)
     page.sort_key, page.sort_desc = key, descending
     return page

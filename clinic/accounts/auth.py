@@ -17,7 +17,7 @@ from clinic.security import add_gate_hook
 
 # Endpoints a user may still open while a password change or MFA enrolment is pending.
 SETUP_ENDPOINTS = frozenset(
-    {"accounts.change_password", "accounts.mfa_setup", "accounts.logout", "main.home"}
+    {"accounts.change_password", "accounts.mfa_setup", "accounts.logout"}
 )
 
 
