@@ -16,9 +16,7 @@ from clinic.extensions import db, login_manager
 from clinic.security import add_gate_hook
 
 # Endpoints a user may still open while a password change or MFA enrolment is pending.
-SETUP_ENDPOINTS = frozenset(
-    {"accounts.change_password", "accounts.mfa_setup", "accounts.logout"}
-)
+SETUP_ENDPOINTS = frozenset({"accounts.change_password", "accounts.mfa_setup", "accounts.logout"})
 
 
 def load_user_from_session(_request) -> User | None:

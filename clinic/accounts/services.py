@@ -31,6 +31,20 @@ SESSION_TOUCH_SECONDS = 60
 USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
+def _audit_user(
+    action: AuditAction,
+    user_id: int | None,
+    *,
+    actor: User | None,
+    outcome: AuditOutcome = AuditOutcome.SUCCESS,
+    **details: object,
+) -> None:
+    """An audit event about a user account (never with passwords or codes in it)."""
+    record(
+        action, actor=actor, entity_type="user", entity_id=user_id, outcome=outcome, details=details
+    )
+
+
 # --- users -----------------------------------------------------------------------------
 
 
@@ -140,12 +154,8 @@ def create_user(
     )
     db.session.add(user)
     db.session.flush()
-    record(
-        AuditAction.CREATE,
-        actor=actor,
-        entity_type="user",
-        entity_id=user.id,
-        details={"role": role.value, "via": "web" if actor else "cli"},
+    _audit_user(
+        AuditAction.CREATE, user.id, actor=actor, role=role.value, via="web" if actor else "cli"
     )
     return user
 
@@ -217,13 +227,7 @@ def update_user(
         revoke_all_sessions(user, reason="role_changed")
     db.session.flush()
     if changed:
-        record(
-            AuditAction.UPDATE,
-            actor=actor,
-            entity_type="user",
-            entity_id=user.id,
-            details={"fields": changed},
-        )
+        _audit_user(AuditAction.UPDATE, user.id, actor=actor, fields=changed)
     return changed
 
 
@@ -236,13 +240,7 @@ def deactivate_user(user: User, *, actor: User | None) -> None:
     user.active = False
     revoke_all_sessions(user, reason="deactivated")
     db.session.flush()
-    record(
-        AuditAction.DEACTIVATE,
-        actor=actor,
-        entity_type="user",
-        entity_id=user.id,
-        details={"via": "web" if actor else "cli"},
-    )
+    _audit_user(AuditAction.DEACTIVATE, user.id, actor=actor, via="web" if actor else "cli")
 
 
 def reactivate_user(user: User, *, actor: User) -> None:
@@ -250,7 +248,7 @@ def reactivate_user(user: User, *, actor: User) -> None:
     user.failed_logins = 0
     user.locked_until = None
     db.session.flush()
-    record(AuditAction.REACTIVATE, actor=actor, entity_type="user", entity_id=user.id)
+    _audit_user(AuditAction.REACTIVATE, user.id, actor=actor)
 
 
 def reset_password(user: User, *, actor: User) -> str:
@@ -263,13 +261,7 @@ def reset_password(user: User, *, actor: User) -> str:
     user.locked_until = None
     revoke_all_sessions(user, reason="password_reset")
     db.session.flush()
-    record(
-        AuditAction.PASSWORD_CHANGE,
-        actor=actor,
-        entity_type="user",
-        entity_id=user.id,
-        details={"reset_by_administrator": True},
-    )
+    _audit_user(AuditAction.PASSWORD_CHANGE, user.id, actor=actor, reset_by_administrator=True)
     return temporary
 
 
@@ -277,13 +269,7 @@ def unlock_user(user: User, *, actor: User | None) -> None:
     user.failed_logins = 0
     user.locked_until = None
     db.session.flush()
-    record(
-        AuditAction.UNLOCK,
-        actor=actor,
-        entity_type="user",
-        entity_id=user.id,
-        details={"via": "web" if actor else "cli"},
-    )
+    _audit_user(AuditAction.UNLOCK, user.id, actor=actor, via="web" if actor else "cli")
 
 
 def reset_mfa(user: User, *, actor: User) -> None:
@@ -294,13 +280,7 @@ def reset_mfa(user: User, *, actor: User) -> None:
     user.recovery_codes.clear()
     revoke_all_sessions(user, reason="mfa_reset")
     db.session.flush()
-    record(
-        AuditAction.MFA_CHANGE,
-        actor=actor,
-        entity_type="user",
-        entity_id=user.id,
-        details={"change": "reset_by_administrator"},
-    )
+    _audit_user(AuditAction.MFA_CHANGE, user.id, actor=actor, change="reset_by_administrator")
 
 
 def change_password(user: User, *, current_password: str, new_password: str) -> None:
@@ -320,7 +300,7 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
     user.must_change_password = False
     revoke_all_sessions(user, reason="password_changed")
     db.session.flush()
-    record(AuditAction.PASSWORD_CHANGE, actor=user, entity_type="user", entity_id=user.id)
+    _audit_user(AuditAction.PASSWORD_CHANGE, user.id, actor=user)
 
 
 # --- login -----------------------------------------------------------------------------
@@ -363,13 +343,12 @@ def authenticate(username: str, password: str) -> LoginAttempt:
 
 
 def _record_failed_login(user: User | None, reason: str) -> None:
-    record(
+    _audit_user(
         AuditAction.LOGIN_FAILED,
+        user.id if user else None,
         actor=None,
-        entity_type="user",
-        entity_id=user.id if user else None,
         outcome=AuditOutcome.FAILURE,
-        details={"reason": reason},
+        reason=reason,
     )
 
 
@@ -381,13 +360,12 @@ def record_failure(user: User) -> bool:
     if locked:
         user.locked_until = utcnow() + dt.timedelta(minutes=config["LOGIN_LOCKOUT_MINUTES"])
         user.failed_logins = 0
-        record(
+        _audit_user(
             AuditAction.LOCKOUT,
+            user.id,
             actor=None,
-            entity_type="user",
-            entity_id=user.id,
             outcome=AuditOutcome.DENIED,
-            details={"minutes": config["LOGIN_LOCKOUT_MINUTES"]},
+            minutes=config["LOGIN_LOCKOUT_MINUTES"],
         )
     db.session.flush()
     return locked
@@ -419,13 +397,7 @@ def start_session(user: User, *, ip: str | None, user_agent: str | None) -> str:
     user.last_login_at = now
     user.failed_logins = 0
     db.session.flush()
-    record(
-        AuditAction.LOGIN,
-        actor=user,
-        entity_type="user",
-        entity_id=user.id,
-        details={"mfa": user.mfa_enabled},
-    )
+    _audit_user(AuditAction.LOGIN, user.id, actor=user, mfa=user.mfa_enabled)
     return token
 
 
@@ -462,13 +434,7 @@ def check_session(token: str) -> SessionCheck:
         reason = "idle_timeout"
     if reason:
         revoke_session(session, reason=reason)
-        record(
-            AuditAction.SESSION_EXPIRED,
-            actor=None,
-            entity_type="user",
-            entity_id=session.user_id,
-            details={"reason": reason},
-        )
+        _audit_user(AuditAction.SESSION_EXPIRED, session.user_id, actor=None, reason=reason)
         return SessionCheck(None, reason, changed=True)
     if (now - session.last_seen_at).total_seconds() >= SESSION_TOUCH_SECONDS:
         session.last_seen_at = now
@@ -486,20 +452,14 @@ def revoke_session(session: UserSession, *, reason: str) -> None:
 
 def logout(session: UserSession) -> None:
     revoke_session(session, reason="logout")
-    record(AuditAction.LOGOUT, actor=session.user, entity_type="user", entity_id=session.user_id)
+    _audit_user(AuditAction.LOGOUT, session.user_id, actor=session.user)
 
 
 def end_sessions(user: User, *, actor: User) -> int:
     """An administrator's (or the user's own) "sign out everywhere"."""
     reason = "ended_by_user" if actor.id == user.id else "ended_by_admin"
     ended = revoke_all_sessions(user, reason=reason)
-    record(
-        AuditAction.SESSIONS_ENDED,
-        actor=actor,
-        entity_type="user",
-        entity_id=user.id,
-        details={"sessions": ended},
-    )
+    _audit_user(AuditAction.SESSIONS_ENDED, user.id, actor=actor, sessions=ended)
     return ended
 
 
@@ -562,13 +522,7 @@ def enable_mfa(user: User, *, password: str, secret: str, code: str) -> list[str
     codes = _replace_recovery_codes(user)
     revoke_all_sessions(user, reason="mfa_changed")
     db.session.flush()
-    record(
-        AuditAction.MFA_CHANGE,
-        actor=user,
-        entity_type="user",
-        entity_id=user.id,
-        details={"change": "enabled"},
-    )
+    _audit_user(AuditAction.MFA_CHANGE, user.id, actor=user, change="enabled")
     return codes
 
 
@@ -590,13 +544,7 @@ def disable_mfa(user: User, *, password: str) -> None:
     user.recovery_codes.clear()
     revoke_all_sessions(user, reason="mfa_changed")
     db.session.flush()
-    record(
-        AuditAction.MFA_CHANGE,
-        actor=user,
-        entity_type="user",
-        entity_id=user.id,
-        details={"change": "disabled"},
-    )
+    _audit_user(AuditAction.MFA_CHANGE, user.id, actor=user, change="disabled")
 
 
 def verify_second_factor(user: User, code: str) -> bool:
