@@ -69,7 +69,8 @@ def password_problems(password: str, *, username: str, other_inputs: list[str] =
     if username and username.lower() in password.lower():
         problems.append("Do not include your username.")
     if not problems:
-        result = zxcvbn(password, user_inputs=[username, *other_inputs])
+        # zxcvbn refuses input over 72 characters; a longer password is strong by length.
+        result = zxcvbn(password[:72], user_inputs=[username, *other_inputs])
         if result["score"] < MIN_ZXCVBN_SCORE:
             hint = result["feedback"].get("warning") or "It is too easy to guess."
             problems.append(f"{hint} Try a longer passphrase of unrelated words.".strip())

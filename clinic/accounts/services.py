@@ -355,11 +355,28 @@ def _record_failed_login(user: User | None, reason: str) -> None:
 def record_failure(user: User) -> bool:
     """Count a failed password or code; True when this failure locks the account."""
     config = current_app.config
-    user.failed_logins += 1
-    locked = user.failed_logins >= config["LOGIN_LOCKOUT_FAILURES"]
+    # Counted in the database, not on the row read at the start of the request: guesses
+    # sent at the same moment each count.
+    count = db.session.execute(
+        sa.update(User)
+        .where(User.id == user.id)
+        .values(failed_logins=User.failed_logins + 1)
+        .returning(User.failed_logins)
+        .execution_options(synchronize_session=False)
+    ).scalar_one()
+    locked = count >= config["LOGIN_LOCKOUT_FAILURES"]
     if locked:
-        user.locked_until = utcnow() + dt.timedelta(minutes=config["LOGIN_LOCKOUT_MINUTES"])
-        user.failed_logins = 0
+        db.session.execute(
+            sa.update(User)
+            .where(User.id == user.id)
+            .values(
+                locked_until=utcnow() + dt.timedelta(minutes=config["LOGIN_LOCKOUT_MINUTES"]),
+                failed_logins=0,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    db.session.refresh(user, ["failed_logins", "locked_until"])
+    if locked:
         _audit_user(
             AuditAction.LOCKOUT,
             user.id,
@@ -455,21 +472,26 @@ def logout(session: UserSession) -> None:
     _audit_user(AuditAction.LOGOUT, session.user_id, actor=session.user)
 
 
-def end_sessions(user: User, *, actor: User) -> int:
-    """An administrator's (or the user's own) "sign out everywhere"."""
+def end_sessions(user: User, *, actor: User, keep_session_id: int | None = None) -> int:
+    """An administrator's "sign out everywhere", or the user's own "sign out my other
+    sessions" (``keep_session_id``: this browser's session, which keeps its time limits)."""
     reason = "ended_by_user" if actor.id == user.id else "ended_by_admin"
-    ended = revoke_all_sessions(user, reason=reason)
+    ended = revoke_all_sessions(user, reason=reason, except_session_id=keep_session_id)
     _audit_user(AuditAction.SESSIONS_ENDED, user.id, actor=actor, sessions=ended)
     return ended
 
 
-def revoke_all_sessions(user: User, *, reason: str) -> int:
-    """End every live session of the user; returns how many."""
+def revoke_all_sessions(user: User, *, reason: str, except_session_id: int | None = None) -> int:
+    """End every live session of the user (but ``except_session_id``); returns how many."""
+    query = sa.update(UserSession).where(
+        UserSession.user_id == user.id, UserSession.revoked_at.is_(None)
+    )
+    if except_session_id is not None:
+        query = query.where(UserSession.id != except_session_id)
     result = db.session.execute(
-        sa.update(UserSession)
-        .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
-        .values(revoked_at=utcnow(), revoked_reason=reason)
-        .execution_options(synchronize_session=False)
+        query.values(revoked_at=utcnow(), revoked_reason=reason).execution_options(
+            synchronize_session=False
+        )
     )
     db.session.flush()
     return result.rowcount
@@ -547,6 +569,11 @@ def disable_mfa(user: User, *, password: str) -> None:
     _audit_user(AuditAction.MFA_CHANGE, user.id, actor=user, change="disabled")
 
 
+def _claim(statement: sa.Update) -> bool:
+    result = db.session.execute(statement.execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
 def verify_second_factor(user: User, code: str) -> bool:
     """A current TOTP code not used before, or an unused recovery code (used up now).
     A failure counts towards the lockout like a wrong password."""
@@ -554,16 +581,25 @@ def verify_second_factor(user: User, code: str) -> bool:
     ok = False
     if user.mfa_secret and code.isdigit() and len(code) == 6:
         step = _matching_timestep(user.mfa_secret, code, utcnow())
-        if step is not None and step > (user.mfa_last_timestep or -1):
-            user.mfa_last_timestep = step
-            ok = True
+        if step is not None:
+            # A conditional UPDATE: of two requests with the same code, only one wins.
+            ok = _claim(
+                sa.update(User)
+                .where(User.id == user.id)
+                .where(sa.or_(User.mfa_last_timestep.is_(None), User.mfa_last_timestep < step))
+                .values(mfa_last_timestep=step)
+            )
     elif len(code) == 17:
         digest = passwords.token_digest(code)
         for recovery in user.recovery_codes:
             if recovery.used_at is None and passwords.digests_equal(recovery.code_hash, digest):
-                recovery.used_at = utcnow()
-                ok = True
+                ok = _claim(
+                    sa.update(RecoveryCode)
+                    .where(RecoveryCode.id == recovery.id, RecoveryCode.used_at.is_(None))
+                    .values(used_at=utcnow())
+                )
                 break
+    db.session.expire(user, ["mfa_last_timestep", "recovery_codes"])
     if ok:
         user.failed_logins = 0
         db.session.flush()

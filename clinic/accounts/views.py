@@ -142,10 +142,11 @@ def account():
 def end_other_sessions():
     form = ConfirmForm()
     if form.validate_on_submit():
-        ended = services.end_sessions(current_user, actor=current_user)
-        complete_login(current_user)
+        ended = services.end_sessions(
+            current_user, actor=current_user, keep_session_id=g.get("user_session_id")
+        )
         db.session.commit()
-        flash(f"Ended {max(ended - 1, 0)} other session(s).", "success")
+        flash(f"Ended {ended} other session(s).", "success")
     return redirect(url_for("accounts.account"))
 
 
