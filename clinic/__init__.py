@@ -26,6 +26,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     )
     app.config.from_mapping(settings)
     app.jinja_env.add_extension("jinja2.ext.do")
+    from clinic.sites.time import site_today
+
+    app.jinja_env.globals["site_today"] = site_today
     _check_settings(app)
 
     from clinic import cli, errors, security
@@ -36,6 +39,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from clinic.audit import services as audit_services
     from clinic.audit import views as audit_views
     from clinic.main import views as main_views
+    from clinic.patients import program_views
+    from clinic.patients import views as patient_views
 
     register_extensions(app)
     request_logging.register(app)
@@ -48,6 +53,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(account_views.bp)
     app.register_blueprint(user_admin_views.bp)
     app.register_blueprint(audit_views.bp)
+    app.register_blueprint(patient_views.bp)
+    app.register_blueprint(program_views.bp)
     return app
 
 

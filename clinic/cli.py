@@ -14,6 +14,8 @@ from clinic.sites.services import create_site
 
 DEMO_SITE = {"code": "MAIN", "name": "Riverside Treatment Center", "timezone": "America/New_York"}
 
+DEMO_EAST_SITE = {"code": "EAST", "name": "Eastside Clinic", "timezone": "America/New_York"}
+
 DEMO_USERS = [
     ("admin", "Alex Admin", Role.ADMIN, False),
     ("prescriber", "Dr. Priya Shah", Role.CLINICIAN, True),
@@ -27,7 +29,8 @@ DEMO_USERS = [
 def seed_demo() -> None:
     """Load demo data into an empty database (once; later runs change nothing).
 
-    Creates a site and one user per role and prints their passwords once.
+    Creates a site and one user per role (their passwords printed once), a second site,
+    treatment programs and a dozen patients at different stages of treatment.
     """
     if db.session.scalar(db.select(Site).limit(1)) is not None:
         click.echo("Demo data is already loaded; nothing changed.")
@@ -35,9 +38,10 @@ def seed_demo() -> None:
     site = create_site(**DEMO_SITE)
     click.echo(f"Created demo site {site.code} ({site.name}).")
     click.echo("Demo users (passwords are shown this once; write them down):")
+    users = {}
     for username, full_name, role, prescriber in DEMO_USERS:
         password = generate_password()
-        create_user(
+        users[username] = create_user(
             actor=None,
             username=username,
             full_name=full_name,
@@ -47,6 +51,13 @@ def seed_demo() -> None:
             password=password,
         )
         click.echo(f"  {username:<12} {role.label:<14} {password}")
+    east = create_site(**DEMO_EAST_SITE)
+    from clinic.patients import demo
+
+    admin = users["admin"]
+    admin.all_sites, admin.sites = True, []  # the demo director sees both sites
+    count = demo.seed(site, east, counselors=[users["counselor"], users["nurse"]], actor=admin)
+    click.echo(f"Created site {east.code}, {len(demo.PROGRAMS) + 1} programs, {count} patients.")
     db.session.commit()
 
 

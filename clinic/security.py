@@ -31,13 +31,38 @@ class Role(StrEnum):
 class Permission(StrEnum):
     USERS_MANAGE = "users.manage"
     AUDIT_READ = "audit.read"
+    PATIENTS_READ = "patients.read"
+    PATIENTS_REGISTER = "patients.register"  # register and edit demographics
+    PATIENTS_MARK_ERROR = "patients.mark_error"
+    ENROLLMENT_MANAGE = "enrollment.manage"  # admit, transfer, discharge
+    DEADLINES_RECORD = "deadlines.record"  # exam, assessment, care plan and reviews
+    PROGRAMS_MANAGE = "programs.manage"
+    BREAK_GLASS = "break_glass"
 
 
 # What each role may do (DOMAIN.md, "Who uses it"). Later features add their rows.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    Role.ADMIN: frozenset({Permission.USERS_MANAGE, Permission.AUDIT_READ}),
-    Role.CLINICIAN: frozenset(),
-    Role.STAFF: frozenset(),
+    Role.ADMIN: frozenset(
+        {
+            Permission.USERS_MANAGE,
+            Permission.AUDIT_READ,
+            Permission.PATIENTS_READ,
+            Permission.PATIENTS_REGISTER,
+            Permission.PATIENTS_MARK_ERROR,
+            Permission.ENROLLMENT_MANAGE,
+            Permission.DEADLINES_RECORD,
+            Permission.PROGRAMS_MANAGE,
+        }
+    ),
+    Role.CLINICIAN: frozenset(
+        {
+            Permission.PATIENTS_READ,
+            Permission.ENROLLMENT_MANAGE,
+            Permission.DEADLINES_RECORD,
+            Permission.BREAK_GLASS,
+        }
+    ),
+    Role.STAFF: frozenset({Permission.PATIENTS_READ, Permission.PATIENTS_REGISTER}),
 }
 
 SESSION_END_MESSAGES = {

@@ -223,3 +223,147 @@ def client_as(app, make_user, username_of):
         return new_client
 
     return make
+
+
+@pytest.fixture
+def make_program(app, site):
+    """Create a program at a site (default: the MAIN site); returns its id."""
+    from clinic.accounts.models import User
+    from clinic.patients import services
+    from clinic.patients.models import ProgramKind
+    from clinic.sites.models import Site
+
+    def make(
+        name: str = "Methadone maintenance",
+        kind: str = "methadone_otp",
+        site_id: int | None = None,
+        **settings,
+    ) -> int:
+        with app.app_context():
+            values = {
+                "name": name,
+                "kind": ProgramKind(kind),
+                "active": True,
+                "care_plan_review_days": 90,
+                "take_home_cap_days_0_14": 7,
+                "take_home_cap_days_15_30": 14,
+                "take_home_cap_days_31_plus": 28,
+            }
+            values.update(settings)
+            actor = User(id=None, username="setup", all_sites=True)
+            program = services.create_program(
+                actor=actor,
+                site=db.session.get(Site, site_id or site),
+                settings=services.ProgramSettings(**values),
+            )
+            db.session.commit()
+            return program.id
+
+    return make
+
+
+@pytest.fixture
+def make_patient(app, site):
+    """Register a patient (default at the MAIN site); returns its id."""
+    import datetime as dt
+
+    from clinic.accounts.models import User
+    from clinic.patients import services
+    from clinic.sites.models import Site
+
+    def make(
+        first_name: str = "Jo",
+        last_name: str = "Smith",
+        *,
+        site_id: int | None = None,
+        date_of_birth: dt.date = dt.date(1980, 4, 2),
+        **fields,
+    ) -> int:
+        with app.app_context():
+            data = {
+                "first_name": first_name,
+                "last_name": last_name,
+                "date_of_birth": date_of_birth,
+                "sex_at_birth": "female",
+                "primary_substance": "fentanyl",
+                "intake_date": dt.date(2026, 1, 5),
+            }
+            data.update(fields)
+            actor = User(id=None, username="setup", all_sites=True)
+            patient = services.register_patient(
+                actor=actor,
+                site=db.session.get(Site, site_id or site),
+                data=services.Demographics.from_mapping(data),
+                confirm_duplicate=True,
+            )
+            db.session.commit()
+            return patient.id
+
+    return make
+
+
+@pytest.fixture
+def make_enrollment(app):
+    """Admit a patient to a program; returns the enrollment id."""
+    import datetime as dt
+
+    from clinic.accounts.models import User
+    from clinic.patients import services
+    from clinic.patients.models import Patient, Program
+
+    def make(
+        patient_id: int,
+        program_id: int,
+        *,
+        admitted_on: dt.date = dt.date(2026, 1, 5),
+        level: str = "3:OTP",
+    ) -> int:
+        with app.app_context():
+            edition, _, asam_level = level.partition(":")
+            actor = User(id=None, username="setup", all_sites=True)
+            enrollment = services.admit(
+                db.session.get(Patient, patient_id),
+                db.session.get(Program, program_id),
+                actor=actor,
+                admitted_on=admitted_on,
+                asam_edition=edition,
+                asam_level=asam_level,
+                primary_counselor=None,
+            )
+            db.session.commit()
+            return enrollment.id
+
+    return make
+
+
+@pytest.fixture
+def records(app, make_user, make_patient, make_program, make_enrollment) -> dict[str, int]:
+    """One record of each kind at the MAIN site, for the URL rules' variables."""
+    import datetime as dt
+
+    from clinic.audit.models import BreakGlassGrant
+    from clinic.extensions import db
+
+    target_user = make_user("staff", username="target-user")
+    patient = make_patient()
+    program = make_program()
+    enrollment = make_enrollment(patient, program)
+    with app.app_context():
+        now = dt.datetime.now(dt.UTC)
+        grant = BreakGlassGrant(
+            user_id=target_user,
+            patient_id=patient,
+            reason="matrix test grant",
+            granted_at=now,
+            expires_at=now + dt.timedelta(minutes=5),
+        )
+        db.session.add(grant)
+        db.session.commit()
+        grant_id = grant.id
+    return {
+        "user_id": target_user,
+        "patient_id": patient,
+        "program_id": program,
+        "enrollment_id": enrollment,
+        "grant_id": grant_id,
+    }

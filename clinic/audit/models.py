@@ -108,3 +108,26 @@ class AuditChainHead(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     last_seq: Mapped[int] = mapped_column(sa.BigInteger)
     last_hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class BreakGlassGrant(Base):
+    """Emergency access (HIPAA 164.312(a)(2)(ii)): a clinician opens a patient outside their
+    sites after giving a reason. It lasts a short time, is flagged in the audit trail and
+    waits on an administrator's review list until acknowledged."""
+
+    __tablename__ = "break_glass_grant"
+    __table_args__ = (
+        sa.CheckConstraint("length(reason) >= 10", name="reason_given"),
+        sa.CheckConstraint("expires_at > granted_at", name="expires_after_grant"),
+        sa.Index("ix_break_glass_grant_user_patient", "user_id", "patient_id", "expires_at"),
+        sa.Index("ix_break_glass_grant_unacknowledged", "acknowledged_at", "granted_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("app_user.id"))
+    patient_id: Mapped[int] = mapped_column(sa.ForeignKey("patient.id"))
+    reason: Mapped[str] = mapped_column(sa.String(500))
+    granted_at: Mapped[dt.datetime]
+    expires_at: Mapped[dt.datetime]
+    acknowledged_at: Mapped[dt.datetime | None]
+    acknowledged_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))

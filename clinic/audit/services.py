@@ -290,3 +290,31 @@ def iter_events(filters: AuditFilters, batch_size: int = 2000) -> Iterator[Audit
         yield from events
         if before is None:
             return
+
+
+# --- break-glass review ---------------------------------------------------------------
+
+
+def break_glass_grants(*, unacknowledged_only: bool = True, limit: int = 200) -> list:
+    from clinic.audit.models import BreakGlassGrant
+
+    query = sa.select(BreakGlassGrant).order_by(BreakGlassGrant.granted_at.desc()).limit(limit)
+    if unacknowledged_only:
+        query = query.where(BreakGlassGrant.acknowledged_at.is_(None))
+    return list(db.session.scalars(query))
+
+
+def acknowledge_break_glass(grant: Any, *, actor: Any) -> None:
+    """An administrator has reviewed an emergency access and its reason."""
+    if grant.acknowledged_at is not None:
+        return
+    grant.acknowledged_at = utcnow()
+    grant.acknowledged_by_id = actor.id
+    db.session.flush()
+    record(
+        AuditAction.ACKNOWLEDGE,
+        actor=actor,
+        entity_type="break_glass_grant",
+        entity_id=grant.id,
+        patient_id=grant.patient_id,
+    )

@@ -5,12 +5,26 @@ from __future__ import annotations
 import csv
 import io
 
-from flask import Blueprint, Response, render_template, request, stream_with_context
+from flask import (
+    Blueprint,
+    Response,
+    abort,
+    flash,
+    redirect,
+    render_template,
+    request,
+    stream_with_context,
+    url_for,
+)
 from flask_login import current_user
 
+from clinic.accounts.forms import ConfirmForm
 from clinic.audit import services
 from clinic.audit.forms import AuditFilterForm
-from clinic.audit.models import AuditAction
+from clinic.audit.models import AuditAction, BreakGlassGrant
+from clinic.errors import record_denied
+from clinic.extensions import db
+from clinic.patients.models import Patient
 from clinic.security import Permission, require_permission
 
 bp = Blueprint("audit", __name__, url_prefix="/admin/audit")
@@ -88,8 +102,6 @@ def export():
         details={"filters": _filter_names(filters)},
     )
     # The export's own event is committed before the file streams.
-    from clinic.extensions import db
-
     db.session.commit()
 
     def rows():
@@ -126,3 +138,48 @@ def export():
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=audit-events.csv"},
     )
+
+
+@bp.get("/break-glass")
+@require_permission(Permission.AUDIT_READ)
+def break_glass():
+    show_all = request.args.get("show") == "all"
+    grants = services.break_glass_grants(unacknowledged_only=not show_all)
+    services.record(AuditAction.VIEW, actor=current_user, entity_type="break_glass_review")
+    return render_template(
+        "audit/break_glass.html", grants=grants, show_all=show_all, form=ConfirmForm()
+    )
+
+
+@bp.post("/break-glass/<int:grant_id>/acknowledge")
+@require_permission(Permission.AUDIT_READ)
+def acknowledge(grant_id: int):
+    form = ConfirmForm()
+    grant = db.session.get(BreakGlassGrant, grant_id)
+    if grant is None:
+        abort(404)
+    if form.validate_on_submit():
+        services.acknowledge_break_glass(grant, actor=current_user)
+        db.session.commit()
+        flash("Acknowledged.", "success")
+    return redirect(url_for("audit.break_glass"))
+
+
+@bp.get("/patients/<int:patient_id>")
+@require_permission(Permission.AUDIT_READ)
+def patient_access(patient_id: int):
+    """Who looked at or changed this patient's record, when and what (printable)."""
+    patient = db.session.get(Patient, patient_id)
+    sites = None if current_user.all_sites else current_user.site_ids
+    if patient is None or (sites is not None and patient.site_id not in sites):
+        record_denied("patient", patient_id)
+        abort(404)
+    events = list(services.iter_events(services.AuditFilters(patient_id=patient.id)))
+    services.record(
+        AuditAction.VIEW,
+        actor=current_user,
+        entity_type="patient_access_report",
+        patient_id=patient.id,
+        site_id=patient.site_id,
+    )
+    return render_template("audit/patient_access.html", patient=patient, events=events)

@@ -7,9 +7,9 @@ from tests.conftest import PASSWORD
 
 # The links in the main navigation each role should see; later features add theirs.
 NAVIGATION = {
-    "admin": ["Users", "Audit trail"],
-    "clinician": [],
-    "staff": [],
+    "admin": ["Patients", "Deadlines", "Programs", "Users", "Audit trail", "Emergency access"],
+    "clinician": ["Patients", "Deadlines"],
+    "staff": ["Patients", "Deadlines"],
 }
 
 

@@ -1,0 +1,188 @@
+"""Forms for registration, demographics, programs and enrollment (shape only)."""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import (
+    BooleanField,
+    DateField,
+    EmailField,
+    HiddenField,
+    IntegerField,
+    SelectChoice,
+    SelectField,
+    StringField,
+    SubmitField,
+    TelField,
+    TextAreaField,
+)
+from wtforms.validators import DataRequired, Length, NumberRange, Optional
+
+from clinic.patients.models import (
+    ASAM_LEVELS,
+    FEDERAL_TAKE_HOME_CAPS,
+    DischargeReason,
+    ProgramKind,
+    SexAtBirth,
+    Substance,
+)
+
+DATE_HELP = "YYYY-MM-DD"
+
+
+def _choices(enum, blank: str | None = None) -> list[SelectChoice]:
+    items = [SelectChoice(m.value, m.label) for m in enum]
+    return [SelectChoice("", blank), *items] if blank else items
+
+
+LEVEL_OF_CARE_CHOICES = [SelectChoice("", "Choose…")] + [
+    SelectChoice(f"{edition.value}:{level}", f"{level} ({edition.label})", optgroup=edition.label)
+    for edition, levels in ASAM_LEVELS.items()
+    for level in levels
+]
+
+
+def split_level_of_care(value: str | None) -> tuple[str, str]:
+    """'3:OTP' -> ('3', 'OTP')."""
+    edition, _, level = (value or "").partition(":")
+    return edition, level
+
+
+class PatientForm(FlaskForm):
+    site_id = SelectField("Site", coerce=int, validators=[DataRequired()])
+    first_name = StringField("First name", validators=[DataRequired(), Length(max=80)])
+    last_name = StringField("Last name", validators=[DataRequired(), Length(max=80)])
+    preferred_name = StringField("Preferred name", validators=[Optional(), Length(max=80)])
+    date_of_birth = DateField("Date of birth", validators=[DataRequired()], description=DATE_HELP)
+    sex_at_birth = SelectField(
+        "Sex at birth", choices=_choices(SexAtBirth, "Choose…"), validators=[DataRequired()]
+    )
+    gender_identity = StringField(
+        "Gender identity",
+        validators=[Optional(), Length(max=60)],
+        description="Optional, in the patient's own words.",
+    )
+    phone = TelField("Phone", validators=[Optional(), Length(max=32)])
+    email = EmailField("Email", validators=[Optional(), Length(max=254)])
+    address_line1 = StringField("Address", validators=[Optional(), Length(max=120)])
+    address_line2 = StringField("Address line 2", validators=[Optional(), Length(max=120)])
+    city = StringField("City", validators=[Optional(), Length(max=80)])
+    state = StringField("State", validators=[Optional(), Length(max=40)])
+    postal_code = StringField("ZIP code", validators=[Optional(), Length(max=16)])
+    emergency_contact_name = StringField(
+        "Emergency contact", validators=[Optional(), Length(max=120)]
+    )
+    emergency_contact_phone = TelField(
+        "Emergency contact phone", validators=[Optional(), Length(max=32)]
+    )
+    emergency_contact_relationship = StringField(
+        "Relationship", validators=[Optional(), Length(max=60)]
+    )
+    primary_substance = SelectField(
+        "Primary substance", choices=_choices(Substance, "Choose…"), validators=[DataRequired()]
+    )
+    intake_date = DateField("Intake date", validators=[DataRequired()], description=DATE_HELP)
+    state_registry_id = StringField(
+        "State central-registry id", validators=[Optional(), Length(max=40)]
+    )
+    confirm_duplicate = BooleanField("I checked: this is a different person")
+    version = HiddenField()
+    submit = SubmitField("Save")
+
+
+class EnteredInErrorForm(FlaskForm):
+    reason = TextAreaField(
+        "Why was this record entered in error?",
+        validators=[DataRequired(), Length(min=10, max=500)],
+    )
+    submit = SubmitField("Mark as entered in error")
+
+
+class AdmitForm(FlaskForm):
+    program_id = SelectField("Program", coerce=int, validators=[DataRequired()])
+    admitted_on = DateField("Admission date", validators=[DataRequired()], description=DATE_HELP)
+    level_of_care = SelectField(
+        "Level of care (ASAM)", choices=LEVEL_OF_CARE_CHOICES, validators=[DataRequired()]
+    )
+    primary_counselor_id = SelectField("Primary counselor", coerce=int, validators=[Optional()])
+    submit = SubmitField("Admit")
+
+
+class TransferForm(AdmitForm):
+    program_id = SelectField("Transfer to program", coerce=int, validators=[DataRequired()])
+    admitted_on = DateField("Transfer date", validators=[DataRequired()], description=DATE_HELP)
+    version = HiddenField()
+    submit = SubmitField("Transfer")
+
+
+class DischargeForm(FlaskForm):
+    discharged_on = DateField("Discharge date", validators=[DataRequired()], description=DATE_HELP)
+    reason = SelectField(
+        "Reason (TEDS-D)",
+        choices=[SelectChoice("", "Choose…")]
+        + [SelectChoice(str(r.value), f"{r.value} — {r.label}") for r in DischargeReason],
+        validators=[DataRequired()],
+    )
+    version = HiddenField()
+    submit = SubmitField("Discharge")
+
+
+class MilestonesForm(FlaskForm):
+    medical_exam_on = DateField("Full medical examination done on", validators=[Optional()])
+    assessment_on = DateField("Psychosocial assessment done on", validators=[Optional()])
+    care_plan_on = DateField("Initial care plan done on", validators=[Optional()])
+    version = HiddenField()
+    submit = SubmitField("Save dates")
+
+
+class ReviewForm(FlaskForm):
+    reviewed_on = DateField("Care plan reviewed on", validators=[DataRequired()])
+    submit = SubmitField("Record review")
+
+
+class ProgramForm(FlaskForm):
+    site_id = SelectField("Site", coerce=int, validators=[DataRequired()])
+    name = StringField("Name", validators=[DataRequired(), Length(max=120)])
+    kind = SelectField(
+        "Kind", choices=_choices(ProgramKind, "Choose…"), validators=[DataRequired()]
+    )
+    active = BooleanField("Open to admissions", default=True)
+    care_plan_review_days = IntegerField(
+        "Care-plan review interval (days)",
+        default=90,
+        validators=[DataRequired(), NumberRange(min=1, max=365)],
+        description="Your state sets it; 90 days is common.",
+    )
+    take_home_cap_days_0_14 = IntegerField(
+        "Take-home cap, days 0-14 of treatment",
+        default=FEDERAL_TAKE_HOME_CAPS["days_0_14"],
+        validators=[NumberRange(min=0, max=FEDERAL_TAKE_HOME_CAPS["days_0_14"])],
+        description="42 CFR 8.12(i): at most 7; a state may require fewer.",
+    )
+    take_home_cap_days_15_30 = IntegerField(
+        "Take-home cap, days 15-30",
+        default=FEDERAL_TAKE_HOME_CAPS["days_15_30"],
+        validators=[NumberRange(min=0, max=FEDERAL_TAKE_HOME_CAPS["days_15_30"])],
+        description="At most 14.",
+    )
+    take_home_cap_days_31_plus = IntegerField(
+        "Take-home cap, from day 31",
+        default=FEDERAL_TAKE_HOME_CAPS["days_31_plus"],
+        validators=[NumberRange(min=0, max=FEDERAL_TAKE_HOME_CAPS["days_31_plus"])],
+        description="At most 28.",
+    )
+    submit = SubmitField("Save")
+
+
+class BreakGlassForm(FlaskForm):
+    mrn = StringField(
+        "Medical record number",
+        validators=[DataRequired(), Length(max=24)],
+        description="For example EAST-000123.",
+    )
+    reason = TextAreaField(
+        "Reason for emergency access",
+        validators=[DataRequired(), Length(min=10, max=500)],
+        description="Recorded in the audit trail and reviewed by an administrator.",
+    )
+    submit = SubmitField("Open the record")

@@ -1,0 +1,84 @@
+"""Treatment programs and their per-program settings (administrators)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from wtforms import SelectChoice
+
+from clinic.errors import DomainError
+from clinic.extensions import db
+from clinic.patients import services
+from clinic.patients.forms import ProgramForm
+from clinic.patients.models import Program, ProgramKind
+from clinic.security import Permission, require_permission
+from clinic.web import show_domain_error
+
+bp = Blueprint("programs", __name__, url_prefix="/admin/programs")
+
+
+def _settings(form: ProgramForm) -> services.ProgramSettings:
+    return services.ProgramSettings(
+        name=form.name.data,
+        kind=ProgramKind(form.kind.data),
+        active=form.active.data,
+        care_plan_review_days=form.care_plan_review_days.data,
+        take_home_cap_days_0_14=form.take_home_cap_days_0_14.data,
+        take_home_cap_days_15_30=form.take_home_cap_days_15_30.data,
+        take_home_cap_days_31_plus=form.take_home_cap_days_31_plus.data,
+    )
+
+
+@bp.get("/")
+@require_permission(Permission.PROGRAMS_MANAGE)
+def index():
+    return render_template(
+        "patients/programs/index.html", programs=services.programs_for(current_user)
+    )
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@require_permission(Permission.PROGRAMS_MANAGE)
+def create():
+    form = ProgramForm()
+    sites = services.sites_for(current_user)
+    form.site_id.choices = [SelectChoice(s.id, f"{s.code} — {s.name}") for s in sites]
+    if form.validate_on_submit():
+        try:
+            site = services.chosen(sites, form.site_id.data)
+            if site is None:
+                raise DomainError("Choose one of your sites.", field="site_id")
+            program = services.create_program(
+                actor=current_user, site=site, settings=_settings(form)
+            )
+        except DomainError as error:
+            show_domain_error(form, error)
+        else:
+            db.session.commit()
+            flash(f"Program {program.name} created.", "success")
+            return redirect(url_for("programs.index"))
+    return render_template("patients/programs/form.html", form=form, program=None)
+
+
+@bp.route("/<int:program_id>/edit", methods=["GET", "POST"])
+@require_permission(Permission.PROGRAMS_MANAGE)
+def edit(program_id: int):
+    program = db.session.get(Program, program_id)
+    sites = services.visible_site_ids(current_user)
+    if program is None or (sites is not None and program.site_id not in sites):
+        abort(404)
+    form = ProgramForm(obj=program) if request.method == "GET" else ProgramForm()
+    form.site_id.choices = [SelectChoice(program.site_id, program.site.name)]
+    form.site_id.data = program.site_id
+    if request.method == "GET":
+        form.kind.data = program.kind.value
+    if form.validate_on_submit():
+        try:
+            changed = services.update_program(program, actor=current_user, settings=_settings(form))
+        except DomainError as error:
+            show_domain_error(form, error)
+        else:
+            db.session.commit()
+            flash("Saved." if changed else "Nothing changed.", "success")
+            return redirect(url_for("programs.index"))
+    return render_template("patients/programs/form.html", form=form, program=program)

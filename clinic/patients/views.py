@@ -1,0 +1,480 @@
+"""Patient registry, chart, enrollment and deadline pages.
+
+Every page that shows a patient loads it through ``_patient_or_404`` /
+``_enrollment_or_404``: site scoping (404 outside the user's sites, unless break-glass),
+an ``access_denied`` event on refusal and one ``view`` event per page shown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import sqlalchemy as sa
+from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask_login import current_user
+from sqlalchemy.orm.exc import StaleDataError
+from wtforms import SelectChoice
+
+from clinic.audit import AuditAction, record
+from clinic.errors import DomainError, record_denied
+from clinic.extensions import db
+from clinic.pagination import SortSpec, paginate_sorted
+from clinic.patients import services
+from clinic.patients.forms import (
+    AdmitForm,
+    BreakGlassForm,
+    DischargeForm,
+    EnteredInErrorForm,
+    MilestonesForm,
+    PatientForm,
+    ReviewForm,
+    TransferForm,
+    split_level_of_care,
+)
+from clinic.patients.models import Enrollment, Patient
+from clinic.security import Permission, require_permission
+from clinic.sites.models import Site
+from clinic.sites.time import site_today
+from clinic.web import show_domain_error
+
+bp = Blueprint("patients", __name__, url_prefix="/patients")
+
+PATIENT_SORTS = SortSpec(
+    {
+        "name": Patient.last_key,
+        "mrn": Patient.mrn,
+        "dob": Patient.date_of_birth,
+        "intake": Patient.intake_date,
+    },
+    default="name",
+)
+
+
+# --- loading with access control and audit ----------------------------------------------
+
+
+def _patient_or_404(patient_id: int) -> Patient:
+    patient = services.patient_for(current_user, patient_id)
+    if patient is None:
+        exists = db.session.get(Patient, patient_id) is not None
+        record_denied("patient", patient_id, patient_id if exists else None)
+        abort(404)
+    if request.method == "GET":
+        _record_view(patient, "patient", patient.id)
+    return patient
+
+
+def _enrollment_or_404(enrollment_id: int) -> Enrollment:
+    enrollment = services.enrollment_for(current_user, enrollment_id)
+    if enrollment is None:
+        found = db.session.get(Enrollment, enrollment_id)
+        record_denied("enrollment", enrollment_id, found.patient_id if found else None)
+        abort(404)
+    if request.method == "GET":
+        _record_view(enrollment.patient, "enrollment", enrollment.id)
+    return enrollment
+
+
+def _record_view(patient: Patient, entity_type: str, entity_id: int) -> None:
+    sites = services.visible_site_ids(current_user)
+    via_break_glass = sites is not None and patient.site_id not in sites
+    record(
+        AuditAction.VIEW,
+        actor=current_user,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        details={"page": request.endpoint, "break_glass": via_break_glass},
+    )
+
+
+# --- search and registration -------------------------------------------------------------
+
+
+@bp.get("/")
+@require_permission(Permission.PATIENTS_READ)
+def index():
+    text = request.args.get("q", "").strip()
+    query = (
+        services.search_patients(current_user, text)
+        if text
+        else services._scoped(
+            sa.select(Patient).where(Patient.entered_in_error_at.is_(None)), current_user
+        )
+    )
+    page = paginate_sorted(
+        query.options(sa.orm.selectinload(Patient.site)), PATIENT_SORTS, tiebreak=Patient.id
+    )
+    # The list shows names and dates of birth: the search is an access, without its terms.
+    record(
+        AuditAction.VIEW,
+        actor=current_user,
+        entity_type="patient_list",
+        details={"searched": bool(text), "results": page.total, "page": page.page},
+    )
+    return render_template("patients/index.html", page=page, q=text, today=dt.date.today())
+
+
+def _site_choices(form: PatientForm) -> list[Site]:
+    sites = services.sites_for(current_user)
+    form.site_id.choices = [SelectChoice(s.id, f"{s.code} — {s.name}") for s in sites]
+    return sites
+
+
+def _demographics(form: PatientForm) -> services.Demographics:
+    return services.Demographics.from_mapping(form.data)
+
+
+@bp.route("/new", methods=["GET", "POST"])
+@require_permission(Permission.PATIENTS_REGISTER)
+def register():
+    form = PatientForm()
+    sites = _site_choices(form)
+    if request.method == "GET":
+        form.intake_date.data = site_today(sites[0]) if sites else dt.date.today()
+        if len(sites) == 1:
+            form.site_id.data = sites[0].id
+    duplicates: list[Patient] = []
+    if form.validate_on_submit():
+        site = services.chosen(sites, form.site_id.data)
+        try:
+            if site is None:
+                raise DomainError("Choose one of your sites.", field="site_id")
+            patient = services.register_patient(
+                actor=current_user,
+                site=site,
+                data=_demographics(form),
+                confirm_duplicate=form.confirm_duplicate.data,
+            )
+        except services.PossibleDuplicate as warning:
+            duplicates = warning.matches
+            db.session.rollback()
+            form.form_errors.append(warning.message)
+        except DomainError as error:
+            show_domain_error(form, error)
+        else:
+            db.session.commit()
+            flash(
+                f"Registered {patient.first_name} {patient.last_name}, MRN {patient.mrn}.",
+                "success",
+            )
+            return redirect(url_for("patients.chart", patient_id=patient.id))
+    return render_template(
+        "patients/form.html",
+        form=form,
+        patient=None,
+        duplicates=duplicates,
+        show_site=len(sites) > 1,
+    )
+
+
+# --- the chart ---------------------------------------------------------------------------
+
+
+@bp.get("/<int:patient_id>")
+@require_permission(Permission.PATIENTS_READ)
+def chart(patient_id: int):
+    patient = _patient_or_404(patient_id)
+    today = site_today(patient.site)
+    enrollments = services.chart_enrollments(patient)
+    deadlines = {e.id: services.deadlines(e, today) for e in enrollments if e.active}
+    alerts = [
+        (e, d) for e in enrollments if e.active for d in deadlines[e.id] if d.status == "overdue"
+    ]
+    return render_template(
+        "patients/chart.html",
+        patient=patient,
+        today=today,
+        enrollments=enrollments,
+        deadlines=deadlines,
+        alerts=alerts,
+        active=[e for e in enrollments if e.active],
+        via_break_glass=not current_user.all_sites and patient.site_id not in current_user.site_ids,
+    )
+
+
+@bp.route("/<int:patient_id>/edit", methods=["GET", "POST"])
+@require_permission(Permission.PATIENTS_REGISTER)
+def edit(patient_id: int):
+    patient = _patient_or_404(patient_id)
+    if patient.entered_in_error:
+        flash("This record was entered in error and cannot be changed.", "error")
+        return redirect(url_for("patients.chart", patient_id=patient.id))
+    form = PatientForm(obj=patient) if request.method == "GET" else PatientForm()
+    form.site_id.choices = [SelectChoice(patient.site_id, patient.site.name)]
+    form.site_id.data = patient.site_id
+    if request.method == "GET":
+        form.version.data = patient.version
+    if form.validate_on_submit():
+        try:
+            changed = services.update_demographics(
+                patient,
+                actor=current_user,
+                data=_demographics(form),
+                expected_version=_int(form.version.data),
+            )
+            db.session.commit()
+        except DomainError as error:
+            show_domain_error(form, error)
+        except StaleDataError:
+            show_domain_error(form, DomainError(services.CONFLICT_MESSAGE))
+        else:
+            flash("Saved." if changed else "Nothing changed.", "success")
+            return redirect(url_for("patients.chart", patient_id=patient.id))
+    return render_template(
+        "patients/form.html", form=form, patient=patient, duplicates=[], show_site=False
+    )
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+@bp.route("/<int:patient_id>/entered-in-error", methods=["GET", "POST"])
+@require_permission(Permission.PATIENTS_MARK_ERROR)
+def entered_in_error(patient_id: int):
+    patient = _patient_or_404(patient_id)
+    form = EnteredInErrorForm()
+    if form.validate_on_submit():
+        try:
+            services.mark_entered_in_error(patient, actor=current_user, reason=form.reason.data)
+        except DomainError as error:
+            show_domain_error(form, error)
+        else:
+            db.session.commit()
+            flash(
+                "The record is marked as entered in error. It stays in the audit trail.", "success"
+            )
+            return redirect(url_for("patients.chart", patient_id=patient.id))
+    return render_template("patients/entered_in_error.html", form=form, patient=patient)
+
+
+# --- enrollment --------------------------------------------------------------------------
+
+
+def _enrollment_choices(
+    form: AdmitForm, patient: Patient, *, exclude_program: int | None = None
+) -> tuple[list, list]:
+    programs = [p for p in services.programs_at(patient.site_id) if p.id != exclude_program]
+    counselors = services.counselors_for(patient.site_id)
+    form.program_id.choices = [SelectChoice(0, "Choose…")] + [
+        SelectChoice(p.id, f"{p.name} ({p.kind.label})") for p in programs
+    ]
+    form.primary_counselor_id.choices = [SelectChoice(0, "None yet")] + [
+        SelectChoice(u.id, u.full_name) for u in counselors
+    ]
+    return programs, counselors
+
+
+@bp.route("/<int:patient_id>/admit", methods=["GET", "POST"])
+@require_permission(Permission.ENROLLMENT_MANAGE)
+def admit(patient_id: int):
+    patient = _patient_or_404(patient_id)
+    form = AdmitForm()
+    programs, counselors = _enrollment_choices(form, patient)
+    if request.method == "GET":
+        form.admitted_on.data = site_today(patient.site)
+    if form.validate_on_submit():
+        edition, level = split_level_of_care(form.level_of_care.data)
+        try:
+            program = services.chosen(programs, form.program_id.data)
+            if program is None:
+                raise DomainError("Choose a program.", field="program_id")
+            services.admit(
+                patient,
+                program,
+                actor=current_user,
+                admitted_on=form.admitted_on.data,
+                asam_edition=edition,
+                asam_level=level,
+                primary_counselor=services.chosen(counselors, form.primary_counselor_id.data),
+            )
+            db.session.commit()
+        except DomainError as error:
+            show_domain_error(form, error)
+        except sa.exc.IntegrityError:
+            # Someone admitted the patient to this program at the same moment.
+            show_domain_error(
+                form,
+                DomainError("The patient is already enrolled in this program.", field="program_id"),
+            )
+        else:
+            flash(f"Admitted to {program.name}.", "success")
+            return redirect(url_for("patients.chart", patient_id=patient.id))
+    return render_template("patients/admit.html", form=form, patient=patient)
+
+
+@bp.route("/enrollments/<int:enrollment_id>/discharge", methods=["GET", "POST"])
+@require_permission(Permission.ENROLLMENT_MANAGE)
+def discharge(enrollment_id: int):
+    enrollment = _enrollment_or_404(enrollment_id)
+    form = DischargeForm()
+    if request.method == "GET":
+        form.discharged_on.data = site_today(enrollment.patient.site)
+        form.version.data = enrollment.version
+    if form.validate_on_submit():
+        try:
+            services.discharge(
+                enrollment,
+                actor=current_user,
+                discharged_on=form.discharged_on.data,
+                reason=_int(form.reason.data),
+                expected_version=_int(form.version.data),
+            )
+            db.session.commit()
+        except DomainError as error:
+            show_domain_error(form, error)
+        except StaleDataError:
+            show_domain_error(form, DomainError(services.CONFLICT_MESSAGE))
+        else:
+            flash(f"Discharged from {enrollment.program.name}.", "success")
+            return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
+    return render_template(
+        "patients/discharge.html", form=form, enrollment=enrollment, patient=enrollment.patient
+    )
+
+
+@bp.route("/enrollments/<int:enrollment_id>/transfer", methods=["GET", "POST"])
+@require_permission(Permission.ENROLLMENT_MANAGE)
+def transfer(enrollment_id: int):
+    enrollment = _enrollment_or_404(enrollment_id)
+    patient = enrollment.patient
+    form = TransferForm()
+    programs, counselors = _enrollment_choices(form, patient, exclude_program=enrollment.program_id)
+    if request.method == "GET":
+        form.admitted_on.data = site_today(patient.site)
+        form.version.data = enrollment.version
+        form.level_of_care.data = f"{enrollment.asam_edition.value}:{enrollment.asam_level}"
+        form.primary_counselor_id.data = enrollment.primary_counselor_id or 0
+    if form.validate_on_submit():
+        edition, level = split_level_of_care(form.level_of_care.data)
+        try:
+            program = services.chosen(programs, form.program_id.data)
+            if program is None:
+                raise DomainError("Choose a program.", field="program_id")
+            services.transfer(
+                enrollment,
+                program,
+                actor=current_user,
+                on=form.admitted_on.data,
+                asam_edition=edition,
+                asam_level=level,
+                primary_counselor=services.chosen(counselors, form.primary_counselor_id.data),
+                expected_version=_int(form.version.data),
+            )
+            db.session.commit()
+        except DomainError as error:
+            show_domain_error(form, error)
+        except (StaleDataError, sa.exc.IntegrityError):
+            show_domain_error(form, DomainError(services.CONFLICT_MESSAGE))
+        else:
+            flash(f"Transferred to {program.name}.", "success")
+            return redirect(url_for("patients.chart", patient_id=patient.id))
+    return render_template(
+        "patients/transfer.html", form=form, enrollment=enrollment, patient=patient
+    )
+
+
+@bp.route("/enrollments/<int:enrollment_id>/deadlines", methods=["GET", "POST"])
+@require_permission(Permission.DEADLINES_RECORD)
+def deadlines(enrollment_id: int):
+    enrollment = _enrollment_or_404(enrollment_id)
+    form = MilestonesForm(obj=enrollment) if request.method == "GET" else MilestonesForm()
+    review_form = ReviewForm()
+    if request.method == "GET":
+        form.version.data = enrollment.version
+        review_form.reviewed_on.data = site_today(enrollment.patient.site)
+    if form.validate_on_submit():
+        try:
+            services.record_milestones(
+                enrollment,
+                actor=current_user,
+                values={name: form[name].data for name in services.MILESTONES},
+                expected_version=_int(form.version.data),
+            )
+            db.session.commit()
+        except DomainError as error:
+            show_domain_error(form, error)
+        except StaleDataError:
+            show_domain_error(form, DomainError(services.CONFLICT_MESSAGE))
+        else:
+            flash("Dates saved.", "success")
+            return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
+    return _deadlines_page(enrollment, form, review_form)
+
+
+def _deadlines_page(enrollment: Enrollment, form: MilestonesForm, review_form: ReviewForm):
+    return render_template(
+        "patients/deadlines.html",
+        enrollment=enrollment,
+        patient=enrollment.patient,
+        form=form,
+        review_form=review_form,
+        items=services.deadlines(enrollment),
+    )
+
+
+@bp.post("/enrollments/<int:enrollment_id>/reviews")
+@require_permission(Permission.DEADLINES_RECORD)
+def add_review(enrollment_id: int):
+    enrollment = _enrollment_or_404(enrollment_id)
+    review_form = ReviewForm()
+    if review_form.validate_on_submit():
+        try:
+            services.record_care_plan_review(
+                enrollment, actor=current_user, reviewed_on=review_form.reviewed_on.data
+            )
+        except DomainError as error:
+            show_domain_error(review_form, error)
+        else:
+            db.session.commit()
+            flash("Care-plan review recorded.", "success")
+            return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
+    form = MilestonesForm(obj=enrollment, formdata=None)
+    form.version.data = enrollment.version
+    return _deadlines_page(enrollment, form, review_form), 400
+
+
+@bp.get("/deadlines")
+@require_permission(Permission.PATIENTS_READ)
+def worklist():
+    mine = request.args.get("mine") == "1"
+    items = services.deadline_worklist(current_user, counselor_only=mine)
+    record(
+        AuditAction.VIEW,
+        actor=current_user,
+        entity_type="deadline_worklist",
+        details={"results": len(items)},
+    )
+    return render_template("patients/worklist.html", items=items, mine=mine)
+
+
+# --- break-glass -------------------------------------------------------------------------
+
+
+@bp.route("/break-glass", methods=["GET", "POST"])
+@require_permission(Permission.BREAK_GLASS)
+def break_glass():
+    form = BreakGlassForm()
+    if form.validate_on_submit():
+        try:
+            patient = services.grant_break_glass(
+                actor=current_user, mrn=form.mrn.data, reason=form.reason.data
+            )
+        except DomainError as error:
+            show_domain_error(form, error)
+        else:
+            db.session.commit()
+            flash(
+                f"Emergency access granted for {services.BREAK_GLASS_MINUTES} minutes. "
+                "It is recorded and will be reviewed.",
+                "warning",
+            )
+            return redirect(url_for("patients.chart", patient_id=patient.id))
+    return render_template(
+        "patients/break_glass.html", form=form, minutes=services.BREAK_GLASS_MINUTES
+    )
