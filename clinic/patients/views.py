@@ -96,13 +96,7 @@ def _record_view(patient: Patient, entity_type: str, entity_id: int) -> None:
 @require_permission(Permission.PATIENTS_READ)
 def index():
     text = request.args.get("q", "").strip()
-    query = (
-        services.search_patients(current_user, text)
-        if text
-        else services._scoped(
-            sa.select(Patient).where(Patient.entered_in_error_at.is_(None)), current_user
-        )
-    )
+    query = services.search_patients(current_user, text)  # empty text: every patient
     page = paginate_sorted(
         query.options(sa.orm.selectinload(Patient.site)), PATIENT_SORTS, tiebreak=Patient.id
     )
@@ -113,7 +107,7 @@ def index():
         entity_type="patient_list",
         details={"searched": bool(text), "results": page.total, "page": page.page},
     )
-    return render_template("patients/index.html", page=page, q=text, today=dt.date.today())
+    return render_template("patients/index.html", page=page, q=text)
 
 
 def _site_choices(form: PatientForm) -> list[Site]:
