@@ -9,7 +9,7 @@ PORT ?= 5000
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-postgres lint format migrate-check clean
+.PHONY: help run test test-postgres lint format migrate-check bench clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ migrate-check: $(VENV)/.dev-installed ## Check that the migrations match the mod
 	DATABASE_URL=sqlite:///$$tmp/check.db $(FLASK) db upgrade && \
 	DATABASE_URL=sqlite:///$$tmp/check.db $(FLASK) db check; \
 	status=$$?; rm -rf $$tmp; exit $$status
+
+bench: $(VENV)/.dev-installed ## Time patient search on 100,000 synthetic patients (scratch SQLite)
+	$(BIN)/python bench/patient_search.py
 
 clean: ## Remove the virtualenv and caches (keeps instance/ and its database)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,101 @@
+"""Benchmark: patient search at scale (DOMAIN.md: 10,000 patients at a large site over the
+years; networks far more). Builds a scratch database with N synthetic patients (no real
+data), then times name-start, MRN and date-of-birth searches through the real service.
+
+    .venv/bin/python bench/patient_search.py                # SQLite, 100,000 patients
+    .venv/bin/python bench/patient_search.py --patients 20000 \\
+        --database-url postgresql://postgres@127.0.0.1:5432/test_bench   # an empty database
+
+Prints the median and worst time per search kind; exits 1 if a median is over --budget-ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+FIRST = ["John", "Ana", "Maria", "James", "Keisha", "Luis", "Emily", "Robert", "Sarah", "Jo",
+         "Michael", "Jessica", "David", "Grace", "Daniel", "Aisha", "Wei", "Olga", "Tom", "Nia"]
+LAST = ["Smith", "Torres", "Garcia", "Brown", "Nguyen", "Johnson", "Davis", "Wilson", "Kim",
+        "Martinez", "Lopez", "Clark", "Lewis", "Walker", "Young", "Allen", "King", "Wright",
+        "Scott", "Green", "Baker", "Adams", "Nelson", "Hill", "Campbell", "Mitchell"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--patients", type=int, default=100_000)
+    parser.add_argument("--database-url", default=None, help="default: a scratch SQLite file")
+    parser.add_argument("--searches", type=int, default=200)
+    parser.add_argument("--budget-ms", type=float, default=50.0)
+    args = parser.parse_args()
+
+    import sqlalchemy as sa
+    from flask_migrate import upgrade
+
+    from clinic import create_app
+    from clinic.accounts.models import User
+    from clinic.extensions import db
+    from clinic.patients import services
+    from clinic.patients.models import Patient
+    from clinic.sites.models import Site
+
+    url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    app = create_app({"CLINIC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": url})
+    rng = random.Random(42)
+    with app.app_context():
+        upgrade()
+        site = Site(code="BENCH", name="Bench", timezone="UTC")
+        db.session.add(site)
+        db.session.flush()
+        started = time.perf_counter()
+        rows = []
+        for i in range(1, args.patients + 1):
+            first, last = rng.choice(FIRST), rng.choice(LAST) + (str(i % 97) if i % 3 else "")
+            rows.append({
+                "site_id": site.id, "mrn": f"BENCH-{i:06d}", "first_name": first,
+                "last_name": last, "first_key": services.search_key(first),
+                "last_key": services.search_key(last), "preferred_key": None,
+                "date_of_birth": dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(20000)),
+                "sex_at_birth": "unknown", "primary_substance": "other",
+                "intake_date": dt.date(2020, 1, 1), "version": 1,
+                "created_at": dt.datetime.now(dt.UTC),
+            })
+            if len(rows) == 5000:
+                db.session.execute(sa.insert(Patient), rows)
+                rows = []
+        if rows:
+            db.session.execute(sa.insert(Patient), rows)
+        db.session.commit()
+        print(f"loaded {args.patients} patients in {time.perf_counter() - started:.1f} s")
+        viewer = User(id=0, username="bench", all_sites=True)
+        kinds = {
+            "name starts": lambda: f"{rng.choice(LAST)[:3]} {rng.choice(FIRST)[:2]}",
+            "MRN": lambda: f"BENCH-{rng.randrange(1, args.patients + 1):06d}",
+            "date of birth": lambda: (dt.date(1950, 1, 1)
+                                      + dt.timedelta(days=rng.randrange(20000))).isoformat(),
+        }
+        failed = False
+        for kind, make in kinds.items():
+            timings = []
+            for _ in range(args.searches):
+                query = services.search_patients(viewer, make()).order_by(
+                    Patient.last_key, Patient.id).limit(50)
+                t0 = time.perf_counter()
+                list(db.session.scalars(query))
+                timings.append((time.perf_counter() - t0) * 1000)
+            median = statistics.median(timings)
+            failed |= median > args.budget_ms
+            print(f"{kind:<14} median {median:6.2f} ms   worst {max(timings):6.2f} ms")
+        return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
