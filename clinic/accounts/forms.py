@@ -14,7 +14,7 @@ from wtforms import (
     StringField,
     SubmitField,
 )
-from wtforms.validators import DataRequired, EqualTo, Length, Optional
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from clinic.accounts.models import USERNAME_MAX
@@ -102,7 +102,9 @@ ROLE_CHOICES = [SelectChoice(r.value, r.label) for r in Role]
 
 class UserForm(FlaskForm):
     full_name = StringField("Full name", validators=[DataRequired(), Length(max=120)])
-    email = EmailField("Email", validators=[Optional(), Length(max=254)])
+    email = EmailField(
+        "Email", validators=[Optional(), Length(max=254), Email(check_deliverability=False)]
+    )
     role = SelectField("Role", choices=ROLE_CHOICES, validators=[DataRequired()])
     is_prescriber = BooleanField("Prescriber (clinicians only: may write medication orders)")
     all_sites = BooleanField("Works at all sites (administrators only)")

@@ -172,7 +172,7 @@ def patient_access(patient_id: int):
     patient = db.session.get(Patient, patient_id)
     sites = None if current_user.all_sites else current_user.site_ids
     if patient is None or (sites is not None and patient.site_id not in sites):
-        record_denied("patient", patient_id)
+        record_denied("patient", patient_id, patient.id if patient else None)
         abort(404)
     events = list(services.iter_events(services.AuditFilters(patient_id=patient.id)))
     services.record(

@@ -16,7 +16,7 @@ from wtforms import (
     TelField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Length, NumberRange, Optional
+from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
 
 from clinic.patients.models import (
     ASAM_LEVELS,
@@ -53,7 +53,7 @@ class PatientForm(FlaskForm):
     first_name = StringField("First name", validators=[DataRequired(), Length(max=80)])
     last_name = StringField("Last name", validators=[DataRequired(), Length(max=80)])
     preferred_name = StringField("Preferred name", validators=[Optional(), Length(max=80)])
-    date_of_birth = DateField("Date of birth", validators=[DataRequired()], description=DATE_HELP)
+    date_of_birth = DateField("Date of birth", validators=[InputRequired()], description=DATE_HELP)
     sex_at_birth = SelectField(
         "Sex at birth", choices=_choices(SexAtBirth, "Choose…"), validators=[DataRequired()]
     )
@@ -63,7 +63,9 @@ class PatientForm(FlaskForm):
         description="Optional, in the patient's own words.",
     )
     phone = TelField("Phone", validators=[Optional(), Length(max=32)])
-    email = EmailField("Email", validators=[Optional(), Length(max=254)])
+    email = EmailField(
+        "Email", validators=[Optional(), Length(max=254), Email(check_deliverability=False)]
+    )
     address_line1 = StringField("Address", validators=[Optional(), Length(max=120)])
     address_line2 = StringField("Address line 2", validators=[Optional(), Length(max=120)])
     city = StringField("City", validators=[Optional(), Length(max=80)])
@@ -81,7 +83,7 @@ class PatientForm(FlaskForm):
     primary_substance = SelectField(
         "Primary substance", choices=_choices(Substance, "Choose…"), validators=[DataRequired()]
     )
-    intake_date = DateField("Intake date", validators=[DataRequired()], description=DATE_HELP)
+    intake_date = DateField("Intake date", validators=[InputRequired()], description=DATE_HELP)
     state_registry_id = StringField(
         "State central-registry id", validators=[Optional(), Length(max=40)]
     )
@@ -100,7 +102,7 @@ class EnteredInErrorForm(FlaskForm):
 
 class AdmitForm(FlaskForm):
     program_id = SelectField("Program", coerce=int, validators=[DataRequired()])
-    admitted_on = DateField("Admission date", validators=[DataRequired()], description=DATE_HELP)
+    admitted_on = DateField("Admission date", validators=[InputRequired()], description=DATE_HELP)
     level_of_care = SelectField(
         "Level of care (ASAM)", choices=LEVEL_OF_CARE_CHOICES, validators=[DataRequired()]
     )
@@ -110,13 +112,13 @@ class AdmitForm(FlaskForm):
 
 class TransferForm(AdmitForm):
     program_id = SelectField("Transfer to program", coerce=int, validators=[DataRequired()])
-    admitted_on = DateField("Transfer date", validators=[DataRequired()], description=DATE_HELP)
+    admitted_on = DateField("Transfer date", validators=[InputRequired()], description=DATE_HELP)
     version = HiddenField()
     submit = SubmitField("Transfer")
 
 
 class DischargeForm(FlaskForm):
-    discharged_on = DateField("Discharge date", validators=[DataRequired()], description=DATE_HELP)
+    discharged_on = DateField("Discharge date", validators=[InputRequired()], description=DATE_HELP)
     reason = SelectField(
         "Reason (TEDS-D)",
         choices=[SelectChoice("", "Choose…")]
@@ -136,7 +138,7 @@ class MilestonesForm(FlaskForm):
 
 
 class ReviewForm(FlaskForm):
-    reviewed_on = DateField("Care plan reviewed on", validators=[DataRequired()])
+    reviewed_on = DateField("Care plan reviewed on", validators=[InputRequired()])
     submit = SubmitField("Record review")
 
 

@@ -1,0 +1,151 @@
+"""Patients from a real browser: registration through admission, and the duplicate warning."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.conftest import PASSWORD
+
+
+def sign_in(ui, username: str):
+    page = ui.goto("/login")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").press("Enter")
+    expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
+    ui.check()
+    return page
+
+
+def sign_out(ui) -> None:
+    page = ui.page
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_text("You have signed out.")).to_be_visible()
+    ui.check()
+
+
+@pytest.fixture
+def registrar(make_user, make_site, username_of, site):
+    """A staff user of MAIN only (``one``), or of MAIN and EAST (``two``: the Site field
+    is shown and chosen)."""
+
+    def make(sites: str) -> str:
+        if sites == "one":
+            return username_of(make_user("staff"))
+        return username_of(make_user("staff", site_ids=[site, make_site("EAST")]))
+
+    return make
+
+
+def load(ui, action) -> None:
+    """Run ``action`` (a click or key press) and wait for the page it loads."""
+    with ui.page.expect_navigation():
+        action()
+
+
+def check_collecting(ui, problems: list[str]) -> None:
+    """ui.check(), but an axe failure is collected (and the page counted as checked) so
+    the rest of the flow is still exercised; the test asserts ``problems`` at the end."""
+    try:
+        ui.check()
+    except AssertionError as failure:
+        problems.append(str(failure))
+        ui.unchecked.clear()
+
+
+def fill_registration(page, first: str, last: str, born: str) -> None:
+    site = page.get_by_label("Site")
+    if site.count():
+        site.select_option(label="MAIN — Main Street Clinic")
+    page.get_by_label("First name").fill(first)
+    page.get_by_label("Last name").fill(last)
+    page.get_by_label("Date of birth").fill(born)
+    page.get_by_label("Sex at birth").select_option("female")
+    page.get_by_label("Primary substance").select_option("fentanyl")
+
+
+@pytest.mark.parametrize(
+    "sites",
+    ["one", "two"],
+)
+def test_staff_registers_and_clinician_admits_from_the_keyboard(
+    ui, make_user, make_program, username_of, registrar, sites
+):
+    make_program("Methadone maintenance")
+    staff = registrar(sites)
+    clinician = username_of(make_user("clinician"))
+
+    # Staff registers the patient.
+    page = sign_in(ui, staff)
+    ui.goto("/patients/new")
+    expect(page.get_by_role("heading", name="Register a patient")).to_be_visible()
+    fill_registration(page, "Ana", "Torres", "1991-07-14")
+    load(ui, lambda: page.get_by_label("Last name").press("Enter"))  # submits from the keyboard
+    ui.check()
+    expect(page.get_by_text(re.compile(r"Registered Ana Torres, MRN MAIN-\d+"))).to_be_visible()
+    expect(page.get_by_text("Torres, Ana")).to_be_visible()
+    expect(page.get_by_text("Not enrolled in any program yet.")).to_be_visible()
+    sign_out(ui)
+
+    # A clinician finds her by the starts of her names and admits her.
+    page = sign_in(ui, clinician)
+    ui.goto("/patients/")
+    search = page.get_by_label("Find by name, MRN or date of birth")
+    search.fill("tor an")
+    load(ui, lambda: search.press("Enter"))
+    ui.check()
+    load(ui, lambda: page.get_by_role("link", name="Torres, Ana").click())
+    ui.check()
+    load(ui, lambda: page.get_by_role("link", name="Admit to a program").click())
+    ui.check()
+    expect(page.get_by_role("heading", name="Admit to a program")).to_be_visible()
+    page.get_by_label("Program").select_option(
+        label="Methadone maintenance (Methadone maintenance (OTP))"
+    )
+    page.get_by_label("Level of care (ASAM)").select_option(label="OTP (ASAM 3rd ed.)")
+    admitted = dt.date.fromisoformat(page.get_by_label("Admission date").input_value())
+    load(ui, lambda: page.get_by_role("button", name="Admit").click())
+    ui.check()
+
+    expect(page.get_by_text("Admitted to Methadone maintenance.")).to_be_visible()
+    summary = page.locator("dd").first
+    expect(summary).to_contain_text("Methadone maintenance — OTP (ASAM 3rd ed.)")
+    due = (admitted + dt.timedelta(days=14)).isoformat()
+    enrollments = page.get_by_role("table")
+    expect(enrollments.get_by_text("Active")).to_be_visible()
+    for name in ("Medical examination", "Psychosocial assessment", "Initial care plan"):
+        expect(enrollments.get_by_text(re.compile(rf"{name}: .* by {due}"))).to_be_visible()
+
+
+@pytest.mark.parametrize(
+    "sites",
+    [
+        "one",
+        "two",
+    ],
+)
+def test_duplicate_warning_then_confirmed_registration(ui, make_patient, registrar, sites):
+    make_patient("Jo", "Smith", date_of_birth=dt.date(1980, 4, 2))
+    page = sign_in(ui, registrar(sites))
+    ui.goto("/patients/new")
+    fill_registration(page, "Jo", "Smith", "1980-04-02")
+    load(ui, lambda: page.get_by_role("button", name="Register").click())
+    axe_problems: list[str] = []
+    check_collecting(ui, axe_problems)
+    warning = page.get_by_test_id("duplicates")
+    expect(warning).to_be_visible()
+    expect(warning).to_contain_text("Possible duplicate.")
+    expect(warning.get_by_role("link", name="Smith, Jo")).to_be_visible()
+    # Nothing was saved, and the input is kept.
+    expect(page.get_by_label("First name")).to_have_value("Jo")
+    page.get_by_label("I checked: this is a different person").check()
+    load(ui, lambda: page.get_by_role("button", name="Register").click())
+    check_collecting(ui, axe_problems)
+    expect(page.get_by_text(re.compile(r"Registered Jo Smith, MRN MAIN-\d+"))).to_be_visible()
+    ui.goto("/patients/?q=smi jo")
+    expect(page.get_by_role("link", name="Smith, Jo")).to_have_count(2)
+    assert not axe_problems, "\n".join(axe_problems)
