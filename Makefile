@@ -51,8 +51,9 @@ migrate-check: $(VENV)/.dev-installed ## Check that the migrations match the mod
 	DATABASE_URL=sqlite:///$$tmp/check.db $(FLASK) db check; \
 	status=$$?; rm -rf $$tmp; exit $$status
 
-bench: $(VENV)/.dev-installed ## Time patient search on 100,000 synthetic patients (scratch SQLite)
+bench: $(VENV)/.dev-installed ## Time patient search (100,000 patients) and the audit viewer (1,000,000 events)
 	$(BIN)/python bench/patient_search.py
+	$(BIN)/python bench/audit_viewer.py
 
 clean: ## Remove the virtualenv and caches (keeps instance/ and its database)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

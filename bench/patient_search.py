@@ -22,11 +22,56 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-FIRST = ["John", "Ana", "Maria", "James", "Keisha", "Luis", "Emily", "Robert", "Sarah", "Jo",
-         "Michael", "Jessica", "David", "Grace", "Daniel", "Aisha", "Wei", "Olga", "Tom", "Nia"]
-LAST = ["Smith", "Torres", "Garcia", "Brown", "Nguyen", "Johnson", "Davis", "Wilson", "Kim",
-        "Martinez", "Lopez", "Clark", "Lewis", "Walker", "Young", "Allen", "King", "Wright",
-        "Scott", "Green", "Baker", "Adams", "Nelson", "Hill", "Campbell", "Mitchell"]
+FIRST = [
+    "John",
+    "Ana",
+    "Maria",
+    "James",
+    "Keisha",
+    "Luis",
+    "Emily",
+    "Robert",
+    "Sarah",
+    "Jo",
+    "Michael",
+    "Jessica",
+    "David",
+    "Grace",
+    "Daniel",
+    "Aisha",
+    "Wei",
+    "Olga",
+    "Tom",
+    "Nia",
+]
+LAST = [
+    "Smith",
+    "Torres",
+    "Garcia",
+    "Brown",
+    "Nguyen",
+    "Johnson",
+    "Davis",
+    "Wilson",
+    "Kim",
+    "Martinez",
+    "Lopez",
+    "Clark",
+    "Lewis",
+    "Walker",
+    "Young",
+    "Allen",
+    "King",
+    "Wright",
+    "Scott",
+    "Green",
+    "Baker",
+    "Adams",
+    "Nelson",
+    "Hill",
+    "Campbell",
+    "Mitchell",
+]
 
 
 def main() -> int:
@@ -59,15 +104,23 @@ def main() -> int:
         rows = []
         for i in range(1, args.patients + 1):
             first, last = rng.choice(FIRST), rng.choice(LAST) + (str(i % 97) if i % 3 else "")
-            rows.append({
-                "site_id": site.id, "mrn": f"BENCH-{i:06d}", "first_name": first,
-                "last_name": last, "first_key": services.search_key(first),
-                "last_key": services.search_key(last), "preferred_key": None,
-                "date_of_birth": dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(20000)),
-                "sex_at_birth": "unknown", "primary_substance": "other",
-                "intake_date": dt.date(2020, 1, 1), "version": 1,
-                "created_at": dt.datetime.now(dt.UTC),
-            })
+            rows.append(
+                {
+                    "site_id": site.id,
+                    "mrn": f"BENCH-{i:06d}",
+                    "first_name": first,
+                    "last_name": last,
+                    "first_key": services.search_key(first),
+                    "last_key": services.search_key(last),
+                    "preferred_key": None,
+                    "date_of_birth": dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(20000)),
+                    "sex_at_birth": "unknown",
+                    "primary_substance": "other",
+                    "intake_date": dt.date(2020, 1, 1),
+                    "version": 1,
+                    "created_at": dt.datetime.now(dt.UTC),
+                }
+            )
             if len(rows) == 5000:
                 db.session.execute(sa.insert(Patient), rows)
                 rows = []
@@ -79,15 +132,19 @@ def main() -> int:
         kinds = {
             "name starts": lambda: f"{rng.choice(LAST)[:3]} {rng.choice(FIRST)[:2]}",
             "MRN": lambda: f"BENCH-{rng.randrange(1, args.patients + 1):06d}",
-            "date of birth": lambda: (dt.date(1950, 1, 1)
-                                      + dt.timedelta(days=rng.randrange(20000))).isoformat(),
+            "date of birth": lambda: (
+                dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(20000))
+            ).isoformat(),
         }
         failed = False
         for kind, make in kinds.items():
             timings = []
             for _ in range(args.searches):
-                query = services.search_patients(viewer, make()).order_by(
-                    Patient.last_key, Patient.id).limit(50)
+                query = (
+                    services.search_patients(viewer, make())
+                    .order_by(Patient.last_key, Patient.id)
+                    .limit(50)
+                )
                 t0 = time.perf_counter()
                 list(db.session.scalars(query))
                 timings.append((time.perf_counter() - t0) * 1000)

@@ -113,8 +113,12 @@ def _append(session: Session, rows: list[dict[str, Any]]) -> None:
     seq, prev = session.execute(
         sa.select(head.c.last_seq, head.c.last_hash).where(head.c.id == 1)
     ).one()
+    # Stamped under the lock, so time order and chain order agree (the viewer turns date
+    # filters into ranges of seq).
+    appended_at = utcnow()
     for row in rows:
         seq += 1
+        row["occurred_at"] = appended_at
         row["seq"] = seq
         row["prev_hash"] = prev
         row["hash"] = prev = event_hash(prev, row)
@@ -240,8 +244,13 @@ class AuditFilters:
 
 
 def _first_seq_at_or_after(moment: dt.datetime) -> int | None:
+    # One seek on the occurred_at index (events are appended in time order), not a
+    # min() over every later event.
     return db.session.scalar(
-        sa.select(sa.func.min(AuditEvent.seq)).where(AuditEvent.occurred_at >= moment)
+        sa.select(AuditEvent.seq)
+        .where(AuditEvent.occurred_at >= moment)
+        .order_by(AuditEvent.occurred_at, AuditEvent.seq)
+        .limit(1)
     )
 
 

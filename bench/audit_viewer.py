@@ -1,0 +1,114 @@
+"""Benchmark: the audit viewer's queries on a large trail (HIPAA audit logs grow to
+millions of rows). Loads N synthetic events straight into a scratch database (hashes are
+not computed: the viewer does not read them), then times the first page, a page deep in the
+trail (keyset: ``seq < cursor``), and filtered pages, through the real service.
+
+    .venv/bin/python bench/audit_viewer.py                  # SQLite, 1,000,000 events
+    .venv/bin/python bench/audit_viewer.py --events 200000 \\
+        --database-url postgresql://postgres@127.0.0.1:5432/test_bench   # an empty database
+
+Prints the median and worst time per query; exits 1 if a median is over --budget-ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--database-url", default=None, help="default: a scratch SQLite file")
+    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--budget-ms", type=float, default=50.0)
+    args = parser.parse_args()
+
+    import sqlalchemy as sa
+    from flask_migrate import upgrade
+
+    from clinic import create_app
+    from clinic.audit import services
+    from clinic.audit.models import AuditEvent
+    from clinic.extensions import db
+
+    url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
+    app = create_app({"CLINIC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": url})
+    rng = random.Random(7)
+    actions = ["view"] * 8 + ["update", "create", "login", "access_denied"]
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    step = dt.timedelta(days=730) / args.events
+    with app.app_context():
+        upgrade()
+        loaded = time.perf_counter()
+        rows = []
+        for seq in range(1, args.events + 1):
+            rows.append(
+                {
+                    "seq": seq,
+                    "occurred_at": start + step * seq,
+                    "user_id": None,
+                    "username": f"user{rng.randrange(200)}",
+                    "role": "clinician",
+                    "action": rng.choice(actions),
+                    "entity_type": "patient",
+                    "entity_id": str(rng.randrange(10_000)),
+                    "patient_id": rng.randrange(10_000),
+                    "outcome": "success",
+                    "details": "{}",
+                    "prev_hash": "0" * 64,
+                    "hash": "0" * 64,
+                }
+            )
+            if len(rows) == 10_000:
+                db.session.execute(sa.insert(AuditEvent), rows)
+                rows = []
+        if rows:
+            db.session.execute(sa.insert(AuditEvent), rows)
+        db.session.commit()
+        if db.engine.dialect.name == "postgresql":
+            db.session.execute(sa.text("ANALYZE audit_event"))
+            db.session.commit()
+        print(f"loaded {args.events} events in {time.perf_counter() - loaded:.1f} s")
+        deep = args.events // 2
+        cases = {
+            "first page": lambda: services.event_page(services.AuditFilters(), before=None),
+            "deep page": lambda: services.event_page(services.AuditFilters(), before=deep),
+            "by user": lambda: services.event_page(
+                services.AuditFilters(username=f"user{rng.randrange(200)}"), before=deep
+            ),
+            "by patient": lambda: services.event_page(
+                services.AuditFilters(patient_id=rng.randrange(10_000)), before=None
+            ),
+            "by action": lambda: services.event_page(
+                services.AuditFilters(action="access_denied"), before=deep
+            ),
+            "by month": lambda: services.event_page(
+                services.AuditFilters(date_from=dt.date(2025, 3, 1), date_to=dt.date(2025, 3, 31)),
+                before=None,
+            ),
+        }
+        failed = False
+        for name, run in cases.items():
+            timings = []
+            for _ in range(args.repeat):
+                t0 = time.perf_counter()
+                run()
+                timings.append((time.perf_counter() - t0) * 1000)
+                db.session.expunge_all()
+            median = statistics.median(timings)
+            failed |= median > args.budget_ms
+            print(f"{name:<11} median {median:7.2f} ms   worst {max(timings):7.2f} ms")
+        return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
