@@ -5,6 +5,7 @@ time-limited, flagged and reviewed, and the patient access report."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 import sqlalchemy as sa
@@ -437,3 +438,42 @@ def test_refused_access_report_is_attributed_to_the_patient(
     assert client_as("admin").get(f"/admin/audit/patients/{east_patient}").status_code == 404
     denied = [e for e in events_after(app, before) if e.action.value == "access_denied"]
     assert [e.patient_id for e in denied] == [east_patient]
+
+
+def test_a_refused_change_that_shows_the_page_again_is_recorded_as_a_view(
+    app, client_as, make_patient
+):
+    patient = make_patient()
+    staff = client_as("staff")
+    before = max_seq(app)
+    response = staff.submit(f"/patients/{patient}/edit", {"first_name": "", "last_name": "Smith"})
+    assert response.status_code == 200  # the form again, with its message
+    after_get = [e for e in events_after(app, before) if e.patient_id == patient]
+    # One view for the GET that fetched the form, one for the page shown again.
+    assert [e.action.value for e in after_get] == ["view", "view"]
+    assert all('"page":"patients.edit"' in e.details for e in after_get)
+
+
+def test_a_successful_change_records_the_change_not_a_second_view(app, client_as, make_patient):
+    patient = make_patient()
+    staff = client_as("staff")
+    form_page = staff.get(f"/patients/{patient}/edit").get_data(as_text=True)
+    version = re.search(r'name="version" type="hidden" value="(\d+)"', form_page).group(1)
+    before = max_seq(app)
+    response = staff.submit(
+        f"/patients/{patient}/edit",
+        {
+            "site_id": "1",
+            "first_name": "Joanna",
+            "last_name": "Smith",
+            "date_of_birth": "1980-04-02",
+            "sex_at_birth": "female",
+            "primary_substance": "fentanyl",
+            "intake_date": "2026-01-05",
+            "version": version,
+        },
+    )
+    assert response.status_code == 302, response.get_data(as_text=True)
+    actions = [e.action.value for e in events_after(app, before) if e.patient_id == patient]
+    # The GET that fetched the form (by submit) and the change; no view for the POST.
+    assert actions == ["view", "update"]

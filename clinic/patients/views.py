@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 
 import sqlalchemy as sa
-from flask import Blueprint, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from sqlalchemy.orm.exc import StaleDataError
 from wtforms import SelectChoice
@@ -61,6 +61,8 @@ def _patient_or_404(patient_id: int) -> Patient:
         abort(404)
     if request.method == "GET":
         _record_view(patient, "patient", patient.id)
+    else:
+        _record_view_if_shown(patient, "patient", patient.id)
     return patient
 
 
@@ -72,7 +74,23 @@ def _enrollment_or_404(enrollment_id: int) -> Enrollment:
         abort(404)
     if request.method == "GET":
         _record_view(enrollment.patient, "enrollment", enrollment.id)
+    else:
+        _record_view_if_shown(enrollment.patient, "enrollment", enrollment.id)
     return enrollment
+
+
+def _record_view_if_shown(patient: Patient, entity_type: str, entity_id: int) -> None:
+    """A POST that fails (bad input, a refused rule) shows the patient's page again: that
+    is an access too, recorded after the response unless the POST redirected."""
+    g.patient_shown = (patient, entity_type, entity_id)
+
+
+@bp.after_request
+def _record_page_shown_again(response):
+    shown = g.pop("patient_shown", None)
+    if shown is not None and (200 <= response.status_code < 300 or response.status_code == 400):
+        _record_view(*shown)
+    return response
 
 
 def _record_view(patient: Patient, entity_type: str, entity_id: int) -> None:
