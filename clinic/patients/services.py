@@ -47,6 +47,27 @@ CONFLICT_MESSAGE = (
 )
 
 
+def _audit_patient(
+    patient: Patient,
+    action: AuditAction,
+    entity_type: str,
+    entity_id: int,
+    *,
+    actor: User,
+    details: dict | None = None,
+) -> None:
+    """An audit event about one patient's record, filed under the patient and their site."""
+    record(
+        action,
+        actor=actor,
+        entity_type=entity_type,
+        entity_id=entity_id,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        details=details,
+    )
+
+
 # --- access ----------------------------------------------------------------------------
 
 
@@ -293,13 +314,12 @@ def register_patient(
     _apply(patient, data)
     db.session.add(patient)
     db.session.flush()
-    record(
+    _audit_patient(
+        patient,
         AuditAction.CREATE,
+        "patient",
+        patient.id,
         actor=actor,
-        entity_type="patient",
-        entity_id=patient.id,
-        patient_id=patient.id,
-        site_id=site.id,
         details={"duplicate_confirmed": confirm_duplicate},
     )
     return patient
@@ -319,13 +339,12 @@ def update_demographics(
     changed = _apply(patient, data)
     if changed:
         db.session.flush()
-        record(
+        _audit_patient(
+            patient,
             AuditAction.UPDATE,
+            "patient",
+            patient.id,
             actor=actor,
-            entity_type="patient",
-            entity_id=patient.id,
-            patient_id=patient.id,
-            site_id=patient.site_id,
             details={"fields": changed},
         )
     return changed
@@ -344,13 +363,12 @@ def mark_entered_in_error(patient: Patient, *, actor: User, reason: str) -> None
     patient.entered_in_error_reason = reason
     patient.entered_in_error_by_id = actor.id
     db.session.flush()
-    record(
+    _audit_patient(
+        patient,
         AuditAction.UPDATE,
+        "patient",
+        patient.id,
         actor=actor,
-        entity_type="patient",
-        entity_id=patient.id,
-        patient_id=patient.id,
-        site_id=patient.site_id,
         details={"fields": ["entered_in_error"]},
     )
 
@@ -557,13 +575,12 @@ def admit(
     )
     db.session.add(enrollment)
     db.session.flush()
-    record(
+    _audit_patient(
+        patient,
         AuditAction.CREATE,
+        "enrollment",
+        enrollment.id,
         actor=actor,
-        entity_type="enrollment",
-        entity_id=enrollment.id,
-        patient_id=patient.id,
-        site_id=patient.site_id,
         details={"program_id": program.id, "transfer": transferred_from is not None},
     )
     return enrollment
@@ -592,13 +609,12 @@ def discharge(
     enrollment.discharged_on = discharged_on
     enrollment.discharge_reason = reason_code.value
     db.session.flush()
-    record(
+    _audit_patient(
+        enrollment.patient,
         AuditAction.UPDATE,
+        "enrollment",
+        enrollment.id,
         actor=actor,
-        entity_type="enrollment",
-        entity_id=enrollment.id,
-        patient_id=enrollment.patient_id,
-        site_id=enrollment.patient.site_id,
         details={"fields": ["discharged_on", "discharge_reason"]},
     )
 
@@ -715,13 +731,12 @@ def record_milestones(
             changed.append(name)
     if changed:
         db.session.flush()
-        record(
+        _audit_patient(
+            enrollment.patient,
             AuditAction.UPDATE,
+            "enrollment",
+            enrollment.id,
             actor=actor,
-            entity_type="enrollment",
-            entity_id=enrollment.id,
-            patient_id=enrollment.patient_id,
-            site_id=enrollment.patient.site_id,
             details={"fields": changed},
         )
     return changed
@@ -742,13 +757,8 @@ def record_care_plan_review(
     db.session.add(review)
     db.session.flush()
     db.session.refresh(enrollment, ["reviews"])
-    record(
-        AuditAction.CREATE,
-        actor=actor,
-        entity_type="care_plan_review",
-        entity_id=review.id,
-        patient_id=enrollment.patient_id,
-        site_id=enrollment.patient.site_id,
+    _audit_patient(
+        enrollment.patient, AuditAction.CREATE, "care_plan_review", review.id, actor=actor
     )
     return review
 
@@ -845,13 +855,12 @@ def grant_break_glass(*, actor: User, mrn: str, reason: str) -> Patient:
     )
     db.session.add(grant)
     db.session.flush()
-    record(
+    _audit_patient(
+        patient,
         AuditAction.BREAK_GLASS,
+        "break_glass_grant",
+        grant.id,
         actor=actor,
-        entity_type="break_glass_grant",
-        entity_id=grant.id,
-        patient_id=patient.id,
-        site_id=patient.site_id,
         details={"minutes": BREAK_GLASS_MINUTES},
     )
     return patient
