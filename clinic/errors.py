@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, render_template, request
+from flask import Flask, g, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -71,6 +71,7 @@ def register(app: Flask) -> None:
         rule = request.url_rule
         view = app.view_functions.get(request.endpoint or "")
         if rule is not None and view is not None and {"GET", "POST"} <= (rule.methods or set()):
+            g.csrf_refused = True  # ClinicForm.validate_on_submit() now answers False
             try:
                 refused = login_gate()  # the gate had not run yet: CSRF is checked first
                 if refused is not None:

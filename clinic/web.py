@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from flask import flash
-from flask_wtf import FlaskForm
 
 from clinic.errors import DomainError
 from clinic.extensions import db
+from clinic.forms import ClinicForm as FlaskForm
 
 
 def show_domain_error(form: FlaskForm, error: DomainError) -> None:

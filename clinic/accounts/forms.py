@@ -3,7 +3,6 @@ live in services)."""
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     EmailField,
@@ -19,10 +18,11 @@ from wtforms.widgets import CheckboxInput, ListWidget
 
 from clinic.accounts.models import USERNAME_MAX
 from clinic.accounts.passwords import MAX_LENGTH, MIN_LENGTH
+from clinic.forms import ClinicForm
 from clinic.security import Role
 
 
-class LoginForm(FlaskForm):
+class LoginForm(ClinicForm):
     username = StringField(
         "Username",
         validators=[DataRequired(), Length(max=254)],
@@ -36,7 +36,7 @@ class LoginForm(FlaskForm):
     submit = SubmitField("Sign in")
 
 
-class SecondFactorForm(FlaskForm):
+class SecondFactorForm(ClinicForm):
     code = StringField(
         "Authenticator code or recovery code",
         validators=[DataRequired(), Length(max=32)],
@@ -46,7 +46,7 @@ class SecondFactorForm(FlaskForm):
     submit = SubmitField("Verify")
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(ClinicForm):
     current_password = PasswordField(
         "Current password",
         validators=[DataRequired()],
@@ -67,7 +67,7 @@ class ChangePasswordForm(FlaskForm):
     submit = SubmitField("Change password")
 
 
-class EnableMfaForm(FlaskForm):
+class EnableMfaForm(ClinicForm):
     password = PasswordField(
         "Your password", validators=[DataRequired()], render_kw={"autocomplete": "current-password"}
     )
@@ -79,14 +79,14 @@ class EnableMfaForm(FlaskForm):
     submit = SubmitField("Turn on two-step verification")
 
 
-class PasswordConfirmForm(FlaskForm):
+class PasswordConfirmForm(ClinicForm):
     password = PasswordField(
         "Your password", validators=[DataRequired()], render_kw={"autocomplete": "current-password"}
     )
     submit = SubmitField("Confirm")
 
 
-class ConfirmForm(FlaskForm):
+class ConfirmForm(ClinicForm):
     """An empty form: the CSRF token and a confirm button."""
 
     submit = SubmitField("Confirm")
@@ -100,7 +100,7 @@ class MultiCheckboxField(SelectMultipleField):
 ROLE_CHOICES = [SelectChoice(r.value, r.label) for r in Role]
 
 
-class UserForm(FlaskForm):
+class UserForm(ClinicForm):
     full_name = StringField("Full name", validators=[DataRequired(), Length(max=120)])
     email = EmailField(
         "Email", validators=[Optional(), Length(max=254), Email(check_deliverability=False)]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import DateField, IntegerField, SelectChoice, SelectField, StringField
 from wtforms.validators import NumberRange, Optional
 
 from clinic.audit.models import AuditAction
+from clinic.forms import ClinicForm
 
 
-class AuditFilterForm(FlaskForm):
+class AuditFilterForm(ClinicForm):
     class Meta:
         csrf = False  # a GET search form: it changes nothing
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from flask_wtf import FlaskForm
 from wtforms import (
     BooleanField,
     DateField,
@@ -18,6 +17,7 @@ from wtforms import (
 )
 from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
 
+from clinic.forms import ClinicForm
 from clinic.patients.models import (
     ASAM_LEVELS,
     FEDERAL_TAKE_HOME_CAPS,
@@ -48,7 +48,7 @@ def split_level_of_care(value: str | None) -> tuple[str, str]:
     return edition, level
 
 
-class PatientForm(FlaskForm):
+class PatientForm(ClinicForm):
     site_id = SelectField("Site", coerce=int, validators=[DataRequired()])
     first_name = StringField("First name", validators=[DataRequired(), Length(max=80)])
     last_name = StringField("Last name", validators=[DataRequired(), Length(max=80)])
@@ -92,7 +92,7 @@ class PatientForm(FlaskForm):
     submit = SubmitField("Save")
 
 
-class EnteredInErrorForm(FlaskForm):
+class EnteredInErrorForm(ClinicForm):
     reason = TextAreaField(
         "Why was this record entered in error?",
         validators=[DataRequired(), Length(min=10, max=500)],
@@ -100,7 +100,7 @@ class EnteredInErrorForm(FlaskForm):
     submit = SubmitField("Mark as entered in error")
 
 
-class AdmitForm(FlaskForm):
+class AdmitForm(ClinicForm):
     program_id = SelectField("Program", coerce=int, validators=[DataRequired()])
     admitted_on = DateField("Admission date", validators=[InputRequired()], description=DATE_HELP)
     level_of_care = SelectField(
@@ -117,7 +117,7 @@ class TransferForm(AdmitForm):
     submit = SubmitField("Transfer")
 
 
-class DischargeForm(FlaskForm):
+class DischargeForm(ClinicForm):
     discharged_on = DateField("Discharge date", validators=[InputRequired()], description=DATE_HELP)
     reason = SelectField(
         "Reason (TEDS-D)",
@@ -129,7 +129,7 @@ class DischargeForm(FlaskForm):
     submit = SubmitField("Discharge")
 
 
-class MilestonesForm(FlaskForm):
+class MilestonesForm(ClinicForm):
     medical_exam_on = DateField("Full medical examination done on", validators=[Optional()])
     assessment_on = DateField("Psychosocial assessment done on", validators=[Optional()])
     care_plan_on = DateField("Initial care plan done on", validators=[Optional()])
@@ -137,12 +137,12 @@ class MilestonesForm(FlaskForm):
     submit = SubmitField("Save dates")
 
 
-class ReviewForm(FlaskForm):
+class ReviewForm(ClinicForm):
     reviewed_on = DateField("Care plan reviewed on", validators=[InputRequired()])
     submit = SubmitField("Record review")
 
 
-class ProgramForm(FlaskForm):
+class ProgramForm(ClinicForm):
     site_id = SelectField("Site", coerce=int, validators=[DataRequired()])
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     kind = SelectField(
@@ -176,7 +176,7 @@ class ProgramForm(FlaskForm):
     submit = SubmitField("Save")
 
 
-class BreakGlassForm(FlaskForm):
+class BreakGlassForm(ClinicForm):
     mrn = StringField(
         "Medical record number",
         validators=[DataRequired(), Length(max=24)],
