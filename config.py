@@ -20,7 +20,9 @@ class Config:
     TESTING = False
     SECRET_KEY: str | None = None
     SQLALCHEMY_DATABASE_URI = f"sqlite:///{INSTANCE_DIR / 'clinic.db'}"
-    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True}
+    # hide_parameters: a database error's message never carries the values (names, dates of
+    # birth) it was given, wherever it is logged or shown.
+    SQLALCHEMY_ENGINE_OPTIONS: dict = {"pool_pre_ping": True, "hide_parameters": True}
     # Sessions and cookies (HIPAA 164.312(a)(2)(iii) automatic logoff).
     SESSION_COOKIE_NAME = "clinic_session"
     SESSION_COOKIE_HTTPONLY = True
@@ -44,6 +46,9 @@ class Config:
     WTF_CSRF_TIME_LIMIT = 3600
     # Security headers
     HSTS_ENABLED = False
+    # Keys of the audit chain's HMAC, "ID:SECRET,..." newest first (clinic/audit/keys.py);
+    # required in production, generated under instance/ in development.
+    AUDIT_HMAC_KEYS = ""
     # Static files: Bootstrap from the Bootstrap-Flask package, never a CDN.
     BOOTSTRAP_SERVE_LOCAL = True
     LOG_LEVEL = "INFO"
@@ -59,6 +64,7 @@ class TestingConfig(Config):
     SECRET_KEY = secrets.token_hex(32)
     RATELIMIT_ENABLED = False
     PASSWORD_HASH_PROFILE = "owasp-minimum"  # noqa: S105
+    AUDIT_HMAC_KEYS = f"test:{secrets.token_hex(32)}"
     LOG_LEVEL = "WARNING"
 
 

@@ -13,25 +13,38 @@ import config as config_module
 TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "templates"
 
 
+class ClinicFlask(Flask):
+    """Flask, logging an unhandled exception by its URL rule rather than its raw path."""
+
+    def log_exception(self, exc_info) -> None:  # type: ignore[no-untyped-def, override]
+        from clinic.logging import log_exception
+
+        log_exception(self, exc_info)
+
+
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """Build the application. ``config`` overrides settings (tests use it)."""
     overrides = dict(config or {})
     settings = config_module.load_config(overrides.pop("CLINIC_ENV", None))
     settings.update(overrides)
 
-    app = Flask(
+    app = ClinicFlask(
         __name__,
         template_folder=str(TEMPLATE_DIR),
         instance_path=str(config_module.INSTANCE_DIR),
     )
     app.config.from_mapping(settings)
+    from clinic.converters import BoundedIntConverter
+
+    # Before any blueprint adds a rule: every <int:...> is a bounded database id.
+    app.url_map.converters["int"] = BoundedIntConverter
     app.jinja_env.add_extension("jinja2.ext.do")
     from clinic.sites.time import site_today
 
     app.jinja_env.globals["site_today"] = site_today
     _check_settings(app)
 
-    from clinic import cli, errors, security
+    from clinic import cli, edge, errors, security
     from clinic import logging as request_logging
     from clinic.accounts import admin_views as user_admin_views
     from clinic.accounts import auth
@@ -42,8 +55,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from clinic.patients import program_views
     from clinic.patients import views as patient_views
 
+    request_logging.register(app)  # first: every request is timed and has an id
+    edge.register(app)  # then the edge checks, before CSRF, the login gate and any view
     register_extensions(app)
-    request_logging.register(app)
     security.register(app)
     auth.register(app)
     errors.register(app)

@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
-from flask import Flask, g, render_template, request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from flask import (
+    Flask,
+    current_app,
+    g,
+    has_request_context,
+    make_response,
+    render_template,
+    request,
+)
+from flask_sqlalchemy.session import Session as FlaskSession
 from flask_wtf.csrf import CSRFError
+from sqlalchemy import event
 from werkzeug.exceptions import HTTPException, InternalServerError
 
 from clinic.extensions import db
+
+CSRF_REFUSED_DESCRIPTION = (
+    "Your form expired or was sent without its security token. "
+    "Go back, reload the page and try again."
+)
 
 
 class DomainError(Exception):
@@ -51,6 +70,89 @@ def record_denied(
     )
 
 
+# --- a refused CSRF check must refuse ---------------------------------------------------
+#
+# To keep the user's input, the CSRF handler shows a form page again by running its view.
+# Three guards make sure that run can only *show* the page:
+# 1. ``g.csrf_refused``: ``ClinicForm.is_submitted()`` and ``validate_on_submit()`` answer
+#    False, so a view's POST branch is never taken;
+# 2. while the view runs, the database session refuses to flush, commit or execute an
+#    INSERT/UPDATE/DELETE, and may not be left with unsaved changes (``WriteRefused``): a
+#    view that acted outside its form check fails closed, its changes are rolled back and
+#    the request is answered with the plain 400 page;
+# 3. only a page (2xx) whose form carries the refusal message is shown again (the form
+#    sets ``g.csrf_refusal_shown``): anything else becomes the plain 400 page.
+
+
+class WriteRefused(RuntimeError):
+    """A view tried to change the database while its page was shown after a CSRF refusal."""
+
+
+def _writes_refused() -> bool:
+    return has_request_context() and bool(g.get("csrf_rerendering"))
+
+
+@contextmanager
+def _refusing_writes() -> Iterator[None]:
+    g.csrf_rerendering = True
+    try:
+        yield
+    finally:
+        g.csrf_rerendering = False
+
+
+@event.listens_for(FlaskSession, "before_flush")
+def _no_flush_while_refused(session: Any, flush_context: Any, instances: Any) -> None:
+    if _writes_refused():
+        raise WriteRefused("flush")
+
+
+@event.listens_for(FlaskSession, "before_commit")
+def _no_commit_while_refused(session: Any) -> None:
+    if _writes_refused():
+        raise WriteRefused("commit")
+
+
+@event.listens_for(FlaskSession, "do_orm_execute")
+def _no_dml_while_refused(state: Any) -> None:
+    if _writes_refused() and (state.is_insert or state.is_update or state.is_delete):
+        raise WriteRefused("statement")
+
+
+def _show_form_again(view: Callable[..., Any], http_error: Callable[[HTTPException], Any]):
+    from flask_login import current_user
+
+    g.csrf_refused = True  # ClinicForm now never sees a submitted form
+    # Load the signed-in user now: checking the session may legitimately write (its
+    # last-seen time), which the guard below would refuse.
+    _ = current_user.is_authenticated
+    refusal: HTTPException | None = None
+    try:
+        with _refusing_writes():
+            try:
+                response = make_response(view(**(request.view_args or {})))
+            except HTTPException as raised:  # the view's own refusal (404 out of reach)
+                refusal = raised
+            session = db.session()
+            if session.new or session.dirty or session.deleted:
+                # Changes the request's closing commit (page-view events) would save.
+                raise WriteRefused("pending changes")
+    except WriteRefused:
+        db.session.rollback()
+        current_app.logger.error(
+            "view %s tried to write after a CSRF refusal; nothing was saved", request.endpoint
+        )
+        return _render(400, CSRF_REFUSED_DESCRIPTION)
+    if refusal is not None:
+        return http_error(refusal)
+    if not 200 <= response.status_code < 300 or not g.get("csrf_refusal_shown"):
+        # A redirect or an error, or a page that does not say why the form was refused
+        # (its view never checked the form): the plain 400 page says it.
+        return _render(400, CSRF_REFUSED_DESCRIPTION)
+    response.status_code = 400
+    return response
+
+
 def register(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
@@ -64,26 +166,22 @@ def register(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc: CSRFError):
-        """A form page (GET and POST) is shown again with the user's input and a message on
-        the form, which fails its own CSRF check; nothing is saved. Other POSTs get a 400."""
+        """Whoever may not use the page gets the login gate's answer (401/403) first. A
+        form page (GET and POST) is shown again with the user's input and a message on the
+        form; nothing is saved. Other POSTs get a 400."""
         from clinic.security import login_gate
 
+        try:
+            refused = login_gate()  # the gate had not run yet: the CSRF check answers first
+        except HTTPException as refusal:
+            return http_error(refusal)  # a 403 is recorded as any other
+        if refused is not None:
+            return refused
         rule = request.url_rule
         view = app.view_functions.get(request.endpoint or "")
         if rule is not None and view is not None and {"GET", "POST"} <= (rule.methods or set()):
-            g.csrf_refused = True  # ClinicForm.validate_on_submit() now answers False
-            try:
-                refused = login_gate()  # the gate had not run yet: CSRF is checked first
-                if refused is not None:
-                    return refused
-                return view(**(request.view_args or {})), 400
-            except HTTPException as refusal:
-                return _render(refusal.code or 400)
-        return _render(
-            400,
-            "Your form expired or was sent without its security token. "
-            "Go back, reload the page and try again.",
-        )
+            return _show_form_again(view, http_error)
+        return _render(400, CSRF_REFUSED_DESCRIPTION)
 
     @app.errorhandler(InternalServerError)
     def internal_error(exc: InternalServerError):

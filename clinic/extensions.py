@@ -6,13 +6,13 @@ from flask_limiter.util import get_remote_address
 from flask_login import LoginManager
 from flask_migrate import Migrate
 from flask_sqlalchemy import SQLAlchemy
-from flask_wtf import CSRFProtect
 
+from clinic.csrf import ClinicCSRFProtect
 from clinic.db import Base
 
 db = SQLAlchemy(model_class=Base)
 migrate = Migrate(render_as_batch=True, compare_type=True)
 login_manager = LoginManager()
-csrf = CSRFProtect()
+csrf = ClinicCSRFProtect()  # the token, and a same-origin check that works behind TLS
 limiter = Limiter(key_func=get_remote_address, default_limits=[])
 bootstrap = Bootstrap5()

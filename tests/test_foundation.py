@@ -25,6 +25,7 @@ def test_production_never_debugs_and_sets_secure_cookies():
         {
             "CLINIC_ENV": "production",
             "SECRET_KEY": "x" * 64,
+            "AUDIT_HMAC_KEYS": "test:" + "a" * 64,
             "DEBUG": True,
             "SQLALCHEMY_DATABASE_URI": "sqlite://",
         }

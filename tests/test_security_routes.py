@@ -13,6 +13,12 @@ from clinic.security import endpoint_access
 from tests.conftest import login
 
 OK, DENY, LOGIN = "allowed", "403", "login"
+# Never expected: the CSRF check refused the POST, so the permission was not measured.
+CSRF_REFUSED = "refused by the CSRF check"
+CSRF_REFUSALS = (
+    "The form had expired, so nothing was saved.",
+    "Your form expired or was sent without its security token.",
+)
 ROLES = ("anonymous", "staff", "clinician", "admin")
 
 
@@ -85,8 +91,9 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("programs.edit", "POST"): ADMIN_ONLY,
 }
 
-# Values for the URL rules' variables.
+# Values for the URL rules' variables (records give the ids), by endpoint where they differ.
 URL_VALUES = {"filename": "clinic.css", "action": "unlock"}
+ENDPOINT_VALUES = {"bootstrap.static": {"filename": "css/bootstrap.min.css"}}
 
 
 def _routes(app: Flask) -> list[tuple[str, str, object]]:
@@ -120,14 +127,24 @@ def test_every_endpoint_is_in_the_authorization_matrix(app):
 
 
 def _outcome(response) -> str:
+    """What the response means, precisely: the login gate (401, or a redirect to the
+    sign-in page), the permission check (403 with its page), a CSRF refusal, or the page
+    itself — which shows (200), acts (a redirect elsewhere) or refuses the empty form it
+    was sent (400 with the form)."""
     location = response.headers.get("Location", "")
+    body = response.get_data(as_text=True)
     if response.status_code == 401 or (
         response.status_code == 302 and location.startswith("/login?next=")
     ):
         return LOGIN
     if response.status_code == 403:
+        assert "You do not have permission to open this page." in body
         return DENY
-    return OK
+    if response.status_code == 400 and any(text in body for text in CSRF_REFUSALS):
+        return CSRF_REFUSED
+    if response.status_code in (200, 302, 400):
+        return OK
+    return f"unexpected {response.status_code}"
 
 
 @pytest.fixture
@@ -142,8 +159,11 @@ def test_authorization_matrix(app, role, client_as, records):
     mismatches = []
     for endpoint, method, rule in _routes(app):
         client = app.test_client() if role == "anonymous" else client_as(role)
+        # A valid token for this client's session (the sign-in page, or the home page's
+        # "Sign out" form once signed in), so the permission is what a POST measures.
         token = client.csrf_token("/login")
-        values = {k: records.get(k, URL_VALUES.get(k)) for k in rule.arguments}
+        given = {**URL_VALUES, **ENDPOINT_VALUES.get(endpoint, {})}
+        values = {k: records.get(k, given.get(k)) for k in rule.arguments}
         with app.test_request_context():
             from flask import url_for
 
@@ -154,6 +174,9 @@ def test_authorization_matrix(app, role, client_as, records):
             response = client.open(url, method=method, data={"csrf_token": token})
         got = _outcome(response)
         response.close()
+        if got == CSRF_REFUSED:
+            mismatches.append(f"{method} {url}: refused by the CSRF check, not measured")
+            continue
         expected = MATRIX[(endpoint, method)][role]
         if got != expected:
             mismatches.append(
@@ -173,3 +196,21 @@ def test_signed_in_user_returns_to_requested_page(client, make_user, username_of
     # The form posts to the page it was shown on, which carries ?next=.
     response = login(client, name, url="/login?next=/admin/users/")
     assert response.headers["Location"] == "/admin/users/"
+
+
+def test_the_matrix_tells_a_csrf_refusal_from_the_permission_it_measures(client_as):
+    """The POST half of a row measures the permission only with a valid token: without
+    one, the allowed role's answer is the CSRF refusal, which the matrix reports."""
+    clinician, staff = client_as("clinician"), client_as("staff")
+    bad = {"csrf_token": "not-a-token"}
+    assert _outcome(clinician.post("/patients/break-glass", data=bad)) == CSRF_REFUSED
+    good = {"csrf_token": clinician.csrf_token("/login")}
+    allowed = clinician.post("/patients/break-glass", data=good)
+    assert _outcome(allowed) == OK
+    assert allowed.status_code == 200  # the empty form, shown again with its errors
+    # The role without the permission is refused by the permission, token or not.
+    assert _outcome(staff.post("/patients/break-glass", data=bad)) == DENY
+    assert (
+        _outcome(staff.post("/patients/break-glass", data={"csrf_token": staff.csrf_token("/")}))
+        == DENY
+    )

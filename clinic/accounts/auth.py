@@ -5,7 +5,8 @@ The signed cookie holds only a random token (``sid``); ``UserSession`` is the tr
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit
+import re
+from urllib.parse import unquote, urlsplit
 
 from flask import Flask, Response, flash, g, redirect, request, session, url_for
 from flask_login import current_user
@@ -13,6 +14,7 @@ from flask_login import current_user
 from clinic.accounts import services
 from clinic.accounts.models import User
 from clinic.extensions import db, login_manager
+from clinic.forms import has_control_characters
 from clinic.security import add_gate_hook
 
 # Endpoints a user may still open while a password change or MFA enrolment is pending.
@@ -47,13 +49,33 @@ def end_login() -> None:
     session.clear()
 
 
+# Printable ASCII but the space: what a path and query copied from a URL consist of
+# (anything else arrives percent-encoded). No CR/LF can reach a Location header, and no
+# tab or newline that a browser would drop to turn "/\t/evil.example" into "//evil.example".
+_NEXT_CHARACTERS = re.compile(r"[\x21-\x7e]+")
+NEXT_MAX = 2000
+
+
 def safe_next(target: str | None) -> str | None:
-    """Only same-site relative paths: no open redirects."""
-    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+    """``target`` when it is a same-site path (with its query), else None: no open
+    redirects, and nothing that cannot be sent in a ``Location`` header.
+
+    Refused: anything not starting with a single "/", backslashes, characters other than
+    printable ASCII (control characters, CR/LF, spaces), a scheme or host, and the same
+    tricks percent-encoded ("/%2F/evil.example", "/%5Cevil.example", "/x%0D%0A..."),
+    which some proxies and servers decode. OWASP Unvalidated Redirects and Forwards
+    Cheat Sheet; CWE-601, CWE-113.
+    """
+    if not target or len(target) > NEXT_MAX or not _NEXT_CHARACTERS.fullmatch(target):
         return None
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc:
-        return None
+    for form in (target, unquote(target)):
+        if not form.startswith("/") or form.startswith("//") or "\\" in form:
+            return None
+        if has_control_characters(form):
+            return None
+        parts = urlsplit(form)
+        if parts.scheme or parts.netloc:
+            return None
     return target
 
 
@@ -74,9 +96,4 @@ def register(app: Flask) -> None:
     login_manager.request_loader(load_user_from_session)
     login_manager.session_protection = None  # server-side sessions do this job
     add_gate_hook(account_setup_gate)
-    if app.config["PROXY_FIX_X_FOR"]:
-        from werkzeug.middleware.proxy_fix import ProxyFix
-
-        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
-            app.wsgi_app, x_for=app.config["PROXY_FIX_X_FOR"], x_proto=1
-        )
+    # The proxy set-up (ProxyFix) and the client-address check live in clinic.edge.
