@@ -1,7 +1,8 @@
 """Benchmark: the audit viewer's queries on a large trail (HIPAA audit logs grow to
 millions of rows). Loads N synthetic events straight into a scratch database (hashes are
 not computed: the viewer does not read them), then times the first page, a page deep in the
-trail (keyset: ``seq < cursor``), and filtered pages, through the real service.
+trail (keyset: ``seq < cursor``), filtered pages, and the first page of an administrator
+of one of four sites (the site scope is part of every query), through the real service.
 
     .venv/bin/python bench/audit_viewer.py                  # SQLite, 1,000,000 events
     .venv/bin/python bench/audit_viewer.py --events 200000 \\
@@ -39,6 +40,7 @@ def main() -> int:
     from clinic.audit import services
     from clinic.audit.models import AuditEvent
     from clinic.extensions import db
+    from clinic.sites.models import Site
 
     url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     app = create_app({"CLINIC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": url})
@@ -48,9 +50,15 @@ def main() -> int:
     step = dt.timedelta(days=730) / args.events
     with app.app_context():
         upgrade()
+        sites = [Site(code=f"S{n}", name=f"Site {n}", timezone="UTC") for n in range(4)]
+        db.session.add_all(sites)
+        db.session.flush()
+        site_ids = [s.id for s in sites]
         loaded = time.perf_counter()
         rows = []
         for seq in range(1, args.events + 1):
+            # A third of the events concern no patient (settings, sign-ins) but a site.
+            about_patient = seq % 3 != 0
             rows.append(
                 {
                     "seq": seq,
@@ -59,9 +67,10 @@ def main() -> int:
                     "username": f"user{rng.randrange(200)}",
                     "role": "clinician",
                     "action": rng.choice(actions),
-                    "entity_type": "patient",
+                    "site_id": rng.choice(site_ids),
+                    "entity_type": "patient" if about_patient else "program",
                     "entity_id": str(rng.randrange(10_000)),
-                    "patient_id": rng.randrange(10_000),
+                    "patient_id": rng.randrange(10_000) if about_patient else None,
                     "outcome": "success",
                     "details": "{}",
                     "prev_hash": "0" * 64,
@@ -79,21 +88,35 @@ def main() -> int:
             db.session.commit()
         print(f"loaded {args.events} events in {time.perf_counter() - loaded:.1f} s")
         deep = args.events // 2
+        everything = services.AuditScope.everything()
+        one_site = services.AuditScope(frozenset({site_ids[0]}))
         cases = {
-            "first page": lambda: services.event_page(services.AuditFilters(), before=None),
-            "deep page": lambda: services.event_page(services.AuditFilters(), before=deep),
+            "first page": lambda: services.event_page(
+                services.AuditFilters(), scope=everything, before=None
+            ),
+            "deep page": lambda: services.event_page(
+                services.AuditFilters(), scope=everything, before=deep
+            ),
             "by user": lambda: services.event_page(
-                services.AuditFilters(username=f"user{rng.randrange(200)}"), before=deep
+                services.AuditFilters(username=f"user{rng.randrange(200)}"),
+                scope=everything,
+                before=deep,
             ),
             "by patient": lambda: services.event_page(
-                services.AuditFilters(patient_id=rng.randrange(10_000)), before=None
+                services.AuditFilters(patient_id=rng.randrange(10_000)),
+                scope=everything,
+                before=None,
             ),
             "by action": lambda: services.event_page(
-                services.AuditFilters(action="access_denied"), before=deep
+                services.AuditFilters(action="access_denied"), scope=everything, before=deep
             ),
             "by month": lambda: services.event_page(
                 services.AuditFilters(date_from=dt.date(2025, 3, 1), date_to=dt.date(2025, 3, 31)),
+                scope=everything,
                 before=None,
+            ),
+            "one site": lambda: services.event_page(
+                services.AuditFilters(), scope=one_site, before=deep
             ),
         }
         failed = False

@@ -98,6 +98,7 @@ def test_a_form_that_fails_saves_no_audit_event(app, client_as, make_user):
         {"username": "x!", "full_name": "X", "role": "staff", "password": "short"},
     )
     assert response.status_code == 200
+    assert "Field must be between 12 and 128 characters long." in response.get_data(as_text=True)
     assert [e.action for e in events(app)[before:]] == []
 
 
@@ -181,7 +182,7 @@ def test_simultaneous_appends_keep_one_unbroken_chain(app):
 
 def test_viewer_filters_and_pages_newest_first(app, client_as, username_of):
     add_events(app, 130)
-    admin = client_as("admin")
+    admin = client_as("admin", all_sites=True, site_ids=[])  # the events belong to no site
     page = admin.get("/admin/audit/?action=view&entity=test").get_data(as_text=True)
     assert page.count("<tr") == 101  # header + 100 events
     assert "Older" in page
@@ -197,22 +198,17 @@ def test_viewer_filters_and_pages_newest_first(app, client_as, username_of):
 
 def test_viewing_and_exporting_the_trail_are_audited(app, client_as):
     add_events(app, 3)
-    admin = client_as("admin")
+    admin = client_as("admin", all_sites=True, site_ids=[])
     admin.get("/admin/audit/?entity=test")
     response = admin.get("/admin/audit/export.csv?entity=test")
     assert response.mimetype == "text/csv"
     rows = list(csv.reader(io.StringIO(response.get_data(as_text=True))))
     assert rows[0][:3] == ["seq", "occurred_at", "username"]
     assert len(rows) == 4
+    assert {row[rows[0].index("key_id")] for row in rows[1:]} == {"test"}
     assert [e.action for e in events(app, user_id=admin.user_id)][-2:] == [
         AuditAction.VIEW,
         AuditAction.EXPORT,
     ]
     with app.app_context():
         assert verify_chain().ok
-
-
-def test_bad_filter_input_does_not_break_the_viewer(client_as):
-    admin = client_as("admin")
-    for query in ("patient=abc", "date_from=2026-13-45", "action=nonsense", "before=xyz"):
-        assert admin.get(f"/admin/audit/?{query}").status_code == 200

@@ -1,8 +1,11 @@
 """The audit trail: append-only, hash-chained events (HIPAA 164.312(b) audit controls).
 
-Each event stores the hash of the event before it and its own hash over a canonical
-encoding, so an edited, removed or inserted row breaks the chain (``flask audit verify``).
-Database triggers refuse UPDATE and DELETE on ``audit_event``.
+Each event stores the hash of the event before it and its own HMAC-SHA256 over a canonical
+encoding, keyed with a secret kept outside the database (``clinic/audit/keys.py``), so an
+edited, removed or inserted row breaks the chain (``flask audit verify``) even for the
+database's owner. Database triggers refuse UPDATE, DELETE (and on PostgreSQL TRUNCATE) on
+``audit_event``; the app's own database role may only INSERT and SELECT it
+(``flask audit grant-app-role``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ class AuditAction(StrEnum):
     UNLOCK = "unlock"
     SESSIONS_ENDED = "sessions_ended"
     ACKNOWLEDGE = "acknowledge"
+    # The migration to keyed hashes closes the unkeyed SHA-256 events with a keyed event.
+    CHAIN_SEALED = "chain_sealed"
 
 
 class AuditOutcome(StrEnum):
@@ -94,6 +99,9 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(sa.String(64))
     # Canonical JSON: names of changed fields and other context, never clinical text.
     details: Mapped[str] = mapped_column(sa.Text, default="{}")
+    # The key that signed ``hash`` (HMAC-SHA256); None for the plain SHA-256 events
+    # written before keys existed, which a keyed "chain_sealed" event must follow.
+    key_id: Mapped[str | None] = mapped_column(sa.String(16))
     prev_hash: Mapped[str] = mapped_column(sa.String(64))
     hash: Mapped[str] = mapped_column(sa.String(64))
 

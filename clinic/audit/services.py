@@ -1,20 +1,28 @@
-"""Recording and verifying audit events. Views and services call ``record()``; nothing
-else writes the audit tables.
+"""Recording, verifying and reading audit events. Views and services call ``record()``;
+nothing else writes the audit tables.
 
 ``record()`` queues the event on the database session; it is appended to the hash chain
 in the same transaction, just before COMMIT. The chain head is locked only from that
 append to the commit, so audited requests never queue behind each other for longer.
 A request that queued events but does not commit itself (a page view) is committed after
 the response is built; if that fails, the user gets an error page instead of the data.
+
+Each event's hash is an HMAC-SHA256, keyed with a secret kept outside the database
+(``clinic.audit.keys``), over the previous event's hash and a canonical encoding of the
+event's ``HASHED_FIELDS``. Events written before keys existed keep their plain SHA-256
+hash (``key_id`` None); the migration that introduced keys closed them with a keyed
+``chain_sealed`` event, and ``verify_chain()`` accepts unkeyed events only before it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import hmac
+import ipaddress
 import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -23,17 +31,31 @@ from flask_sqlalchemy.session import Session as FlaskSession
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from clinic.accounts.models import User, user_site
+from clinic.audit.keys import AuditKeys, audit_keys
+from clinic.audit.keys import configure as configure_keys
 from clinic.audit.models import (
     GENESIS_HASH,
     AuditAction,
     AuditChainHead,
     AuditEvent,
     AuditOutcome,
+    BreakGlassGrant,
 )
+from clinic.converters import DATABASE_INT_MAX
 from clinic.db import utcnow
 from clinic.extensions import db
+from clinic.patients.models import Patient
 
 PENDING_KEY = "audit_pending"
+# Largest id an INTEGER column holds (PostgreSQL int4): a larger one never reaches a query.
+MAX_ID = DATABASE_INT_MAX
+# Largest position in the chain (BIGINT): a larger cursor is clamped to it.
+MAX_SEQ = 2**63 - 1
+IP_COLUMN_LENGTH = 45
+
+# What each event's hash covers. ``key_id`` is covered too, so an event cannot be moved
+# to another key; ``prev_hash`` is the chain itself.
 HASHED_FIELDS = (
     "seq",
     "occurred_at",
@@ -49,7 +71,25 @@ HASHED_FIELDS = (
     "ip",
     "request_id",
     "details",
+    "key_id",
 )
+# What the plain SHA-256 events written before keys existed covered.
+LEGACY_HASHED_FIELDS = HASHED_FIELDS[:-1]
+SEAL_ENTITY = "audit_chain"
+
+
+def client_ip(raw: str | None) -> str | None:
+    """``raw`` as a normalised IP address, or None when it is not one (a forged or
+    over-long ``X-Forwarded-For`` behind ProxyFix, an IPv6 zone such as ``fe80::1%eth0``).
+    Never raises. ``clinic.edge`` checks the same at the WSGI edge; this is the audit
+    trail's own check, whatever the caller's request looks like."""
+    if not raw or len(raw) > 64 or "%" in raw:
+        return None
+    try:
+        text = str(ipaddress.ip_address(raw.strip()))
+    except ValueError:
+        return None
+    return text if len(text) <= IP_COLUMN_LENGTH else None
 
 
 def record(
@@ -69,8 +109,16 @@ def record(
     ``actor`` is the user who acted (None for an anonymous request or the operator's CLI).
     ``details`` holds context such as the *names* of changed fields; never clinical text,
     passwords or codes (HIPAA minimum necessary; 42 CFR 2.16 security of records).
+    The client's address is stored only when it is a valid IP address; otherwise the
+    event stores None and ``"client_ip_invalid": true`` (never the raw value).
     """
     actor_id = getattr(actor, "id", None) if getattr(actor, "is_authenticated", False) else None
+    details = dict(details or {})
+    ip = None
+    if has_request_context():
+        ip = client_ip(request.remote_addr)
+        if ip is None and request.remote_addr:
+            details["client_ip_invalid"] = True
     row = {
         "occurred_at": utcnow(),
         "user_id": actor_id,
@@ -82,9 +130,9 @@ def record(
         "entity_id": None if entity_id is None else str(entity_id),
         "patient_id": patient_id,
         "outcome": AuditOutcome(outcome).value,
-        "ip": request.remote_addr if has_request_context() else None,
+        "ip": ip,
         "request_id": g.get("request_id") if has_request_context() else None,
-        "details": canonical_json(details or {}),
+        "details": canonical_json(details),
     }
     session = session or db.session()
     session.info.setdefault(PENDING_KEY, []).append(row)
@@ -98,16 +146,27 @@ def _timestamp(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat(timespec="microseconds")
 
 
-def event_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
-    """SHA-256 over the previous hash and a canonical encoding of the event."""
-    payload = {k: fields[k] for k in HASHED_FIELDS}
+def _message(prev_hash: str, fields: Mapping[str, Any], names: tuple[str, ...]) -> bytes:
+    payload = {k: fields[k] for k in names}
     payload["occurred_at"] = _timestamp(payload["occurred_at"])
-    return hashlib.sha256(f"{prev_hash}\n{canonical_json(payload)}".encode()).hexdigest()
+    return f"{prev_hash}\n{canonical_json(payload)}".encode()
+
+
+def event_hash(prev_hash: str, fields: Mapping[str, Any], secret: bytes) -> str:
+    """HMAC-SHA256 with ``secret`` over the previous hash and the canonical JSON of the
+    event's ``HASHED_FIELDS`` (``fields["key_id"]`` names the key); 64 hex characters."""
+    return hmac.new(secret, _message(prev_hash, fields, HASHED_FIELDS), hashlib.sha256).hexdigest()
+
+
+def legacy_event_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
+    """The plain SHA-256 of events written before keys existed (``key_id`` None)."""
+    return hashlib.sha256(_message(prev_hash, fields, LEGACY_HASHED_FIELDS)).hexdigest()
 
 
 def _append(session: Session, rows: list[dict[str, Any]]) -> None:
     # Take the chain head's lock first (an UPDATE: a row lock on PostgreSQL, the write
     # lock on SQLite), then read it: no two appenders can link to the same event.
+    keys = audit_keys()
     head = AuditChainHead.__table__
     session.execute(sa.update(head).where(head.c.id == 1).values(last_seq=head.c.last_seq))
     seq, prev = session.execute(
@@ -120,8 +179,9 @@ def _append(session: Session, rows: list[dict[str, Any]]) -> None:
         seq += 1
         row["occurred_at"] = appended_at
         row["seq"] = seq
+        row["key_id"] = keys.current_id
         row["prev_hash"] = prev
-        row["hash"] = prev = event_hash(prev, row)
+        row["hash"] = prev = event_hash(prev, row, keys.current_secret)
     session.execute(sa.insert(AuditEvent.__table__), rows)
     session.execute(sa.update(head).where(head.c.id == 1).values(last_seq=seq, last_hash=prev))
 
@@ -146,66 +206,182 @@ def has_pending(session: Session | None = None) -> bool:
 # --- verification ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class ChainAnchor:
+    """The chain's last event, exported out of the database by ``flask audit anchor``:
+    whoever later verifies against it detects a chain shortened or rewritten up to it."""
+
+    seq: int
+    hash: str
+    key_id: str | None
+    occurred_at: str
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ChainAnchor:
+        """Read an anchor; raises ``ValueError`` when ``text`` is not one."""
+        try:
+            data = json.loads(text)
+            anchor = cls(
+                seq=data["seq"],
+                hash=data["hash"],
+                key_id=data.get("key_id"),
+                occurred_at=data.get("occurred_at", ""),
+            )
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ValueError("not an audit chain anchor (JSON with seq and hash)") from exc
+        if (
+            not isinstance(anchor.seq, int)
+            or isinstance(anchor.seq, bool)
+            or not 1 <= anchor.seq <= MAX_SEQ
+            or not isinstance(anchor.hash, str)
+            or len(anchor.hash) != 64
+            or any(c not in "0123456789abcdef" for c in anchor.hash)
+        ):
+            raise ValueError("not an audit chain anchor (seq must be >= 1, hash 64 hex digits)")
+        return anchor
+
+
+def chain_anchor() -> ChainAnchor | None:
+    """The last event of the chain as an anchor, or None when the chain is empty."""
+    last = db.session.execute(
+        sa.select(AuditEvent.seq, AuditEvent.hash, AuditEvent.key_id, AuditEvent.occurred_at)
+        .order_by(AuditEvent.seq.desc())
+        .limit(1)
+    ).one_or_none()
+    if last is None:
+        return None
+    return ChainAnchor(last.seq, last.hash, last.key_id, _timestamp(last.occurred_at))
+
+
 @dataclass
 class ChainReport:
     events: int
     ok: bool
     problem: str | None = None
     last_hash: str = GENESIS_HASH
+    anchors_checked: int = 0
 
 
-def verify_chain(batch_size: int = 2000) -> ChainReport:
-    """Walk the chain from the first event; report the first broken or missing link."""
-    expected_seq, prev = 1, GENESIS_HASH
-    count = 0
-    for event_row in _events_in_order(batch_size):
-        if event_row.seq != expected_seq:
-            return ChainReport(
-                count, False, f"event {expected_seq} is missing (found {event_row.seq} next)", prev
-            )
-        if event_row.prev_hash != prev:
-            return ChainReport(
-                count, False, f"event {event_row.seq} does not link to the event before it", prev
-            )
-        fields = {k: getattr(event_row, k) for k in HASHED_FIELDS}
-        fields["action"] = AuditAction(fields["action"]).value
-        fields["outcome"] = AuditOutcome(fields["outcome"]).value
-        if event_hash(prev, fields) != event_row.hash:
-            return ChainReport(
-                count, False, f"event {event_row.seq} was altered (its hash does not match)", prev
-            )
-        prev = event_row.hash
-        expected_seq += 1
-        count += 1
+def _is_seal(row: Any, legacy_events: int, legacy_head: str) -> bool:
+    if row.action != AuditAction.CHAIN_SEALED.value or row.entity_type != SEAL_ENTITY:
+        return False
+    try:
+        details = json.loads(row.details)
+    except json.JSONDecodeError:
+        return False
+    return details == {"legacy_events": legacy_events, "legacy_head": legacy_head}
+
+
+def verify_chain(
+    *, keys: AuditKeys | None = None, anchors: Iterable[ChainAnchor] = (), batch_size: int = 2000
+) -> ChainReport:
+    """Walk the chain from the first event; report the first broken or missing link.
+
+    Broken: a gap in ``seq``, an event that does not link to the one before, a hash that
+    does not match (HMAC with the key the event names), a key that is not configured, an
+    unkeyed (plain SHA-256) event anywhere but in a prefix closed by the keyed seal, an
+    empty chain, a head that disagrees with the last event, or an anchor whose event is
+    missing or has another hash. ``keys`` defaults to the app's (``AUDIT_HMAC_KEYS``).
+    """
+    keys = keys or audit_keys()
+    pending = {a.seq: a for a in anchors}
+    checked = 0
+    expected_seq, prev, count = 1, GENESIS_HASH, 0
+    legacy, keyed_seen = 0, False
+
+    def broken(problem: str) -> ChainReport:
+        return ChainReport(count, False, problem, prev, checked)
+
+    try:
+        for row in _events_in_order(batch_size):
+            seq = row.seq
+            if seq != expected_seq:
+                return broken(f"event {expected_seq} is missing (found {seq} next)")
+            if row.prev_hash != prev:
+                return broken(f"event {seq} does not link to the event before it")
+            fields = {k: getattr(row, k) for k in HASHED_FIELDS}
+            if row.key_id is None:
+                if keyed_seen:
+                    return broken(
+                        f"event {seq} is an unkeyed SHA-256 event after keyed events: "
+                        "the chain was rewritten"
+                    )
+                if legacy_event_hash(prev, fields) != row.hash:
+                    return broken(f"event {seq} was altered (its hash does not match)")
+                legacy += 1
+            else:
+                secret = keys.secret(row.key_id)
+                if secret is None:
+                    return broken(
+                        f"event {seq} names key {row.key_id!r}, which AUDIT_HMAC_KEYS does "
+                        "not hold: configure that key, or the event was forged"
+                    )
+                if not hmac.compare_digest(event_hash(prev, fields, secret), row.hash):
+                    return broken(f"event {seq} was altered (its hash does not match)")
+                if legacy and not keyed_seen and not _is_seal(row, legacy, prev):
+                    return broken(
+                        f"events 1-{legacy} are unkeyed SHA-256 events and event {seq} is "
+                        "not the keyed seal that must follow them: the chain was rewritten"
+                    )
+                keyed_seen = True
+            anchor = pending.pop(seq, None)
+            if anchor is not None:
+                if anchor.hash != row.hash:
+                    return broken(
+                        f"event {seq} does not match the anchor (hash {anchor.hash[:12]}...): "
+                        "the chain was rewritten"
+                    )
+                checked += 1
+            prev = row.hash
+            expected_seq += 1
+            count += 1
+    except (LookupError, ValueError, TypeError) as exc:
+        # A value the columns' types cannot read back (an edited date, say).
+        return broken(f"event {expected_seq} was altered (unreadable: {type(exc).__name__})")
+    if count == 0:
+        return broken(
+            "the audit trail is empty: a trail in use always has events, so they were removed"
+        )
+    if legacy and not keyed_seen:
+        return broken(
+            f"the chain holds only unkeyed SHA-256 events (1-{legacy}) with no keyed seal: "
+            "the chain was rewritten"
+        )
+    if pending:
+        return broken(
+            f"the chain ends at event {count} but an anchor names event {max(pending)}: "
+            "events were removed"
+        )
     head = db.session.get(AuditChainHead, 1)
     if head is None or head.last_seq != count or head.last_hash != prev:
         last = head.last_seq if head else "none"
-        return ChainReport(
-            count,
-            False,
+        return broken(
             f"the chain ends at event {count} but its head says {last}: "
-            "events are missing from the end",
-            prev,
+            "events are missing from the end"
         )
-    return ChainReport(count, True, None, prev)
+    return ChainReport(count, True, None, prev, checked)
 
 
-def _events_in_order(batch_size: int) -> Iterator[AuditEvent]:
+def _events_in_order(batch_size: int) -> Iterator[Any]:
+    # Core rows, with the enums read as plain text: an edited value the Enum types would
+    # refuse is reported as an altered event, not raised.
+    table = AuditEvent.__table__
+    columns = [
+        sa.type_coerce(c, sa.String()).label(c.name) if c.name in {"action", "outcome"} else c
+        for c in table.c
+    ]
     last = 0
     while True:
-        batch = list(
-            db.session.scalars(
-                sa.select(AuditEvent)
-                .where(AuditEvent.seq > last)
-                .order_by(AuditEvent.seq)
-                .limit(batch_size)
-            )
-        )
+        batch = db.session.execute(
+            sa.select(*columns).where(table.c.seq > last).order_by(table.c.seq).limit(batch_size)
+        ).all()
         if not batch:
             return
         yield from batch
         last = batch[-1].seq
-        db.session.expunge_all()
 
 
 # --- wiring ---------------------------------------------------------------------------
@@ -227,7 +403,85 @@ def commit_pending_events(response: Response) -> Response:
 
 
 def register(app: Flask) -> None:
+    """Load the chain's keys (``RuntimeError`` in production without them) and commit
+    the events each request queued."""
+    configure_keys(app)
     app.after_request(commit_pending_events)
+
+
+# --- who may read what ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AuditScope:
+    """The events an administrator may read (HIPAA minimum necessary, 164.502(b)).
+
+    Organisation-wide administrators (``all_sites``) read every event. A site
+    administrator reads the events about their sites: an event about a patient when the
+    patient is at one of their sites; otherwise an event filed under one of their sites;
+    otherwise an event about a user account when that user works at one of their sites;
+    otherwise (sign-ins of no account, page views without a patient) when the user who
+    acted works at one of their sites. Everything is decided in the query.
+    """
+
+    site_ids: frozenset[int] | None  # None: every site
+
+    @classmethod
+    def of(cls, user: Any) -> AuditScope:
+        return cls(None if user.all_sites else frozenset(user.site_ids))
+
+    @classmethod
+    def everything(cls) -> AuditScope:
+        return cls(None)
+
+    def _sites(self) -> frozenset[int]:
+        return self.site_ids or frozenset({-1})  # no site: nothing matches
+
+    def patient_visible(self, patient_id: int) -> bool:
+        """True when the patient exists and lies in scope (always True organisation-wide)."""
+        if self.site_ids is None:
+            return True
+        if not 1 <= patient_id <= MAX_ID:
+            return False
+        found = db.session.scalar(
+            sa.select(Patient.id).where(
+                Patient.id == patient_id, Patient.site_id.in_(self._sites())
+            )
+        )
+        return found is not None
+
+    def user_visible(self, username: str) -> bool:
+        """True when a user of that name works at one of the scope's sites."""
+        if self.site_ids is None:
+            return True
+        found = db.session.scalar(
+            sa.select(User.id)
+            .join(user_site, user_site.c.user_id == User.id)
+            .where(User.username == username, user_site.c.site_id.in_(self._sites()))
+            .limit(1)
+        )
+        return found is not None
+
+    def event_clause(self) -> sa.ColumnElement[bool]:
+        """The WHERE clause on ``audit_event`` selecting the events in scope."""
+        if self.site_ids is None:
+            return sa.true()
+        sites = self._sites()
+        e = AuditEvent
+        patients = sa.select(Patient.id).where(Patient.site_id.in_(sites))
+        users = sa.select(user_site.c.user_id).where(user_site.c.site_id.in_(sites))
+        user_ids_as_text = sa.select(sa.cast(user_site.c.user_id, sa.String)).where(
+            user_site.c.site_id.in_(sites)
+        )
+        # One CASE, in the rule's order of precedence: the planner cannot turn it into
+        # index lookups for each branch (SQLite's multi-index OR would collect and sort a
+        # third of the trail), so a page walks the seq index newest first and stops.
+        return sa.case(
+            (e.patient_id.is_not(None), e.patient_id.in_(patients)),
+            (e.site_id.is_not(None), e.site_id.in_(sites)),
+            (e.entity_type == "user", e.entity_id.in_(user_ids_as_text)),
+            else_=e.user_id.in_(users),
+        )
 
 
 # --- reading --------------------------------------------------------------------------
@@ -254,13 +508,19 @@ def _first_seq_at_or_after(moment: dt.datetime) -> int | None:
     )
 
 
-def filtered_events(filters: AuditFilters) -> sa.Select:
-    """Events matching the filters, newest first. Dates become a range of ``seq`` through
-    the ``occurred_at`` index, so every filter is served by an index ending in ``seq``."""
-    query = sa.select(AuditEvent)
+def filtered_events(filters: AuditFilters, scope: AuditScope) -> sa.Select:
+    """Events in ``scope`` matching the filters, newest first. A patient or user outside
+    the scope matches nothing. Dates become a range of ``seq`` through the ``occurred_at``
+    index, so every filter is served by an index ending in ``seq``."""
+    query = sa.select(AuditEvent).where(scope.event_clause())
     if filters.username:
-        query = query.where(AuditEvent.username == filters.username.strip().lower())
+        username = filters.username.strip().lower()
+        if not scope.user_visible(username):
+            query = query.where(sa.false())
+        query = query.where(AuditEvent.username == username)
     if filters.patient_id:
+        if not 1 <= filters.patient_id <= MAX_ID or not scope.patient_visible(filters.patient_id):
+            return query.where(sa.false())
         query = query.where(AuditEvent.patient_id == filters.patient_id)
     if filters.action:
         query = query.where(AuditEvent.action == AuditAction(filters.action))
@@ -279,23 +539,26 @@ def filtered_events(filters: AuditFilters) -> sa.Select:
 
 
 def event_page(
-    filters: AuditFilters, *, before: int | None, size: int = 100
+    filters: AuditFilters, *, scope: AuditScope, before: int | None, size: int = 100
 ) -> tuple[list[AuditEvent], int | None]:
     """One page of events older than ``before`` (keyset pagination: as fast on page 1,000
-    as on page 1); returns the events and the cursor of the next page, if any."""
-    query = filtered_events(filters)
-    if before:
-        query = query.where(AuditEvent.seq < before)
+    as on page 1); returns the events and the cursor of the next page, if any.
+    ``before`` is clamped to 1..MAX_SEQ, so no cursor reaches the database out of range."""
+    query = filtered_events(filters, scope)
+    if before is not None:
+        query = query.where(AuditEvent.seq < min(max(before, 1), MAX_SEQ))
     events = list(db.session.scalars(query.limit(size + 1)))
     next_cursor = events[size - 1].seq if len(events) > size else None
     return events[:size], next_cursor
 
 
-def iter_events(filters: AuditFilters, batch_size: int = 2000) -> Iterator[AuditEvent]:
-    """Every matching event, newest first, fetched in keyset batches (CSV export)."""
+def iter_events(
+    filters: AuditFilters, *, scope: AuditScope, batch_size: int = 2000
+) -> Iterator[AuditEvent]:
+    """Every matching event in scope, newest first, fetched in keyset batches (CSV)."""
     before = None
     while True:
-        events, before = event_page(filters, before=before, size=batch_size)
+        events, before = event_page(filters, scope=scope, before=before, size=batch_size)
         yield from events
         if before is None:
             return
@@ -304,17 +567,34 @@ def iter_events(filters: AuditFilters, batch_size: int = 2000) -> Iterator[Audit
 # --- break-glass review ---------------------------------------------------------------
 
 
-def break_glass_grants(*, unacknowledged_only: bool = True, limit: int = 200) -> list:
-    from clinic.audit.models import BreakGlassGrant
+def _grants_in_scope(scope: AuditScope) -> sa.Select:
+    query = sa.select(BreakGlassGrant)
+    if scope.site_ids is not None:
+        patients = sa.select(Patient.id).where(Patient.site_id.in_(scope._sites()))
+        query = query.where(BreakGlassGrant.patient_id.in_(patients))
+    return query
 
-    query = sa.select(BreakGlassGrant).order_by(BreakGlassGrant.granted_at.desc()).limit(limit)
+
+def break_glass_grants(
+    scope: AuditScope, *, unacknowledged_only: bool = True, limit: int = 200
+) -> list[BreakGlassGrant]:
+    """Emergency accesses to patients in ``scope``, newest first (the review list)."""
+    query = _grants_in_scope(scope).order_by(BreakGlassGrant.granted_at.desc()).limit(limit)
     if unacknowledged_only:
         query = query.where(BreakGlassGrant.acknowledged_at.is_(None))
     return list(db.session.scalars(query))
 
 
-def acknowledge_break_glass(grant: Any, *, actor: Any) -> None:
-    """An administrator has reviewed an emergency access and its reason."""
+def grant_for_review(scope: AuditScope, grant_id: int) -> BreakGlassGrant | None:
+    """The grant, or None when it does not exist or its patient lies outside ``scope``."""
+    if not 1 <= grant_id <= MAX_ID:
+        return None
+    return db.session.scalar(_grants_in_scope(scope).where(BreakGlassGrant.id == grant_id))
+
+
+def acknowledge_break_glass(grant: BreakGlassGrant, *, actor: Any) -> None:
+    """An administrator has reviewed an emergency access and its reason
+    (HIPAA 164.308(a)(1)(ii)(D) information system activity review)."""
     if grant.acknowledged_at is not None:
         return
     grant.acknowledged_at = utcnow()
