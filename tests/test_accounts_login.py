@@ -15,7 +15,8 @@ import sqlalchemy as sa
 import time_machine
 
 from clinic.accounts import passwords, services
-from clinic.accounts.models import User
+from clinic.accounts.auth import safe_next
+from clinic.accounts.models import User, UserSession
 from clinic.errors import DomainError
 from clinic.extensions import db
 from clinic.sites.models import Site
@@ -121,30 +122,103 @@ def test_sign_in_returns_to_the_page_asked_for(client, make_user, target):
     assert response.headers["Location"] == target
 
 
-@pytest.mark.parametrize(
-    "target",
-    [
-        "//evil.example",
-        "//evil.example/account",
-        "///evil.example",
-        "https://evil.example",
-        "http://evil.example/account",
-        "https:evil.example",
-        "/\\evil.example",
-        "\\\\evil.example",
-        "/\t/evil.example",
-        "/\n/evil.example",
-        "javascript:alert(1)",
-        "evil.example",
-        "account",
-    ],
-)
+OFF_SITE_TARGETS = [
+    "//evil.example",
+    "//evil.example/account",
+    "///evil.example",
+    "https://evil.example",
+    "http://evil.example/account",
+    "https:evil.example",
+    "/\\evil.example",
+    "\\\\evil.example",
+    "javascript:alert(1)",
+    "evil.example",
+    "account",
+    # The same tricks percent-encoded inside the value, which some proxies decode.
+    "/%2F/evil.example",
+    "/%2f%2fevil.example",
+    "/%5Cevil.example",
+    "/%09/evil.example",
+    "/account%0D%0ASet-Cookie:%20evil=1",
+    "/account%00",
+    "/ /evil.example",  # a space: a URL copied from the address bar has none
+    "/" + "a" * 2000,  # longer than any page's address
+]
+# Control characters in the value itself: a browser drops tab and newline from a URL,
+# turning "/\t/evil.example" into "//evil.example"; CR/LF would split the Location header.
+CONTROL_CHARACTER_TARGETS = [
+    "/\t/evil.example",
+    "/\n/evil.example",
+    "/account\r\nSet-Cookie: evil=1",
+    "/account\x00",
+    "/account\x7f",
+    "/account\u202e",
+]
+
+
+def sign_in_with_next(client, target: str, username: str = "sam"):
+    """Send the sign-in form to ``/login?next=<target>``, with a token from the plain sign-in
+    page (a page whose address carries control characters may be refused at the edge)."""
+    token = client.csrf_token("/login")
+    return client.post(
+        "/login?" + urlencode({"next": target}),
+        data={"username": username, "password": PASSWORD, "csrf_token": token},
+    )
+
+
+def session_count(app) -> int:
+    with app.app_context():
+        return db.session.scalar(sa.select(sa.func.count(UserSession.id)))
+
+
+@pytest.mark.parametrize("target", ["/account", "/account?from=menu", "/.//account"])
+def test_next_accepts_a_path_of_this_site(target):
+    assert safe_next(target) == target
+
+
+@pytest.mark.parametrize("target", OFF_SITE_TARGETS + CONTROL_CHARACTER_TARGETS + ["", None])
+def test_next_refuses_anything_but_a_plain_path_of_this_site(target):
+    assert safe_next(target) is None
+
+
+@pytest.mark.parametrize("length", [1999, 2000])
+def test_next_of_up_to_2000_characters_is_kept(length):
+    target = "/" + "a" * (length - 1)
+    assert safe_next(target) == target
+
+
+def test_next_of_2001_characters_is_dropped():
+    assert safe_next("/" + "a" * 2000) is None
+
+
+@pytest.mark.parametrize("target", OFF_SITE_TARGETS)
 def test_sign_in_never_sends_the_user_to_another_site(client, make_user, target):
     make_user("staff", "sam")
-    response = login(client, "sam", url="/login?" + urlencode({"next": target}))
+    response = sign_in_with_next(client, target)
     assert response.status_code == 302
     assert response.headers["Location"] == "/"
+    assert "evil" not in " ".join(response.headers.getlist("Set-Cookie"))
     assert is_signed_in(client)
+
+
+@pytest.mark.parametrize("target", CONTROL_CHARACTER_TARGETS)
+def test_sign_in_with_control_characters_in_next_never_fails_half_way(
+    app, client, make_user, target
+):
+    """Once a 500 after the session was created. Now either the sign-in lands on the home
+    page, or (when the edge refuses control characters in any query string) it is refused
+    with the 400 page before a session exists: never a 500, never a header split."""
+    make_user("staff", "sam")
+    response = sign_in_with_next(client, target)
+    assert "evil" not in " ".join(response.headers.getlist("Set-Cookie"))
+    if response.status_code == 302:
+        assert response.headers["Location"] == "/"
+        assert is_signed_in(client)
+    else:
+        assert response.status_code == 400
+        assert "The request could not be understood." in text_of(response)
+        assert session_count(app) == 0
+        assert not is_signed_in(client)
 
 
 def test_signed_in_user_opening_the_sign_in_page_goes_home(client_as):

@@ -27,6 +27,7 @@ USER_SORTS = SortSpec(
         "last_login": User.last_login_at,
     },
     default="username",
+    params=("q", "show"),
 )
 
 
@@ -60,17 +61,22 @@ def index():
         query = query.where(User.active)
     elif show == "inactive":
         query = query.where(~User.active)
-    search = request.args.get("q", "").strip()
-    if search:
-        prefix = search.lower()
-        query = query.where(
-            sa.or_(
-                User.username.startswith(prefix, autoescape=True),
-                sa.func.lower(User.full_name).startswith(prefix, autoescape=True),
-            )
-        )
+    search = request.args.get("q", "")
+    search_error = None
+    try:
+        query = services.search_users(query, search)
+    except DomainError as error:
+        # A search no name can match (control characters, too long): say so, list nobody.
+        search_error = error.message
+        query = query.where(sa.false())
     page = paginate_sorted(query, USER_SORTS, tiebreak=User.id)
-    return render_template("accounts/admin/index.html", page=page, show=show, q=search)
+    return render_template(
+        "accounts/admin/index.html",
+        page=page,
+        show=show,
+        q=search.strip() if search_error is None else "",  # never echo control characters
+        search_error=search_error,
+    )
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -114,13 +120,30 @@ def detail(user_id: int):
         user=user,
         sessions=services.live_sessions(user),
         confirm_form=ConfirmForm(),
+        may_manage=services.may_manage(current_user, user),
     )
+
+
+def _refused(error: services.OutOfReachError, user: User):
+    """Undo whatever the request changed, record the refusal, and go back to the user's
+    page with the reason. The pages that change an account are not shown for a user the
+    administrator may not change (rather than a read-only form): the user's page shows
+    everything there is to see."""
+    db.session.rollback()
+    services.record_refusal(error, actor=current_user)
+    flash(error.message, "error")
+    return redirect(url_for("users.detail", user_id=user.id))
 
 
 @bp.route("/<int:user_id>/edit", methods=["GET", "POST"])
 @require_permission(Permission.USERS_MANAGE)
 def edit(user_id: int):
     user = _user_or_404(user_id)
+    if request.method == "GET":
+        try:
+            services.check_may_manage(user, actor=current_user, action="edit")
+        except services.OutOfReachError as error:
+            return _refused(error, user)
     form = UserForm(obj=user) if request.method == "GET" else UserForm()
     _site_choices(form, user)
     if request.method == "GET":
@@ -138,6 +161,8 @@ def edit(user_id: int):
                 is_prescriber=form.is_prescriber.data,
                 all_sites=form.all_sites.data,
             )
+        except services.OutOfReachError as error:
+            return _refused(error, user)
         except DomainError as error:
             show_domain_error(form, error)
         else:
@@ -180,6 +205,11 @@ def act(user_id: int, action: str):
     user = _user_or_404(user_id)
     form = ConfirmForm()
     title, explanation, style = ACTIONS[action]
+    if request.method == "GET":
+        try:
+            services.check_may_manage(user, actor=current_user, action=action)
+        except services.OutOfReachError as error:
+            return _refused(error, user)
     if form.validate_on_submit():
         temporary = None
         try:
@@ -195,6 +225,8 @@ def act(user_id: int, action: str):
                 services.end_sessions(user, actor=current_user)
             elif action == "reset-mfa":
                 services.reset_mfa(user, actor=current_user)
+        except services.OutOfReachError as error:
+            return _refused(error, user)
         except DomainError as error:
             db.session.rollback()
             flash(error.message, "error")

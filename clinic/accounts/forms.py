@@ -21,6 +21,10 @@ from clinic.accounts.passwords import MAX_LENGTH, MIN_LENGTH
 from clinic.forms import ClinicForm
 from clinic.security import Role
 
+# A typed password is checked in full up to this length (passwords are set with at most
+# MAX_LENGTH; a longer one cannot be right), so no input is hashed unbounded.
+LOGIN_PASSWORD_MAX = 1024
+
 
 class LoginForm(ClinicForm):
     username = StringField(
@@ -30,7 +34,7 @@ class LoginForm(ClinicForm):
     )
     password = PasswordField(
         "Password",
-        validators=[DataRequired(), Length(max=1024)],
+        validators=[DataRequired(), Length(max=LOGIN_PASSWORD_MAX)],
         render_kw={"autocomplete": "current-password"},
     )
     submit = SubmitField("Sign in")
@@ -49,7 +53,7 @@ class SecondFactorForm(ClinicForm):
 class ChangePasswordForm(ClinicForm):
     current_password = PasswordField(
         "Current password",
-        validators=[DataRequired()],
+        validators=[DataRequired(), Length(max=LOGIN_PASSWORD_MAX)],
         render_kw={"autocomplete": "current-password"},
     )
     new_password = PasswordField(
@@ -69,7 +73,9 @@ class ChangePasswordForm(ClinicForm):
 
 class EnableMfaForm(ClinicForm):
     password = PasswordField(
-        "Your password", validators=[DataRequired()], render_kw={"autocomplete": "current-password"}
+        "Your password",
+        validators=[DataRequired(), Length(max=LOGIN_PASSWORD_MAX)],
+        render_kw={"autocomplete": "current-password"},
     )
     code = StringField(
         "Code from the app",
@@ -81,7 +87,9 @@ class EnableMfaForm(ClinicForm):
 
 class PasswordConfirmForm(ClinicForm):
     password = PasswordField(
-        "Your password", validators=[DataRequired()], render_kw={"autocomplete": "current-password"}
+        "Your password",
+        validators=[DataRequired(), Length(max=LOGIN_PASSWORD_MAX)],
+        render_kw={"autocomplete": "current-password"},
     )
     submit = SubmitField("Confirm")
 

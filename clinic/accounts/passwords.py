@@ -16,6 +16,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from flask import current_app
 from zxcvbn import zxcvbn
 
+from clinic.forms import has_control_characters
+
 MIN_LENGTH = 12
 MAX_LENGTH = 128
 MIN_ZXCVBN_SCORE = 3
@@ -66,6 +68,9 @@ def password_problems(password: str, *, username: str, other_inputs: list[str] =
         problems.append(f"Use at least {MIN_LENGTH} characters.")
     if len(password) > MAX_LENGTH:
         problems.append(f"Use at most {MAX_LENGTH} characters.")
+    if has_control_characters(password):
+        # Forms refuse these already; a password piped to the CLI is held to the same rule.
+        problems.append("Do not use control or invisible formatting characters.")
     if username and username.lower() in password.lower():
         problems.append("Do not include your username.")
     if not problems:

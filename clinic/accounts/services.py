@@ -22,6 +22,7 @@ from clinic.audit import AuditAction, AuditOutcome, record
 from clinic.db import utcnow
 from clinic.errors import DomainError
 from clinic.extensions import db
+from clinic.forms import CONTROL_CHARACTER_MESSAGE, has_control_characters
 from clinic.security import Role
 from clinic.sites.models import Site
 
@@ -29,6 +30,14 @@ RECOVERY_CODE_COUNT = 10
 TOTP_STEP_SECONDS = 30
 SESSION_TOUCH_SECONDS = 60
 USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
+# The longest text a user search can match: a full name (User.full_name, 120).
+USER_SEARCH_MAX = 120
+USERNAME_TAKEN = "That username is taken."
+OUT_OF_REACH = (
+    "Only an organisation-wide administrator can change this account: "
+    "it also works at sites outside yours."
+)
+LAST_ADMIN = "The last active administrator cannot be removed."
 
 
 def _audit_user(
@@ -53,7 +62,16 @@ def normalise_username(username: str) -> str:
 
 
 def user_by_username(username: str) -> User | None:
-    return db.session.scalar(sa.select(User).where(User.username == normalise_username(username)))
+    """The user with this (case-insensitive) username, or None.
+
+    A name no username can have (longer than USERNAME_MAX, or with control characters,
+    which PostgreSQL refuses outright in the case of NUL) is answered None without a
+    query, so raw input never reaches the database.
+    """
+    username = normalise_username(username)
+    if len(username) > USERNAME_MAX or has_control_characters(username):
+        return None
+    return db.session.scalar(sa.select(User).where(User.username == username))
 
 
 def visible_users_query(actor: User) -> sa.Select:
@@ -64,6 +82,32 @@ def visible_users_query(actor: User) -> sa.Select:
         shared = sa.select(User.id).join(User.sites).where(Site.id.in_(actor.site_ids or {-1}))
         query = query.where(User.id.in_(shared))
     return query
+
+
+def search_users(query: sa.Select, text: str) -> sa.Select:
+    """Narrow a user query to usernames or full names starting with ``text`` (any case;
+    ``%`` and ``_`` taken literally). Empty ``text``: the query unchanged.
+
+    Raises DomainError (field ``q``) for text holding control characters (PostgreSQL
+    refuses a NUL in a query outright) or longer than USER_SEARCH_MAX, which no name can
+    start with: the caller shows the message and lists nobody.
+    """
+    if has_control_characters(text):
+        raise DomainError(
+            "Remove the control or invisible formatting characters from the search.", field="q"
+        )
+    text = text.strip()
+    if len(text) > USER_SEARCH_MAX:
+        raise DomainError(f"Search with at most {USER_SEARCH_MAX} characters.", field="q")
+    if not text:
+        return query
+    prefix = text.lower()
+    return query.where(
+        sa.or_(
+            User.username.startswith(prefix, autoescape=True),
+            sa.func.lower(User.full_name).startswith(prefix, autoescape=True),
+        )
+    )
 
 
 def get_visible_user(actor: User, user_id: int) -> User | None:
@@ -78,23 +122,83 @@ def assignable_sites(actor: User | None) -> list[Site]:
     return list(db.session.scalars(query))
 
 
+# --- who may change whom -----------------------------------------------------------------
+
+
+class OutOfReachError(DomainError):
+    """A site administrator tried to change an account that also holds a site outside
+    theirs (or every site). ``user_id`` and ``action`` say what was refused."""
+
+    def __init__(self, user_id: int, action: str) -> None:
+        super().__init__(OUT_OF_REACH)
+        self.user_id = user_id
+        self.action = action
+
+
+def may_manage(actor: User | None, user: User) -> bool:
+    """Whether ``actor`` may change ``user``'s account (details, role, sites, password,
+    two-step verification, sessions, status).
+
+    An organisation-wide administrator (and the operator's CLI, ``actor`` None) may change
+    anyone. A site administrator may change only accounts every site of which is one of
+    theirs: otherwise they could take over an account that reaches patients and users
+    of sites they do not manage (reset its password and sign in as it). Seeing such an
+    account is still allowed when it shares one of their sites. HIPAA 164.308(a)(4)
+    information access management: access is granted only within the grantor's authority.
+    """
+    if actor is None or actor.all_sites:
+        return True
+    if user.all_sites:
+        return False
+    return user.site_ids <= actor.site_ids
+
+
+def check_may_manage(user: User, *, actor: User | None, action: str) -> None:
+    """Raise OutOfReachError unless ``actor`` may change ``user`` (see ``may_manage``).
+
+    Every service that changes another user's account calls this first, before anything
+    is changed (after ``_lock_for_change``, so the user's sites cannot change under it).
+    The caller rolls back as for any DomainError, then records the refusal with
+    ``record_refusal`` (a rollback drops the audit events the request had queued).
+    """
+    if not may_manage(actor, user):
+        raise OutOfReachError(user.id, action)
+
+
+def record_refusal(error: OutOfReachError, *, actor: User) -> None:
+    """Record a refused change of an account in the audit trail (``access_denied``,
+    outcome ``denied``), after the caller rolled back the request's changes."""
+    _audit_user(
+        AuditAction.ACCESS_DENIED,
+        error.user_id,
+        actor=actor,
+        outcome=AuditOutcome.DENIED,
+        refused=error.action,
+        reason="outside_sites",
+    )
+
+
 def _check_user_fields(
     *,
     username: str | None,
+    full_name: str,
+    email: str | None,
     role: Role,
     sites: list[Site],
     is_prescriber: bool,
     all_sites: bool,
     actor: User | None,
-    kept_sites: list[Site] | None = None,
 ) -> None:
-    """``kept_sites``: sites the user keeps that the actor cannot see (nor change)."""
     if username is not None and (
         not (2 <= len(username) <= USERNAME_MAX) or not set(username) <= USERNAME_CHARS
     ):
         raise DomainError(
             "Use 2 to 64 letters, digits, dots, dashes or underscores.", field="username"
         )
+    # The forms refuse these already; the CLI and other callers are held to the same rule.
+    for field, value in (("full_name", full_name), ("email", email or "")):
+        if has_control_characters(value):
+            raise DomainError(CONTROL_CHARACTER_MESSAGE, field=field)
     if is_prescriber and role != Role.CLINICIAN:
         raise DomainError("Only clinicians can be prescribers.", field="is_prescriber")
     if all_sites and role != Role.ADMIN:
@@ -103,12 +207,26 @@ def _check_user_fields(
         raise DomainError(
             "Only an organisation-wide administrator can grant all sites.", field="all_sites"
         )
-    if not all_sites and not sites and not kept_sites:
+    if not all_sites and not sites:
         raise DomainError("Choose at least one site.", field="sites")
     if actor is not None and not actor.all_sites:
         outside = {s.id for s in sites} - actor.site_ids
         if outside:
             raise DomainError("You can only assign your own sites.", field="sites")
+
+
+def _is_violation_of(error: sa.exc.IntegrityError, constraint: sa.Constraint) -> bool:
+    """Whether ``error`` is the violation of ``constraint`` (a unique constraint):
+    PostgreSQL names the constraint; SQLite names its columns."""
+    diag = getattr(error.orig, "diag", None)
+    if diag is not None:
+        return diag.constraint_name == constraint.name
+    columns = ", ".join(f"{c.table.name}.{c.name}" for c in constraint.columns)
+    return str(error.orig) == f"UNIQUE constraint failed: {columns}"
+
+
+def _username_constraint() -> sa.Constraint:
+    return next(c for c in User.__table__.constraints if c.name == "uq_app_user_username")
 
 
 def create_user(
@@ -124,12 +242,21 @@ def create_user(
     all_sites: bool = False,
     must_change_password: bool = False,
 ) -> User:
-    """Add a user. ``actor`` is None for the operator's CLI."""
+    """Add a user. ``actor`` is None for the operator's CLI.
+
+    A site administrator may create users only at their own sites, and never one who
+    works at all sites. Usernames are unique (the ``uq_app_user_username`` constraint):
+    a name taken by a request at the same moment (a double click, a race) is refused
+    like one taken long ago, with DomainError "That username is taken." on ``username``;
+    the caller rolls back, as for every DomainError.
+    """
     username = normalise_username(username)
     role = Role(role)
     sites = list(sites)
     _check_user_fields(
         username=username,
+        full_name=full_name,
+        email=email,
         role=role,
         sites=sites,
         is_prescriber=is_prescriber,
@@ -137,7 +264,7 @@ def create_user(
         actor=actor,
     )
     if user_by_username(username) is not None:
-        raise DomainError("That username is taken.", field="username")
+        raise DomainError(USERNAME_TAKEN, field="username")
     problems = passwords.password_problems(password, username=username, other_inputs=[full_name])
     if problems:
         raise DomainError(" ".join(problems), field="password")
@@ -153,24 +280,69 @@ def create_user(
         sites=sites,
     )
     db.session.add(user)
-    db.session.flush()
+    try:
+        db.session.flush()
+    except sa.exc.IntegrityError as error:
+        # The check above passed, but another request took the name before this insert.
+        if _is_violation_of(error, _username_constraint()):
+            raise DomainError(USERNAME_TAKEN, field="username") from None
+        raise
     _audit_user(
         AuditAction.CREATE, user.id, actor=actor, role=role.value, via="web" if actor else "cli"
     )
     return user
 
 
-def _active_admins_other_than(user: User) -> int:
-    return db.session.scalar(
+def _lock_user_rows(condition: sa.ColumnElement[bool]) -> list[int]:
+    """Lock the rows of ``app_user`` matching ``condition`` until the transaction ends,
+    and return their ids (in id order, so two lockers never deadlock).
+
+    PostgreSQL: SELECT ... FOR UPDATE; a second locker waits, then sees the first one's
+    committed change. SQLite has no row locks and pysqlite opens a transaction only at
+    the first write, so a no-op UPDATE of the rows takes the database's single write lock
+    now: a second writer waits (busy_timeout) and reads after the first one committed.
+    """
+    if db.session.get_bind().dialect.name == "sqlite":
+        db.session.execute(
+            sa.update(User)
+            .where(condition)
+            .values(role=User.role)
+            .execution_options(synchronize_session=False)
+        )
+        return list(db.session.scalars(sa.select(User.id).where(condition).order_by(User.id)))
+    return list(
+        db.session.scalars(sa.select(User.id).where(condition).order_by(User.id).with_for_update())
+    )
+
+
+def _lock_for_change(user: User) -> None:
+    """Lock ``user``'s row and every active administrator's row until the transaction
+    ends, then read ``user`` again (sites included).
+
+    The checks that follow are made on rows no other change can alter before this one
+    commits: whether the actor may change the user (an organisation-wide administrator
+    giving them another site at the same moment is waited for), and whether they are the
+    last active administrator (two administrators deactivating or demoting each other at
+    the same moment: the second waits for the first, then counts again). One statement
+    locks them all, in id order, so two changes never deadlock.
+    """
+    _lock_user_rows(sa.or_(User.id == user.id, sa.and_(User.role == Role.ADMIN, User.active)))
+    db.session.expire(user)
+
+
+def _refuse_losing_last_admin(user: User) -> None:
+    """Refuse to demote or deactivate the last active administrator (DomainError).
+    The caller has locked the rows (``_lock_for_change``), so the count holds until it
+    commits."""
+    if user.role != Role.ADMIN or not user.active:
+        return
+    others = db.session.scalar(
         sa.select(sa.func.count(User.id)).where(
             User.role == Role.ADMIN, User.active, User.id != user.id
         )
     )
-
-
-def _refuse_losing_last_admin(user: User) -> None:
-    if user.role == Role.ADMIN and user.active and _active_admins_other_than(user) == 0:
-        raise DomainError("The last active administrator cannot be removed.")
+    if not others:
+        raise DomainError(LAST_ADMIN)
 
 
 def update_user(
@@ -186,28 +358,31 @@ def update_user(
 ) -> list[str]:
     """Change a user's details, role and sites. A role change ends their sessions.
 
-    An administrator cannot demote themselves, and the last administrator stays one.
-    Returns the names of the fields that changed.
+    Raises OutOfReachError when ``actor`` may not change ``user`` (``may_manage``: a site
+    administrator, a user who also works elsewhere), before anything is changed. A site
+    administrator assigns only their own sites and never all sites; they may make a user
+    of their sites an administrator of those sites, which reaches no further than they do.
+    An administrator cannot change their own role, and the last active administrator
+    stays one (DomainError). Returns the names of the fields that changed.
     """
+    _lock_for_change(user)
+    check_may_manage(user, actor=actor, action="edit")
     role = Role(role)
     sites = list(sites)
-    # Sites the actor cannot see stay as they are (a site administrator edits only theirs).
-    kept = [] if actor.all_sites else [s for s in user.sites if s.id not in actor.site_ids]
     _check_user_fields(
         username=None,
+        full_name=full_name,
+        email=email,
         role=role,
         sites=sites,
         is_prescriber=is_prescriber,
         all_sites=all_sites,
         actor=actor,
-        kept_sites=kept,
     )
-    sites = sites + kept
     if role != user.role:
         if user.id == actor.id:
             raise DomainError("You cannot change your own role.", field="role")
-        if user.role == Role.ADMIN:
-            _refuse_losing_last_admin(user)
+        _refuse_losing_last_admin(user)
     changed = []
     new_values = {
         "full_name": full_name.strip(),
@@ -233,7 +408,13 @@ def update_user(
 
 def deactivate_user(user: User, *, actor: User | None) -> None:
     """Deactivate (never delete) a user; their sessions end at once. ``actor`` is None
-    for the operator's CLI."""
+    for the operator's CLI.
+
+    Raises OutOfReachError (``may_manage``) first; DomainError for oneself and for the
+    last active administrator.
+    """
+    _lock_for_change(user)
+    check_may_manage(user, actor=actor, action="deactivate")
     if actor is not None and user.id == actor.id:
         raise DomainError("You cannot deactivate yourself.")
     _refuse_losing_last_admin(user)
@@ -244,6 +425,9 @@ def deactivate_user(user: User, *, actor: User | None) -> None:
 
 
 def reactivate_user(user: User, *, actor: User) -> None:
+    """Let a deactivated user sign in again. Raises OutOfReachError (``may_manage``)."""
+    _lock_for_change(user)
+    check_may_manage(user, actor=actor, action="reactivate")
     user.active = True
     user.failed_logins = 0
     user.locked_until = None
@@ -252,7 +436,10 @@ def reactivate_user(user: User, *, actor: User) -> None:
 
 
 def reset_password(user: User, *, actor: User) -> str:
-    """Give the user a temporary password, to be changed at their next login."""
+    """Give the user a temporary password, to be changed at their next login; returns it.
+    Raises OutOfReachError (``may_manage``): a password reset hands over the account."""
+    _lock_for_change(user)
+    check_may_manage(user, actor=actor, action="reset-password")
     temporary = passwords.generate_password()
     user.password_hash = passwords.hash_password(temporary)
     user.password_changed_at = utcnow()
@@ -266,6 +453,10 @@ def reset_password(user: User, *, actor: User) -> str:
 
 
 def unlock_user(user: User, *, actor: User | None) -> None:
+    """Clear the failed sign-ins and the lock. ``actor`` is None for the operator's CLI.
+    Raises OutOfReachError (``may_manage``)."""
+    _lock_for_change(user)
+    check_may_manage(user, actor=actor, action="unlock")
     user.failed_logins = 0
     user.locked_until = None
     db.session.flush()
@@ -273,7 +464,10 @@ def unlock_user(user: User, *, actor: User | None) -> None:
 
 
 def reset_mfa(user: User, *, actor: User) -> None:
-    """For a user who lost their authenticator: they enrol again at the next login."""
+    """For a user who lost their authenticator: they enrol again at the next login.
+    Raises OutOfReachError (``may_manage``)."""
+    _lock_for_change(user)
+    check_may_manage(user, actor=actor, action="reset-mfa")
     user.mfa_secret = None
     user.mfa_enabled_at = None
     user.mfa_last_timestep = None
@@ -320,7 +514,7 @@ def authenticate(username: str, password: str) -> LoginAttempt:
     and take the same time (a password hash is always verified). Five consecutive
     failures lock the account for LOGIN_LOCKOUT_MINUTES.
     """
-    user = user_by_username(username) if len(username) <= USERNAME_MAX else None
+    user = user_by_username(username)  # None for a name no user can have
     if user is None:
         passwords.spend_verification_time(password[: passwords.MAX_LENGTH])
         # The name typed is not kept: it may be a mistyped password.
@@ -474,7 +668,12 @@ def logout(session: UserSession) -> None:
 
 def end_sessions(user: User, *, actor: User, keep_session_id: int | None = None) -> int:
     """An administrator's "sign out everywhere", or the user's own "sign out my other
-    sessions" (``keep_session_id``: this browser's session, which keeps its time limits)."""
+    sessions" (``keep_session_id``: this browser's session, which keeps its time limits).
+    Returns how many sessions ended. Raises OutOfReachError when an administrator may
+    not change ``user`` (``may_manage``)."""
+    if actor.id != user.id:
+        _lock_for_change(user)
+        check_may_manage(user, actor=actor, action="end-sessions")
     reason = "ended_by_user" if actor.id == user.id else "ended_by_admin"
     ended = revoke_all_sessions(user, reason=reason, except_session_id=keep_session_id)
     _audit_user(AuditAction.SESSIONS_ENDED, user.id, actor=actor, sessions=ended)
@@ -532,12 +731,20 @@ def _matching_timestep(secret: str, code: str, now: dt.datetime) -> int | None:
 
 def enable_mfa(user: User, *, password: str, secret: str, code: str) -> list[str]:
     """Turn on TOTP after the user proves the authenticator works; returns ten recovery
-    codes, shown once and kept only as hashes."""
+    codes, shown once and kept only as hashes.
+
+    Two enrolments at the same moment (a double click, two tabs) take turns on the
+    user's row: the second replaces the first one's codes, so exactly ten codes are
+    valid, those shown last, never twenty.
+    """
     if not passwords.verify_password(user.password_hash, password):
         raise DomainError("That is not your current password.", field="password")
     step = _matching_timestep(secret, code.strip().replace(" ", ""), utcnow())
     if step is None:
         raise DomainError("That code does not match. Check the time on your device.", field="code")
+    _lock_user_rows(User.id == user.id)
+    # Read the codes again under the lock: another enrolment may just have added some.
+    db.session.expire(user, ["recovery_codes"])
     user.mfa_secret = secret
     user.mfa_enabled_at = utcnow()
     user.mfa_last_timestep = step

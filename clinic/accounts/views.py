@@ -50,12 +50,14 @@ def login_rate_limit() -> str:
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("main.home"))
+    # Checked before anything is written: nothing in the request can fail after the
+    # session is created.
+    next_url = safe_next(request.args.get("next"))
     form = LoginForm()
     if form.validate_on_submit():
         attempt = services.authenticate(form.username.data, form.password.data)
         db.session.commit()  # keep the failure count even when the login fails
         if attempt.user is not None:
-            next_url = safe_next(request.args.get("next"))
             if attempt.user.mfa_enabled:
                 session.clear()
                 session["mfa_user_id"] = attempt.user.id
@@ -92,13 +94,14 @@ def second_factor():
         session.pop("mfa_started", None)
         flash("Sign in again.", "warning")
         return redirect(url_for("accounts.login"))
+    next_url = safe_next(request.args.get("next"))  # before anything is written
     form = SecondFactorForm()
     if form.validate_on_submit():
         ok = services.verify_second_factor(user, form.code.data)
         if ok:
             complete_login(user)
             db.session.commit()
-            return redirect(safe_next(request.args.get("next")) or url_for("main.home"))
+            return redirect(next_url or url_for("main.home"))
         db.session.commit()  # the failure counts towards the lockout
         if user.is_locked():
             session.clear()

@@ -53,3 +53,30 @@ def test_admin_creates_a_user_from_the_browser(ui, make_user, username_of):
     page.get_by_role("button", name="Create user").click()
     ui.check()
     expect(page.get_by_role("heading", name="Dan Miller")).to_be_visible()
+
+
+def test_site_admin_sees_a_user_of_two_sites_but_is_offered_no_change(
+    ui, make_user, make_site, site, username_of
+):
+    """An administrator of MAIN looking at a clinician of MAIN and EAST: the page says why
+    nothing can be changed, and a hand-typed edit address brings them back with the reason."""
+    east = make_site("EAST", "East Clinic")
+    main_admin = username_of(make_user("admin", site_ids=[site]))
+    dana = make_user("clinician", "dana", full_name="Dana Dual", site_ids=[site, east])
+    page = ui.goto("/login")
+    page.get_by_label("Username").fill(main_admin)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    ui.check()
+    ui.goto("/admin/users/")
+    page.get_by_role("link", name="dana").click()
+    ui.check()
+    expect(page.get_by_role("heading", name="Dana Dual")).to_be_visible()
+    expect(page.get_by_text("You can see this account but not change it")).to_be_visible()
+    expect(page.get_by_role("link", name="Edit")).to_have_count(0)
+    expect(page.get_by_role("link", name="Reset password")).to_have_count(0)
+    ui.goto(f"/admin/users/{dana}/edit")
+    expect(page).to_have_url(f"{ui.base_url}/admin/users/{dana}")
+    expect(
+        page.get_by_text("Only an organisation-wide administrator can change this account")
+    ).to_be_visible()
