@@ -2,8 +2,15 @@
 
 from clinic.accounts.models import RecoveryCode, User, UserSession
 from clinic.audit.models import AuditChainHead, AuditEvent, BreakGlassGrant
-from clinic.patients.models import CarePlanReview, Enrollment, Patient, Program
+from clinic.patients.models import (
+    CarePlanReview,
+    Enrollment,
+    Patient,
+    PatientNameToken,
+    Program,
+)
 from clinic.sites.models import Site
+from clinic.submissions import FormSubmission
 
 __all__ = [
     "AuditChainHead",
@@ -11,7 +18,9 @@ __all__ = [
     "BreakGlassGrant",
     "CarePlanReview",
     "Enrollment",
+    "FormSubmission",
     "Patient",
+    "PatientNameToken",
     "Program",
     "RecoveryCode",
     "Site",

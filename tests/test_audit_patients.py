@@ -15,6 +15,7 @@ from clinic.audit.models import AuditEvent, BreakGlassGrant
 from clinic.extensions import db
 from clinic.patients.models import Patient
 from tests.conftest import login
+from tests.test_patients_registry import send
 
 PATIENT_ARGS = {"patient_id", "enrollment_id"}
 
@@ -162,8 +163,8 @@ def east_clinician(client_as, make_site):
 
 
 def break_glass(client, mrn: str, reason: str = "Patient arrived unconscious at EAST ER"):
-    return client.submit(
-        "/patients/break-glass", {"mrn": mrn, "reason": reason}, follow_redirects=True
+    return send(
+        client, "/patients/break-glass", {"mrn": mrn, "reason": reason}, follow_redirects=True
     )
 
 
@@ -234,14 +235,55 @@ def test_break_glass_expires_after_an_hour(app, east_clinician, make_patient, us
         assert [e.patient_id for e in denied] == [patient]
 
 
+@pytest.mark.parametrize(
+    ("offset", "honoured"),
+    [
+        (-dt.timedelta(microseconds=1), True),
+        (dt.timedelta(0), False),
+        (dt.timedelta(microseconds=1), False),
+    ],
+    ids=["1us-before-expiry", "at-expiry", "1us-after-expiry"],
+)
+def test_break_glass_ends_at_the_exact_moment_it_expires(
+    app, east_clinician, make_patient, offset, honoured
+):
+    """A grant is honoured strictly before ``expires_at``: at that instant it is over."""
+    patient = make_patient()
+    now = dt.datetime.now(dt.UTC)
+    expires_at = now.replace(microsecond=500_000) + dt.timedelta(seconds=2)
+    with app.app_context():
+        db.session.add(
+            BreakGlassGrant(
+                user_id=east_clinician.user_id,
+                patient_id=patient,
+                reason="Unconscious at the EAST emergency room",
+                granted_at=expires_at - dt.timedelta(minutes=60),
+                expires_at=expires_at,
+            )
+        )
+        db.session.commit()
+    with time_machine.travel(expires_at + offset, tick=False):
+        before = max_seq(app)
+        response = east_clinician.get(f"/patients/{patient}")
+        assert response.status_code == (200 if honoured else 404)
+        denied = [e for e in events_after(app, before) if e.action.value == "access_denied"]
+        assert [e.patient_id for e in denied] == ([] if honoured else [patient])
+
+
 @pytest.mark.parametrize("role", ["staff", "admin"])
-def test_only_clinicians_may_break_glass(client_as, role):
+def test_only_clinicians_may_break_glass(app, client_as, make_site, make_patient, role):
+    patient = make_patient(site_id=make_site("EAST"))
     client = client_as(role)
     assert client.get("/patients/break-glass").status_code == 403
+    # A valid CSRF token, so the permission is what refuses (not the token check).
+    token = client.csrf_token("/patients/")
     response = client.post(
-        "/patients/break-glass", data={"mrn": "MAIN-000001", "reason": "just because I can"}
+        "/patients/break-glass",
+        data={"mrn": mrn_of(app, patient), "reason": "just because I can", "csrf_token": token},
     )
-    assert response.status_code in {400, 403}
+    assert response.status_code == 403
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(BreakGlassGrant.id))) == 0
 
 
 def test_break_glass_waits_for_review_until_acknowledged(
@@ -259,7 +301,8 @@ def test_break_glass_waits_for_review_until_acknowledged(
     assert reason in listing.get_data(as_text=True)
 
     before = max_seq(app)
-    response = admin.submit(
+    response = send(
+        admin,
         f"/admin/audit/break-glass/{grant_id}/acknowledge",
         {},
         form_url="/admin/audit/break-glass",
@@ -289,7 +332,8 @@ def test_access_report_lists_who_saw_the_patient_and_is_audited(
     staff = client_as("staff")
     assert clinician.get(f"/patients/{patient}").status_code == 200
     assert (
-        staff.submit(
+        send(
+            staff,
             f"/patients/{patient}/edit",
             {
                 "first_name": "Jo",
@@ -356,7 +400,8 @@ def test_audit_verify_passes_after_mixed_patient_activity(
     stranger = client_as("clinician", site_ids=[east])
     admin = client_as("admin")
 
-    response = staff.submit(
+    response = send(
+        staff,
         "/patients/new",
         {
             "first_name": "Ana",
@@ -371,7 +416,8 @@ def test_audit_verify_passes_after_mixed_patient_activity(
     assert response.status_code == 302, response.get_data(as_text=True)
     new_id = int(response.headers["Location"].rstrip("/").rsplit("/", 1)[1])
     assert staff.get("/patients/?q=tor an").status_code == 200
-    admitted = clinician.submit(
+    admitted = send(
+        clinician,
         f"/patients/{new_id}/admit",
         {
             "program_id": str(program),
@@ -413,7 +459,7 @@ def test_single_site_staff_registers_a_patient_as_the_form_sends_it(app, client_
     assert f'<input type="hidden" name="site_id" value="{site}">' in staff.get(
         "/patients/new"
     ).get_data(as_text=True)
-    response = staff.submit("/patients/new", {**NEW_PATIENT, "site_id": str(site)})
+    response = send(staff, "/patients/new", {**NEW_PATIENT, "site_id": str(site)})
     assert response.status_code == 302
     created = [e for e in events_after(app, before) if e.action.value == "create"]
     assert created and created[0].entity_type == "patient"
@@ -422,7 +468,7 @@ def test_single_site_staff_registers_a_patient_as_the_form_sends_it(app, client_
 def test_duplicate_confirmation_checkbox_is_inside_the_form(client_as, make_patient, site):
     make_patient("Ana", "Torres", date_of_birth=dt.date(1991, 7, 14))
     staff = client_as("staff")
-    response = staff.submit("/patients/new", {**NEW_PATIENT, "site_id": str(site)})
+    response = send(staff, "/patients/new", {**NEW_PATIENT, "site_id": str(site)})
     html = response.get_data(as_text=True)
     assert 'data-testid="duplicates"' in html
     form_start = html.index('<form method="post" novalidate>')  # not the nav's sign-out form
@@ -446,7 +492,7 @@ def test_a_refused_change_that_shows_the_page_again_is_recorded_as_a_view(
     patient = make_patient()
     staff = client_as("staff")
     before = max_seq(app)
-    response = staff.submit(f"/patients/{patient}/edit", {"first_name": "", "last_name": "Smith"})
+    response = send(staff, f"/patients/{patient}/edit", {"first_name": "", "last_name": "Smith"})
     assert response.status_code == 200  # the form again, with its message
     after_get = [e for e in events_after(app, before) if e.patient_id == patient]
     # One view for the GET that fetched the form, one for the page shown again.
@@ -460,7 +506,8 @@ def test_a_successful_change_records_the_change_not_a_second_view(app, client_as
     form_page = staff.get(f"/patients/{patient}/edit").get_data(as_text=True)
     version = re.search(r'name="version" type="hidden" value="(\d+)"', form_page).group(1)
     before = max_seq(app)
-    response = staff.submit(
+    response = send(
+        staff,
         f"/patients/{patient}/edit",
         {
             "site_id": "1",

@@ -5,6 +5,7 @@ program) and query counts of the chart and the worklist."""
 from __future__ import annotations
 
 import datetime as dt
+import html as html_text
 import re
 from contextlib import contextmanager
 from zoneinfo import ZoneInfo
@@ -24,6 +25,7 @@ from clinic.patients.models import (
     Patient,
     Program,
 )
+from tests.test_patients_registry import send
 
 CHICAGO = ZoneInfo("America/Chicago")
 SETUP = {"id": None, "username": "setup", "all_sites": True}
@@ -79,7 +81,7 @@ def program_form(site_id: int, **overrides) -> dict:
 
 def test_admin_creates_and_edits_a_program(app, client_as, site):
     admin = client_as("admin")
-    created = admin.submit("/admin/programs/new", program_form(site, take_home_cap_days_0_14="5"))
+    created = send(admin, "/admin/programs/new", program_form(site, take_home_cap_days_0_14="5"))
     assert created.status_code == 302
     [program] = programs(app)
     assert (program.name, program.site_id, program.take_home_cap_days_0_14) == (
@@ -90,7 +92,7 @@ def test_admin_creates_and_edits_a_program(app, client_as, site):
     assert "Methadone maintenance" in admin.get("/admin/programs/").get_data(as_text=True)
 
     url = f"/admin/programs/{program.id}/edit"
-    edited = admin.submit(url, program_form(site, name="MMT", care_plan_review_days="30"))
+    edited = send(admin, url, program_form(site, name="MMT", care_plan_review_days="30"))
     assert edited.status_code == 302
     [program] = programs(app)
     assert (program.name, program.care_plan_review_days) == ("MMT", 30)
@@ -106,15 +108,15 @@ def test_admin_creates_and_edits_a_program(app, client_as, site):
 )
 def test_take_home_caps_above_federal_are_refused(app, client_as, site, field, value, limit):
     admin = client_as("admin")
-    refused = admin.submit("/admin/programs/new", program_form(site, **{field: value}))
+    refused = send(admin, "/admin/programs/new", program_form(site, **{field: value}))
     assert refused.status_code == 200
     assert f"and {limit}" in field_error(refused.get_data(as_text=True), field)
     assert programs(app) == []
 
-    admin.submit("/admin/programs/new", program_form(site))
+    send(admin, "/admin/programs/new", program_form(site))
     [program] = programs(app)
     url = f"/admin/programs/{program.id}/edit"
-    refused = admin.submit(url, program_form(site, name="Renamed", **{field: value}))
+    refused = send(admin, url, program_form(site, name="Renamed", **{field: value}))
     assert refused.status_code == 200
     assert field_error(refused.get_data(as_text=True), field)
     [program] = programs(app)
@@ -145,17 +147,17 @@ def test_take_home_cap_above_federal_refused_by_the_service(app, site):
 def test_duplicate_program_name_at_a_site_is_refused(app, client_as, site, make_site):
     east = make_site("EAST")
     admin = client_as("admin", all_sites=True)
-    assert admin.submit("/admin/programs/new", program_form(site)).status_code == 302
-    refused = admin.submit("/admin/programs/new", program_form(site, name="methadone MAINTENANCE"))
+    assert send(admin, "/admin/programs/new", program_form(site)).status_code == 302
+    refused = send(admin, "/admin/programs/new", program_form(site, name="methadone MAINTENANCE"))
     assert refused.status_code == 200
     assert "already has a program with that name" in field_error(
         refused.get_data(as_text=True), "name"
     )
     # The same name at another site is fine.
-    assert admin.submit("/admin/programs/new", program_form(east)).status_code == 302
-    assert admin.submit("/admin/programs/new", program_form(site, name="IOP")).status_code == 302
+    assert send(admin, "/admin/programs/new", program_form(east)).status_code == 302
+    assert send(admin, "/admin/programs/new", program_form(site, name="IOP")).status_code == 302
     iop = next(p for p in programs(app) if p.name == "IOP")
-    refused = admin.submit(f"/admin/programs/{iop.id}/edit", program_form(site))
+    refused = send(admin, f"/admin/programs/{iop.id}/edit", program_form(site))
     assert "already has a program with that name" in field_error(
         refused.get_data(as_text=True), "name"
     )
@@ -165,12 +167,21 @@ def test_duplicate_program_name_at_a_site_is_refused(app, client_as, site, make_
 
 
 @pytest.mark.parametrize("role", ["staff", "clinician"])
-def test_only_admins_manage_programs(client_as, make_program, role):
+def test_only_admins_manage_programs(app, client_as, make_program, site, role):
     program_id = make_program()
     client = client_as(role)
     assert client.get("/admin/programs/").status_code == 403
     assert client.get("/admin/programs/new").status_code == 403
     assert client.get(f"/admin/programs/{program_id}/edit").status_code == 403
+    # POSTs with a valid CSRF token: the permission is what refuses them.
+    token = client.csrf_token("/patients/")
+    for url, name in [
+        ("/admin/programs/new", "Another program"),
+        (f"/admin/programs/{program_id}/edit", "Renamed"),
+    ]:
+        refused = client.post(url, data={**program_form(site, name=name), "csrf_token": token})
+        assert refused.status_code == 403, url
+    assert [p.name for p in programs(app)] == ["Methadone maintenance"]
 
 
 # --- admission ---------------------------------------------------------------------------
@@ -193,7 +204,7 @@ def test_clinician_and_admin_admit(app, client_as, make_patient, make_program, r
     program_id = make_program()
     client = client_as(role)
     url = f"/patients/{patient_id}/admit"
-    response = client.submit(url, admit_form(program_id, level_of_care=level))
+    response = send(client, url, admit_form(program_id, level_of_care=level))
     assert response.status_code == 302
     assert response.headers["Location"].endswith(f"/patients/{patient_id}")
     [enrollment] = enrollments(app)
@@ -216,27 +227,33 @@ def test_staff_cannot_admit(app, client_as, make_patient, make_program):
 
 
 @pytest.mark.parametrize(
-    ("overrides", "field"),
+    ("overrides", "field", "message"),
     [
-        ({"level_of_care": "4:OTP"}, "level_of_care"),
-        ({"level_of_care": "3:1.0"}, "level_of_care"),
-        ({"level_of_care": ""}, "level_of_care"),
-        ({"admitted_on": "FUTURE"}, "admitted_on"),
-        ({"admitted_on": "1970-01-01"}, "admitted_on"),
-        ({"admitted_on": "2026-02-30"}, "admitted_on"),
-        ({"program_id": "0"}, "program_id"),
+        ({"level_of_care": "4:OTP"}, "level_of_care", "Not a valid choice."),
+        ({"level_of_care": "3:1.0"}, "level_of_care", "Not a valid choice."),
+        ({"level_of_care": ""}, "level_of_care", "This field is required."),
+        ({"admitted_on": "FUTURE"}, "admitted_on", "The admission date is in the future."),
+        (
+            {"admitted_on": "1970-01-01"},
+            "admitted_on",
+            "The admission date is before the date of birth.",
+        ),
+        ({"admitted_on": "2026-02-30"}, "admitted_on", "Not a valid date value."),
+        ({"program_id": "0"}, "program_id", "This field is required."),
     ],
 )
-def test_bad_admission_is_refused(app, client_as, make_patient, make_program, overrides, field):
+def test_bad_admission_is_refused(
+    app, client_as, make_patient, make_program, overrides, field, message
+):
     if overrides.get("admitted_on") == "FUTURE":
         overrides = {"admitted_on": (today() + dt.timedelta(days=1)).isoformat()}
     patient_id = make_patient()
     program_id = make_program()
     client = client_as("clinician")
     data = {**admit_form(program_id), **overrides}
-    response = client.submit(f"/patients/{patient_id}/admit", data)
+    response = send(client, f"/patients/{patient_id}/admit", data)
     assert response.status_code == 200
-    assert field_error(response.get_data(as_text=True), field)
+    assert html_text.unescape(field_error(response.get_data(as_text=True), field)) == message
     assert enrollments(app) == []
 
 
@@ -262,7 +279,8 @@ def test_admission_with_counselor_shows_on_the_chart(
     patient_id = make_patient()
     program_id = make_program("Methadone maintenance")
     client = client_as("clinician")
-    response = client.submit(
+    response = send(
+        client,
         f"/patients/{patient_id}/admit",
         admit_form(
             program_id, admitted_on=days_ago(30).isoformat(), primary_counselor_id=counselor
@@ -300,7 +318,7 @@ def test_second_active_admission_to_a_program_is_refused(
     program_id = make_program()
     make_enrollment(patient_id, program_id, admitted_on=days_ago(10))
     client = client_as("clinician")
-    response = client.submit(f"/patients/{patient_id}/admit", admit_form(program_id))
+    response = send(client, f"/patients/{patient_id}/admit", admit_form(program_id))
     assert response.status_code == 200
     assert "already enrolled in this program" in field_error(
         response.get_data(as_text=True), "program_id"
@@ -308,7 +326,7 @@ def test_second_active_admission_to_a_program_is_refused(
     assert len(enrollments(app)) == 1
     # Another program is fine.
     other = make_program("Intensive outpatient", "intensive_outpatient")
-    assert client.submit(f"/patients/{patient_id}/admit", admit_form(other)).status_code == 302
+    assert send(client, f"/patients/{patient_id}/admit", admit_form(other)).status_code == 302
     assert len(enrollments(app)) == 2
 
 
@@ -363,13 +381,16 @@ def test_readmission_through_the_form(app, client_as, make_patient, make_program
     program_id = make_program()
     first = make_enrollment(patient_id, program_id, admitted_on=days_ago(20))
     client = client_as("clinician")
-    discharged = client.submit(
+    discharged = send(
+        client,
         f"/patients/enrollments/{first}/discharge",
         {"discharged_on": days_ago(10).isoformat(), "reason": "2", "version": "1"},
     )
     assert discharged.status_code == 302
-    readmitted = client.submit(
-        f"/patients/{patient_id}/admit", admit_form(program_id, admitted_on=days_ago(2).isoformat())
+    readmitted = send(
+        client,
+        f"/patients/{patient_id}/admit",
+        admit_form(program_id, admitted_on=days_ago(2).isoformat()),
     )
     assert readmitted.status_code == 302
     assert [(e.active, e.admitted_on) for e in enrollments(app)] == [
@@ -390,16 +411,24 @@ def enrolled(make_patient, make_program, make_enrollment) -> dict[str, int]:
 
 
 @pytest.mark.parametrize(
-    ("data", "field"),
+    ("data", "field", "message"),
     [
-        ({"discharged_on": "BEFORE", "reason": "1"}, "discharged_on"),
-        ({"discharged_on": "FUTURE", "reason": "1"}, "discharged_on"),
-        ({"discharged_on": "TODAY", "reason": ""}, "reason"),
-        ({"discharged_on": "TODAY", "reason": "9"}, "reason"),
-        ({"discharged_on": "", "reason": "1"}, "discharged_on"),
+        (
+            {"discharged_on": "BEFORE", "reason": "1"},
+            "discharged_on",
+            "The discharge date is before the admission date.",
+        ),
+        (
+            {"discharged_on": "FUTURE", "reason": "1"},
+            "discharged_on",
+            "The discharge date is in the future.",
+        ),
+        ({"discharged_on": "TODAY", "reason": ""}, "reason", "This field is required."),
+        ({"discharged_on": "TODAY", "reason": "9"}, "reason", "Not a valid choice."),
+        ({"discharged_on": "", "reason": "1"}, "discharged_on", "This field is required."),
     ],
 )
-def test_bad_discharge_is_refused(app, client_as, enrolled, data, field):
+def test_bad_discharge_is_refused(app, client_as, enrolled, data, field, message):
     dates = {
         "BEFORE": days_ago(21).isoformat(),
         "FUTURE": (today() + dt.timedelta(days=1)).isoformat(),
@@ -407,18 +436,21 @@ def test_bad_discharge_is_refused(app, client_as, enrolled, data, field):
     }
     data = {k: dates.get(v, v) for k, v in data.items()}
     client = client_as("clinician")
-    response = client.submit(
-        f"/patients/enrollments/{enrolled['enrollment']}/discharge", {**data, "version": "1"}
+    response = send(
+        client,
+        f"/patients/enrollments/{enrolled['enrollment']}/discharge",
+        {**data, "version": "1"},
     )
     assert response.status_code == 200
-    assert field_error(response.get_data(as_text=True), field)
+    assert field_error(response.get_data(as_text=True), field) == message
     [enrollment] = enrollments(app)
     assert enrollment.active and enrollment.discharge_reason is None
 
 
 def test_discharge(app, client_as, enrolled):
     client = client_as("clinician")
-    response = client.submit(
+    response = send(
+        client,
         f"/patients/enrollments/{enrolled['enrollment']}/discharge",
         {"discharged_on": days_ago(1).isoformat(), "reason": "1", "version": "1"},
     )
@@ -431,20 +463,40 @@ def test_discharge(app, client_as, enrolled):
     assert "Active programs</dt>" in html
     summary = html.split("Active programs", 1)[1].split("</dd>", 1)[0]
     assert "None" in summary
-    # A discharged enrollment cannot be discharged again.
-    again = client.submit(
-        f"/patients/enrollments/{enrolled['enrollment']}/discharge",
-        {"discharged_on": today().isoformat(), "reason": "2", "version": "2"},
+    # A discharged enrollment cannot be discharged again: the page says it has ended...
+    url = f"/patients/enrollments/{enrolled['enrollment']}/discharge"
+    ended = client.get(url).get_data(as_text=True)
+    assert f"ended on {days_ago(1).isoformat()}" in ended
+    assert 'name="discharged_on"' not in ended
+    # ...and a form sent from a page opened before the discharge is refused.
+    token = client.csrf_token(f"/patients/{enrolled['patient']}")
+    again = client.post(
+        url,
+        data={
+            "discharged_on": today().isoformat(),
+            "reason": "2",
+            "version": "2",
+            "csrf_token": token,
+        },
     )
     assert again.status_code == 200
-    assert "already ended" in again.get_data(as_text=True)
+    assert "This enrollment has already ended." in again.get_data(as_text=True)
     assert enrollments(app)[0].discharge_reason == 1
 
 
-def test_staff_cannot_discharge(app, client_as, enrolled):
-    assert (
-        client_as("staff").get(f"/patients/enrollments/{enrolled['enrollment']}/discharge")
-    ).status_code == 403
+def test_staff_cannot_discharge_nor_transfer(app, client_as, enrolled, make_program):
+    iop = make_program("Intensive outpatient", "intensive_outpatient")
+    staff = client_as("staff")
+    base = f"/patients/enrollments/{enrolled['enrollment']}"
+    assert staff.get(f"{base}/discharge").status_code == 403
+    assert staff.get(f"{base}/transfer").status_code == 403
+    token = staff.csrf_token(f"/patients/{enrolled['patient']}")
+    discharge = {"discharged_on": days_ago(1).isoformat(), "reason": "1", "version": "1"}
+    transfer = {**admit_form(iop, admitted_on=days_ago(1).isoformat()), "version": "1"}
+    for url, data in [(f"{base}/discharge", discharge), (f"{base}/transfer", transfer)]:
+        assert staff.post(url, data={**data, "csrf_token": token}).status_code == 403, url
+    [enrollment] = enrollments(app)
+    assert enrollment.active and enrollment.version == 1
 
 
 # --- transfer ----------------------------------------------------------------------------
@@ -456,7 +508,8 @@ def test_transfer_closes_the_old_enrollment_and_opens_the_new(
     iop = make_program("Intensive outpatient", "intensive_outpatient")
     client = client_as("clinician")
     on = days_ago(3)
-    response = client.submit(
+    response = send(
+        client,
         f"/patients/enrollments/{enrolled['enrollment']}/transfer",
         {**admit_form(iop, admitted_on=on.isoformat(), level_of_care="4:2.1"), "version": "1"},
     )
@@ -468,50 +521,24 @@ def test_transfer_closes_the_old_enrollment_and_opens_the_new(
     assert new.transferred_from_id == old.id
 
 
-@pytest.mark.parametrize(
-    "case", ["same-program", "bad-level", "future", "before-admission", "already-enrolled"]
-)
-def test_refused_transfer_leaves_the_old_enrollment_active(
-    app, client_as, enrolled, make_program, make_enrollment, case
-):
-    iop = make_program("Intensive outpatient", "intensive_outpatient")
-    data = admit_form(iop, admitted_on=today().isoformat())
-    if case == "same-program":
-        data["program_id"] = str(enrolled["program"])
-    elif case == "bad-level":
-        data["level_of_care"] = "4:OTP"
-    elif case == "future":
-        data["admitted_on"] = (today() + dt.timedelta(days=1)).isoformat()
-    elif case == "before-admission":
-        data["admitted_on"] = days_ago(25).isoformat()
-    else:
-        make_enrollment(enrolled["patient"], iop, admitted_on=days_ago(1))
-    before = enrollments(app)
-    client = client_as("clinician")
-    response = client.submit(
-        f"/patients/enrollments/{enrolled['enrollment']}/transfer", {**data, "version": "1"}
-    )
-    assert response.status_code == 200
-    html = response.get_data(as_text=True)
-    assert re.search(r'id="[a-z_]+-error"', html) or 'class="alert alert-danger"' in html
-    after = enrollments(app)
-    assert [(e.id, e.active, e.version) for e in after] == [
-        (e.id, e.active, e.version) for e in before
-    ]
-    assert after[0].active and after[0].discharge_reason is None
+# Refused transfers through the form: tests/test_patients_integrity.py says which rule.
 
 
 @pytest.mark.parametrize(
-    ("program", "edition", "level"), [("same", "3", "OTP"), ("other", "4", "OTP")]
+    ("program", "edition", "level", "message", "field"),
+    [
+        ("same", "3", "OTP", "Choose a different program.", "program_id"),
+        ("other", "4", "OTP", "'OTP' is not a level of the ASAM 4th ed.", "asam_level"),
+    ],
 )
 def test_refused_transfer_in_the_service_changes_nothing(
-    app, enrolled, make_program, program, edition, level
+    app, enrolled, make_program, program, edition, level, message, field
 ):
     iop = make_program("Intensive outpatient", "intensive_outpatient")
     with app.app_context():
         enrollment = db.session.get(Enrollment, enrolled["enrollment"])
         target = db.session.get(Program, enrolled["program"] if program == "same" else iop)
-        with pytest.raises(DomainError):
+        with pytest.raises(DomainError) as refused:
             services.transfer(
                 enrollment,
                 target,
@@ -522,6 +549,8 @@ def test_refused_transfer_in_the_service_changes_nothing(
                 primary_counselor=None,
                 expected_version=1,
             )
+        assert refused.value.message.startswith(message)
+        assert refused.value.field == field
         assert enrollment.active
         db.session.rollback()
     [enrollment] = enrollments(app)
@@ -612,7 +641,8 @@ def test_recording_milestones(app, client_as, enrolled):
     assert page.status_code == 200
     assert "Medical examination" in page.get_data(as_text=True)
 
-    refused = client.submit(
+    refused = send(
+        client,
         url,
         {
             "medical_exam_on": days_ago(21).isoformat(),
@@ -627,12 +657,13 @@ def test_recording_milestones(app, client_as, enrolled):
     [enrollment] = enrollments(app)
     assert enrollment.medical_exam_on is None and enrollment.assessment_on is None
 
-    future = client.submit(
-        url, {"care_plan_on": (today() + dt.timedelta(days=1)).isoformat(), "version": "1"}
+    future = send(
+        client, url, {"care_plan_on": (today() + dt.timedelta(days=1)).isoformat(), "version": "1"}
     )
     assert "in the future" in field_error(future.get_data(as_text=True), "care_plan_on")
 
-    saved = client.submit(
+    saved = send(
+        client,
         url,
         {
             "medical_exam_on": days_ago(20).isoformat(),
@@ -657,22 +688,22 @@ def test_care_plan_reviews_through_the_deadlines_page(app, client_as, enrolled):
     client = client_as("clinician")
     deadlines_url = f"/patients/enrollments/{enrolled['enrollment']}/deadlines"
     reviews_url = f"/patients/enrollments/{enrolled['enrollment']}/reviews"
-    early = client.submit(
-        reviews_url, {"reviewed_on": days_ago(2).isoformat()}, form_url=deadlines_url
+    early = send(
+        client, reviews_url, {"reviewed_on": days_ago(2).isoformat()}, form_url=deadlines_url
     )
     assert early.status_code == 400
     assert "initial care plan first" in field_error(early.get_data(as_text=True), "reviewed_on")
 
-    client.submit(deadlines_url, {"care_plan_on": days_ago(10).isoformat(), "version": "1"})
-    before = client.submit(
-        reviews_url, {"reviewed_on": days_ago(11).isoformat()}, form_url=deadlines_url
+    send(client, deadlines_url, {"care_plan_on": days_ago(10).isoformat(), "version": "1"})
+    before = send(
+        client, reviews_url, {"reviewed_on": days_ago(11).isoformat()}, form_url=deadlines_url
     )
     assert before.status_code == 400
     assert "before the initial care plan" in field_error(
         before.get_data(as_text=True), "reviewed_on"
     )
-    saved = client.submit(
-        reviews_url, {"reviewed_on": days_ago(2).isoformat()}, form_url=deadlines_url
+    saved = send(
+        client, reviews_url, {"reviewed_on": days_ago(2).isoformat()}, form_url=deadlines_url
     )
     assert saved.status_code == 302
     page = client.get(deadlines_url).get_data(as_text=True)
@@ -684,7 +715,10 @@ def test_no_admission_on_a_record_entered_in_error(app, client_as, make_patient,
     program_id = make_program()
     with app.app_context():
         services.mark_entered_in_error(
-            db.session.get(Patient, patient_id), actor=User(**SETUP), reason="registered twice"
+            db.session.get(Patient, patient_id),
+            actor=User(**SETUP),
+            reason="registered twice",
+            expected_version=1,
         )
         db.session.commit()
     response = client_as("clinician").submit(
@@ -695,9 +729,18 @@ def test_no_admission_on_a_record_entered_in_error(app, client_as, make_patient,
     assert enrollments(app) == []
 
 
-def test_staff_cannot_record_milestones(client_as, enrolled):
+def test_staff_cannot_record_milestones_nor_reviews(app, client_as, enrolled):
     url = f"/patients/enrollments/{enrolled['enrollment']}/deadlines"
-    assert client_as("staff").get(url).status_code == 403
+    staff = client_as("staff")
+    assert staff.get(url).status_code == 403
+    token = staff.csrf_token(f"/patients/{enrolled['patient']}")
+    milestones = {"medical_exam_on": days_ago(1).isoformat(), "version": "1"}
+    assert staff.post(url, data={**milestones, "csrf_token": token}).status_code == 403
+    review = {"reviewed_on": days_ago(1).isoformat(), "csrf_token": token}
+    reviews_url = f"/patients/enrollments/{enrolled['enrollment']}/reviews"
+    assert staff.post(reviews_url, data=review).status_code == 403
+    [enrollment] = enrollments(app)
+    assert enrollment.medical_exam_on is None
 
 
 def test_worklist_lists_overdue_items_of_the_users_sites_only(

@@ -56,13 +56,49 @@ def names_listed(html: str) -> set[str]:
     return set(re.findall(r'href="/patients/\d+">([^<]+)</a>', html))
 
 
+# --- posting a form as the browser does ----------------------------------------------------
+
+_FORM_RE = re.compile(r"<form\b([^>]*)>(.*?)</form>", re.S)
+_INPUT_RE = re.compile(r"<input\b[^>]*>")
+_ATTR_RE = re.compile(r'([a-z_-]+)="([^"]*)"')
+
+
+def hidden_fields(html: str, action: str, *, same_page: bool) -> dict[str, str]:
+    """The hidden inputs (CSRF token, record version, submission token) of the page's form
+    that posts to ``action`` (``same_page``: the page's own URL, so also a form without an
+    action attribute)."""
+    for attrs, body in _FORM_RE.findall(html):
+        form_attrs = dict(_ATTR_RE.findall(attrs))
+        if form_attrs.get("method", "get").lower() != "post":
+            continue
+        if form_attrs.get("action", action if same_page else None) != action:
+            continue
+        fields = {}
+        for tag in _INPUT_RE.findall(body):
+            input_attrs = dict(_ATTR_RE.findall(tag))
+            if input_attrs.get("type") == "hidden" and "name" in input_attrs:
+                fields[input_attrs["name"]] = input_attrs.get("value", "")
+        return fields
+    raise AssertionError(f"no form posting to {action or 'the page'}")
+
+
+def send(client, url: str, data: dict | None = None, *, form_url: str | None = None, **kwargs):
+    """GET the page holding the form (``form_url``, default ``url``), then POST it with the
+    form's hidden fields and ``data`` on top (a value of None leaves that field out)."""
+    page = client.get(form_url or url)
+    assert page.status_code == 200, (form_url or url, page.status_code)
+    fields = hidden_fields(page.get_data(as_text=True), url, same_page=form_url in (None, url))
+    fields.update(data or {})
+    return client.post(url, data={k: v for k, v in fields.items() if v is not None}, **kwargs)
+
+
 # --- registration ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("role", ["staff", "admin"])
 def test_registration_gives_an_mrn_and_opens_the_chart(app, client_as, site, role):
     client = client_as(role)
-    response = client.submit("/patients/new", patient_form(site))
+    response = send(client, "/patients/new", patient_form(site))
     assert response.status_code == 302
     [patient] = patients(app)
     assert response.headers["Location"].endswith(f"/patients/{patient.id}")
@@ -74,7 +110,7 @@ def test_registration_gives_an_mrn_and_opens_the_chart(app, client_as, site, rol
     assert chart.status_code == 200
     assert "MAIN-000001" in chart.get_data(as_text=True)
 
-    second = client.submit("/patients/new", patient_form(site, first_name="Bea"))
+    second = send(client, "/patients/new", patient_form(site, first_name="Bea"))
     assert second.status_code == 302
     assert [p.mrn for p in patients(app)] == ["MAIN-000001", "MAIN-000002"]
 
@@ -86,7 +122,7 @@ def test_single_site_user_registers_with_the_form_as_rendered(app, client_as, si
     assert 'id="site_id"' not in page
     assert f'<input type="hidden" name="site_id" value="{site}">' in page
     data = patient_form(site)
-    response = client.submit("/patients/new", data)
+    response = send(client, "/patients/new", data)
     assert response.status_code == 302
     assert len(patients(app)) == 1
 
@@ -116,8 +152,18 @@ BAD_INPUT = [
     pytest.param(
         {"intake_date": "FUTURE"}, "intake_date", "intake date is in the future", id="intake"
     ),
-    pytest.param({"date_of_birth": "1990-02-30"}, "date_of_birth", "", id="feb-30"),
-    pytest.param({"date_of_birth": "yesterday"}, "date_of_birth", "", id="text"),
+    pytest.param(
+        {"date_of_birth": "1990-02-30"}, "date_of_birth", "Not a valid date value.", id="feb-30"
+    ),
+    pytest.param(
+        {"date_of_birth": "yesterday"}, "date_of_birth", "Not a valid date value.", id="text"
+    ),
+    pytest.param(
+        {"first_name": "Jo\x00"},
+        "first_name",
+        "Remove the control or invisible formatting characters",
+        id="nul",
+    ),
     pytest.param(
         {"email": "not an email"},
         "email",
@@ -131,13 +177,10 @@ BAD_INPUT = [
 def test_bad_registration_input_is_a_field_message(app, client_as, site, overrides, field, message):
     overrides = {k: tomorrow() if v == "FUTURE" else v for k, v in overrides.items()}
     client = client_as("staff")
-    response = client.submit("/patients/new", patient_form(site, **overrides))
+    response = send(client, "/patients/new", patient_form(site, **overrides))
     assert response.status_code == 200
     html = response.get_data(as_text=True)
-    # An unparseable date reads "This field is required." (DataRequired replaces WTForms'
-    # "Not a valid date value."): still a message on that field.
-    assert field_error(html, field)
-    assert message.lower() in field_error(html, field).lower()
+    assert message and message.lower() in field_error(html, field).lower()
     # The rest of what was typed is still there; nothing was saved.
     assert 'value="555-0100"' in html
     assert 'value="Springfield"' in html
@@ -154,7 +197,7 @@ def test_same_name_and_birth_date_warns_until_confirmed(app, client_as, site, ma
     client = client_as("staff")
     data = patient_form(site, first_name="JO", last_name="smith", date_of_birth="1980-04-02")
 
-    warned = client.submit("/patients/new", data)
+    warned = send(client, "/patients/new", data)
     assert warned.status_code == 200
     html = warned.get_data(as_text=True)
     box = html.split('data-testid="duplicates"', 1)[1].split("</div>", 1)[0]
@@ -163,29 +206,65 @@ def test_same_name_and_birth_date_warns_until_confirmed(app, client_as, site, ma
     assert 'value="555-0100"' in html
     assert len(patients(app)) == 1
 
-    confirmed = client.submit("/patients/new", {**data, "confirm_duplicate": "y"})
+    confirmed = send(client, "/patients/new", {**data, "confirm_duplicate": "y"})
     assert confirmed.status_code == 302
     assert [p.mrn for p in patients(app)] == ["MAIN-000001", "MAIN-000002"]
 
 
-def test_same_name_at_a_site_the_user_cannot_see_is_no_duplicate(
+def test_same_name_at_another_site_warns_with_site_and_mrn_only(
     app, client_as, site, make_site, make_patient
 ):
-    east = make_site("EAST")
-    make_patient("Jo", "Smith", site_id=east, date_of_birth=dt.date(1980, 4, 2))
+    """Issue 9: the duplicate check covers every site; a match the user may not open is
+    shown by site and MRN only (no name, no date of birth, no link), and recorded."""
+    east = make_site("EAST", "East Side Clinic")
+    make_patient("Jo", "Smith", site_id=east, date_of_birth=dt.date(1980, 4, 2), city="Eastville")
     client = client_as("staff")
-    response = client.submit(
+    data = patient_form(site, first_name="Jo", last_name="Smith", date_of_birth="1980-04-02")
+    warned = send(client, "/patients/new", data)
+    assert warned.status_code == 200
+    html = warned.get_data(as_text=True)
+    box = html.split('data-testid="duplicates"', 1)[1].split("</div>", 1)[0]
+    assert "EAST — East Side Clinic, MRN EAST-000001" in box
+    assert "Smith, Jo" not in box and "Eastville" not in box
+    assert 'href="/patients/' not in box
+    assert 'value="Springfield"' in html  # the input is kept
+    assert patients(app)[0].mrn == "EAST-000001" and len(patients(app)) == 1
+    # Telling MAIN staff that EAST treats someone of this name is a disclosure: recorded.
+    from clinic.audit.models import AuditEvent
+
+    with app.app_context():
+        shown = db.session.scalars(
+            sa.select(AuditEvent).where(AuditEvent.entity_type == "duplicate_warning")
+        ).all()
+        assert [(e.patient_id, e.user_id, e.site_id) for e in shown] == [
+            (patients(app)[0].id, client.user_id, east)
+        ]
+
+    confirmed = send(client, "/patients/new", {**data, "confirm_duplicate": "y"})
+    assert confirmed.status_code == 302
+    assert [(p.mrn, p.duplicate_confirmed) for p in patients(app)] == [
+        ("EAST-000001", False),
+        ("MAIN-000001", True),
+    ]
+
+
+def test_visible_duplicate_opens_in_a_new_tab_so_the_form_is_kept(client_as, site, make_patient):
+    make_patient("Jo", "Smith", date_of_birth=dt.date(1980, 4, 2))
+    client = client_as("staff")
+    html = send(
+        client,
         "/patients/new",
         patient_form(site, first_name="Jo", last_name="Smith", date_of_birth="1980-04-02"),
-    )
-    assert response.status_code == 302
-    assert [p.mrn for p in patients(app)] == ["EAST-000001", "MAIN-000001"]
+    ).get_data(as_text=True)
+    box = html.split('data-testid="duplicates"', 1)[1].split("</div>", 1)[0]
+    assert re.search(r'<a [^>]*href="/patients/\d+" target="_blank" rel="noopener">', box)
 
 
 def test_different_birth_date_is_no_duplicate(app, client_as, site, make_patient):
     make_patient("Jo", "Smith", date_of_birth=dt.date(1980, 4, 2))
     client = client_as("staff")
-    response = client.submit(
+    response = send(
+        client,
         "/patients/new",
         patient_form(site, first_name="Jo", last_name="Smith", date_of_birth="1980-04-03"),
     )
@@ -209,8 +288,9 @@ def people(app, site, make_site, make_patient) -> dict[str, int]:
     }
     with app.app_context():
         actor = User(id=None, username="setup", all_sites=True)
+        patient = db.session.get(Patient, ids["error"])
         services.mark_entered_in_error(
-            db.session.get(Patient, ids["error"]), actor=actor, reason="registered twice by mistake"
+            patient, actor=actor, reason="registered twice by mistake", expected_version=1
         )
         db.session.commit()
     return ids
@@ -297,7 +377,7 @@ def test_name_search_uses_the_name_key_indexes(app, people):
                 row[-1] for row in db.session.execute(sa.text(f"EXPLAIN QUERY PLAN {sql}"))
             )
         db.session.rollback()
-    assert "_key" in plan, plan
+    assert "ix_patient_name_token_token" in plan, plan
     assert "Seq Scan on patient" not in plan
     assert not any("SCAN patient" in line and "INDEX" not in line for line in plan.splitlines()), (
         plan
@@ -330,7 +410,7 @@ def test_edit_demographics(app, client_as, make_patient):
     url = f"/patients/{patient_id}/edit"
     page = client.get(url).get_data(as_text=True)
     assert 'value="Smith"' in page
-    response = client.submit(url, edit_form(phone="555-7777", version=version_on(page)))
+    response = send(client, url, edit_form(phone="555-7777", version=version_on(page)))
     assert response.status_code == 302
     assert response.headers["Location"].endswith(f"/patients/{patient_id}")
     [patient] = patients(app)
@@ -342,9 +422,7 @@ def test_edit_refuses_bad_input_and_keeps_it(app, client_as, make_patient):
     patient_id = make_patient()
     client = client_as("staff")
     url = f"/patients/{patient_id}/edit"
-    response = client.submit(
-        url, edit_form(date_of_birth=tomorrow(), phone="555-7777", version="1")
-    )
+    response = send(client, url, edit_form(date_of_birth=tomorrow(), phone="555-7777", version="1"))
     assert response.status_code == 200
     html = response.get_data(as_text=True)
     assert "in the future" in field_error(html, "date_of_birth")
@@ -401,15 +479,15 @@ def test_admin_marks_a_patient_entered_in_error(app, client_as, make_patient):
     admin = client_as("admin")
     url = f"/patients/{patient_id}/entered-in-error"
 
-    short = admin.submit(url, {"reason": "oops"})
+    short = send(admin, url, {"reason": "oops"})
     assert short.status_code == 200
     assert "between 10 and 500" in field_error(short.get_data(as_text=True), "reason")
-    padded = admin.submit(url, {"reason": "   oops        "})
+    padded = send(admin, url, {"reason": "   oops        "})
     assert padded.status_code == 200
     assert "at least 10 characters" in field_error(padded.get_data(as_text=True), "reason")
     assert patients(app)[0].entered_in_error_at is None
 
-    done = admin.submit(url, {"reason": "Registered twice at the front desk"})
+    done = send(admin, url, {"reason": "Registered twice at the front desk"})
     assert done.status_code == 302
     [patient] = patients(app)  # never deleted
     assert patient.entered_in_error_at is not None
@@ -420,8 +498,12 @@ def test_admin_marks_a_patient_entered_in_error(app, client_as, make_patient):
     chart = admin.get(f"/patients/{patient_id}")
     assert chart.status_code == 200
     assert "Registered twice at the front desk" in chart.get_data(as_text=True)
-    # A record entered in error can no longer be edited.
-    assert admin.get(f"/patients/{patient_id}/edit").status_code == 302
+    # A record entered in error can no longer be edited: the page says so, with no form.
+    edit_page = admin.get(f"/patients/{patient_id}/edit")
+    assert edit_page.status_code == 200
+    edit_html = edit_page.get_data(as_text=True)
+    assert "entered in error and can no longer be changed" in edit_html
+    assert 'name="first_name"' not in edit_html
 
 
 def test_entered_in_error_refused_while_enrolled(
@@ -430,8 +512,10 @@ def test_entered_in_error_refused_while_enrolled(
     patient_id = make_patient()
     make_enrollment(patient_id, make_program())
     admin = client_as("admin")
-    response = admin.submit(
-        f"/patients/{patient_id}/entered-in-error", {"reason": "Registered twice at the desk"}
+    response = send(
+        admin,
+        f"/patients/{patient_id}/entered-in-error",
+        {"reason": "Registered twice at the desk"},
     )
     assert response.status_code == 200
     assert "Discharge the patient" in response.get_data(as_text=True)
@@ -483,6 +567,34 @@ def test_patients_of_other_sites_are_not_found(app, client_as, make_site, make_p
 def test_staff_cannot_register_at_another_site(app, client_as, site, make_site):
     east = make_site("EAST")
     client = client_as("staff", site_ids=[site])
-    response = client.submit("/patients/new", patient_form(east))
-    assert response.status_code == 200  # refused
+    response = send(client, "/patients/new", patient_form(east))
+    assert response.status_code == 200  # refused: EAST is not one of the choices
+    assert "Not a valid choice." in response.get_data(as_text=True)
+    assert patients(app) == []
+
+
+def test_the_service_refuses_registration_at_another_site(app, make_user, site, make_site):
+    from clinic.errors import DomainError
+    from clinic.sites.models import Site
+
+    east = make_site("EAST")
+    user_id = make_user("staff", site_ids=[site])
+    with app.app_context():
+        with pytest.raises(DomainError) as refused:
+            services.register_patient(
+                actor=db.session.get(User, user_id),
+                site=db.session.get(Site, east),
+                data=services.Demographics.from_mapping(
+                    {
+                        **patient_form(site),
+                        "date_of_birth": dt.date(1990, 1, 2),
+                        "intake_date": today(),
+                    }
+                ),
+            )
+        assert (refused.value.message, refused.value.field) == (
+            "You can only register patients at your own sites.",
+            "site_id",
+        )
+        db.session.rollback()
     assert patients(app) == []

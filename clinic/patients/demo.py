@@ -153,7 +153,7 @@ def seed(site: Site, east: Site, counselors: list[User], actor: User) -> int:
             services.record_milestones(
                 enrollment,
                 actor=actor,
-                expected_version=None,
+                expected_version=enrollment.version,
                 values={name: admitted + dt.timedelta(days=3) for name in services.MILESTONES},
             )
         if discharge_reason is not None:
@@ -162,7 +162,7 @@ def seed(site: Site, east: Site, counselors: list[User], actor: User) -> int:
                 actor=actor,
                 reason=discharge_reason,
                 discharged_on=admitted + dt.timedelta(days=days // 2),
-                expected_version=None,
+                expected_version=enrollment.version,
             )
     # The same name and date of birth at the other site: the duplicate warning's case.
     services.register_patient(

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
+from typing import Any
+
+from flask_wtf.form import _Auto
 from wtforms import (
     BooleanField,
     DateField,
@@ -15,7 +19,15 @@ from wtforms import (
     TelField,
     TextAreaField,
 )
-from wtforms.validators import DataRequired, Email, InputRequired, Length, NumberRange, Optional
+from wtforms.validators import (
+    DataRequired,
+    Email,
+    InputRequired,
+    Length,
+    NumberRange,
+    Optional,
+    ValidationError,
+)
 
 from clinic.forms import ClinicForm
 from clinic.patients.models import (
@@ -28,6 +40,58 @@ from clinic.patients.models import (
 )
 
 DATE_HELP = "YYYY-MM-DD"
+RELOAD_MESSAGE = (
+    "This form is incomplete or out of date, so nothing was saved: reload the page and "
+    "enter your changes again."
+)
+# Hidden fields the user cannot see nor fix: their errors go on top of the form.
+BOOKKEEPING_FIELDS = ("version", "submission_token")
+
+
+def _record_version(form, field) -> None:
+    """The version a form was built from is required: without it the optimistic lock
+    could not tell an old form from a new one."""
+    try:
+        if int(field.data) < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValidationError(RELOAD_MESSAGE) from None
+
+
+def VersionField() -> HiddenField:  # a field factory, read like a class
+    return HiddenField(validators=[_record_version])
+
+
+class PatientsBaseForm(ClinicForm):
+    def validate(self, extra_validators: Any = None) -> bool:
+        ok = super().validate(extra_validators=extra_validators)
+        for name in BOOKKEEPING_FIELDS:
+            field = self._fields.get(name)
+            if field is not None:
+                for message in field.errors:
+                    if message not in self.form_errors:
+                        self.form_errors.append(message)
+        return ok
+
+    @property
+    def version_number(self) -> int | None:
+        try:
+            return int(self.version.data)  # type: ignore[attr-defined]
+        except (AttributeError, TypeError, ValueError):
+            return None
+
+
+class CreateForm(PatientsBaseForm):
+    """A form that creates a record: it carries a random submission token (an idempotency
+    key, see ``clinic.web.save``), new on each fresh form and kept when the form comes
+    back with an error."""
+
+    submission_token = HiddenField(validators=[Length(min=16, max=64, message=RELOAD_MESSAGE)])
+
+    def __init__(self, formdata: Any = _Auto, **kwargs: Any) -> None:
+        super().__init__(formdata=formdata, **kwargs)
+        if not self.submission_token.data and (formdata is None or not self.is_submitted()):
+            self.submission_token.data = secrets.token_urlsafe(24)
 
 
 def _choices(enum, blank: str | None = None) -> list[SelectChoice]:
@@ -48,7 +112,7 @@ def split_level_of_care(value: str | None) -> tuple[str, str]:
     return edition, level
 
 
-class PatientForm(ClinicForm):
+class PatientFields(PatientsBaseForm):
     site_id = SelectField("Site", coerce=int, validators=[DataRequired()])
     first_name = StringField("First name", validators=[DataRequired(), Length(max=80)])
     last_name = StringField("Last name", validators=[DataRequired(), Length(max=80)])
@@ -88,19 +152,27 @@ class PatientForm(ClinicForm):
         "State central-registry id", validators=[Optional(), Length(max=40)]
     )
     confirm_duplicate = BooleanField("I checked: this is a different person")
-    version = HiddenField()
     submit = SubmitField("Save")
 
 
-class EnteredInErrorForm(ClinicForm):
+class PatientForm(CreateForm, PatientFields):
+    """Registration."""
+
+
+class EditPatientForm(PatientFields):
+    version = VersionField()
+
+
+class EnteredInErrorForm(PatientsBaseForm):
     reason = TextAreaField(
         "Why was this record entered in error?",
         validators=[DataRequired(), Length(min=10, max=500)],
     )
+    version = VersionField()
     submit = SubmitField("Mark as entered in error")
 
 
-class AdmitForm(ClinicForm):
+class AdmitForm(CreateForm):
     program_id = SelectField("Program", coerce=int, validators=[DataRequired()])
     admitted_on = DateField("Admission date", validators=[InputRequired()], description=DATE_HELP)
     level_of_care = SelectField(
@@ -113,11 +185,11 @@ class AdmitForm(ClinicForm):
 class TransferForm(AdmitForm):
     program_id = SelectField("Transfer to program", coerce=int, validators=[DataRequired()])
     admitted_on = DateField("Transfer date", validators=[InputRequired()], description=DATE_HELP)
-    version = HiddenField()
+    version = VersionField()
     submit = SubmitField("Transfer")
 
 
-class DischargeForm(ClinicForm):
+class DischargeForm(PatientsBaseForm):
     discharged_on = DateField("Discharge date", validators=[InputRequired()], description=DATE_HELP)
     reason = SelectField(
         "Reason (TEDS-D)",
@@ -125,24 +197,24 @@ class DischargeForm(ClinicForm):
         + [SelectChoice(str(r.value), f"{r.value} — {r.label}") for r in DischargeReason],
         validators=[DataRequired()],
     )
-    version = HiddenField()
+    version = VersionField()
     submit = SubmitField("Discharge")
 
 
-class MilestonesForm(ClinicForm):
+class MilestonesForm(PatientsBaseForm):
     medical_exam_on = DateField("Full medical examination done on", validators=[Optional()])
     assessment_on = DateField("Psychosocial assessment done on", validators=[Optional()])
     care_plan_on = DateField("Initial care plan done on", validators=[Optional()])
-    version = HiddenField()
+    version = VersionField()
     submit = SubmitField("Save dates")
 
 
-class ReviewForm(ClinicForm):
+class ReviewForm(CreateForm):
     reviewed_on = DateField("Care plan reviewed on", validators=[InputRequired()])
     submit = SubmitField("Record review")
 
 
-class ProgramForm(ClinicForm):
+class ProgramForm(PatientsBaseForm):
     site_id = SelectField("Site", coerce=int, validators=[DataRequired()])
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     kind = SelectField(
@@ -176,7 +248,11 @@ class ProgramForm(ClinicForm):
     submit = SubmitField("Save")
 
 
-class BreakGlassForm(ClinicForm):
+class NewProgramForm(CreateForm, ProgramForm):
+    """A program's settings, as a create (idempotent)."""
+
+
+class BreakGlassForm(CreateForm):
     mrn = StringField(
         "Medical record number",
         validators=[DataRequired(), Length(max=24)],

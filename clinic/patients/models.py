@@ -33,6 +33,7 @@ def str_enum(enum: type[StrEnum], name: str, length: int = 32) -> sa.Enum:
 # Name search keys: lower-case ASCII letters and digits, compared by byte so a prefix
 # range (key >= 'smi' AND key < 'smj') uses a plain b-tree index on both engines.
 SearchKey = sa.String(80).with_variant(sa.String(80, collation="C"), "postgresql")
+UNCONFIRMED_IDENTITY = "NOT duplicate_confirmed AND entered_in_error_at IS NULL"
 
 
 class SexAtBirth(StrEnum):
@@ -76,6 +77,18 @@ class Patient(Base):
         sa.Index("ix_patient_first_key", "first_key"),
         sa.Index("ix_patient_preferred_key", "preferred_key"),
         sa.Index("ix_patient_dob_last_key", "date_of_birth", "last_key"),
+        # One unconfirmed registration per person (same name keys and date of birth):
+        # two registrations racing each other cannot both pass the duplicate check. A
+        # registration the user confirmed as a different person is outside the index.
+        sa.Index(
+            "uq_patient_unconfirmed_identity",
+            "last_key",
+            "first_key",
+            "date_of_birth",
+            unique=True,
+            sqlite_where=sa.text(UNCONFIRMED_IDENTITY),
+            postgresql_where=sa.text(UNCONFIRMED_IDENTITY),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -106,6 +119,9 @@ class Patient(Base):
     state_registry_id: Mapped[str | None] = mapped_column(sa.String(40))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    # The user who registered (or renamed) this record saw patients with the same name
+    # and date of birth and confirmed this is someone else.
+    duplicate_confirmed: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Never deleted: a record entered by mistake is marked so, with who, when and why.
     entered_in_error_at: Mapped[dt.datetime | None]
     entered_in_error_reason: Mapped[str | None] = mapped_column(sa.String(500))
@@ -115,6 +131,9 @@ class Patient(Base):
     site: Mapped[Site] = relationship()
     enrollments: Mapped[list[Enrollment]] = relationship(
         back_populates="patient", order_by="Enrollment.admitted_on.desc(), Enrollment.id.desc()"
+    )
+    name_tokens: Mapped[list[PatientNameToken]] = relationship(
+        cascade="all, delete-orphan", passive_deletes=True
     )
 
     __mapper_args__ = {"version_id_col": version}
@@ -131,6 +150,19 @@ class Patient(Base):
     def age_on(self, day: dt.date) -> int:
         born = self.date_of_birth
         return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+class PatientNameToken(Base):
+    """One word a name search may start with (see ``clinic.patients.names``): a search
+    word is a prefix range on ``token``, served by the (token, patient_id) index."""
+
+    __tablename__ = "patient_name_token"
+    __table_args__ = (sa.Index("ix_patient_name_token_token", "token", "patient_id"),)
+
+    patient_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("patient.id", ondelete="CASCADE"), primary_key=True
+    )
+    token: Mapped[str] = mapped_column(SearchKey, primary_key=True)
 
 
 class ProgramKind(StrEnum):
@@ -267,6 +299,19 @@ class Enrollment(Base):
         sa.CheckConstraint(
             "care_plan_on IS NULL OR care_plan_on >= admitted_on", name="care_plan_after_admission"
         ),
+        # ...and none after the discharge, whichever of the two is written last.
+        sa.CheckConstraint(
+            "medical_exam_on IS NULL OR discharged_on IS NULL OR medical_exam_on <= discharged_on",
+            name="exam_before_discharge",
+        ),
+        sa.CheckConstraint(
+            "assessment_on IS NULL OR discharged_on IS NULL OR assessment_on <= discharged_on",
+            name="assessment_before_discharge",
+        ),
+        sa.CheckConstraint(
+            "care_plan_on IS NULL OR discharged_on IS NULL OR care_plan_on <= discharged_on",
+            name="care_plan_before_discharge",
+        ),
         # At most one active enrollment per patient and program.
         sa.Index(
             "uq_enrollment_active_patient_program",
@@ -320,9 +365,16 @@ class Enrollment(Base):
 
 
 class CarePlanReview(Base):
-    """A periodic review of the care plan (interval: the program's setting)."""
+    """A periodic review of the care plan (interval: the program's setting). Its date lies
+    between the initial care plan and the discharge (a trigger on both tables)."""
 
     __tablename__ = "care_plan_review"
+    __table_args__ = (
+        # One review a day per enrollment: the same review posted twice is stored once.
+        sa.UniqueConstraint(
+            "enrollment_id", "reviewed_on", name="uq_care_plan_review_enrollment_id_reviewed_on"
+        ),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     enrollment_id: Mapped[int] = mapped_column(sa.ForeignKey("enrollment.id"), index=True)

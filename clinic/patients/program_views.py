@@ -6,13 +6,13 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from wtforms import SelectChoice
 
-from clinic.errors import DomainError
+from clinic.errors import DomainError, record_denied
 from clinic.extensions import db
 from clinic.patients import services
-from clinic.patients.forms import ProgramForm
+from clinic.patients.forms import NewProgramForm, ProgramForm
 from clinic.patients.models import Program, ProgramKind
 from clinic.security import Permission, require_permission
-from clinic.web import show_domain_error
+from clinic.web import Once, save
 
 bp = Blueprint("programs", __name__, url_prefix="/admin/programs")
 
@@ -40,45 +40,64 @@ def index():
 @bp.route("/new", methods=["GET", "POST"])
 @require_permission(Permission.PROGRAMS_MANAGE)
 def create():
-    form = ProgramForm()
+    form = NewProgramForm()
     sites = services.sites_for(current_user)
     form.site_id.choices = [SelectChoice(s.id, f"{s.code} — {s.name}") for s in sites]
     if form.validate_on_submit():
-        try:
+
+        def create_program() -> Program:
             site = services.chosen(sites, form.site_id.data)
             if site is None:
                 raise DomainError("Choose one of your sites.", field="site_id")
-            program = services.create_program(
-                actor=current_user, site=site, settings=_settings(form)
-            )
-        except DomainError as error:
-            show_domain_error(form, error)
-        else:
-            db.session.commit()
-            flash(f"Program {program.name} created.", "success")
+            return services.create_program(actor=current_user, site=site, settings=_settings(form))
+
+        outcome = save(
+            form,
+            create_program,
+            refusals=services.DATABASE_REFUSALS,
+            once=Once(
+                token=form.submission_token.data,
+                user_id=current_user.id,
+                kind="program",
+                result_url=lambda program: url_for("programs.index"),
+            ),
+        )
+        if outcome.repeated_url:
+            flash("This form had already been sent: it was saved once.", "info")
+            return redirect(outcome.repeated_url)
+        if outcome.saved:
+            flash(f"Program {outcome.result.name} created.", "success")
             return redirect(url_for("programs.index"))
     return render_template("patients/programs/form.html", form=form, program=None)
+
+
+def _program_or_404(program_id: int) -> Program:
+    """A program of the user's sites; any other is not found, and the refusal recorded
+    (as for patients)."""
+    program = db.session.get(Program, program_id)
+    sites = services.visible_site_ids(current_user)
+    if program is None or (sites is not None and program.site_id not in sites):
+        record_denied("program", program_id)
+        abort(404)
+    return program
 
 
 @bp.route("/<int:program_id>/edit", methods=["GET", "POST"])
 @require_permission(Permission.PROGRAMS_MANAGE)
 def edit(program_id: int):
-    program = db.session.get(Program, program_id)
-    sites = services.visible_site_ids(current_user)
-    if program is None or (sites is not None and program.site_id not in sites):
-        abort(404)
+    program = _program_or_404(program_id)
     form = ProgramForm(obj=program) if request.method == "GET" else ProgramForm()
     form.site_id.choices = [SelectChoice(program.site_id, program.site.name)]
     form.site_id.data = program.site_id
     if request.method == "GET":
         form.kind.data = program.kind.value
     if form.validate_on_submit():
-        try:
-            changed = services.update_program(program, actor=current_user, settings=_settings(form))
-        except DomainError as error:
-            show_domain_error(form, error)
-        else:
-            db.session.commit()
-            flash("Saved." if changed else "Nothing changed.", "success")
+        outcome = save(
+            form,
+            lambda: services.update_program(program, actor=current_user, settings=_settings(form)),
+            refusals=services.DATABASE_REFUSALS,
+        )
+        if outcome.saved:
+            flash("Saved." if outcome.result else "Nothing changed.", "success")
             return redirect(url_for("programs.index"))
     return render_template("patients/programs/form.html", form=form, program=program)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import selectinload
+from sqlalchemy.sql.visitors import InternalTraversal
 
 from clinic.accounts.models import User
 from clinic.audit import AuditAction, record
@@ -30,11 +31,13 @@ from clinic.patients.models import (
     DischargeReason,
     Enrollment,
     Patient,
+    PatientNameToken,
     Program,
     ProgramKind,
     SexAtBirth,
     Substance,
 )
+from clinic.patients.names import has_letter, name_tokens, normalise, search_key
 from clinic.security import Role
 from clinic.sites.models import Site
 from clinic.sites.time import site_today
@@ -45,6 +48,10 @@ CONFLICT_MESSAGE = (
     "Someone else changed this record after you opened it. Your entries are still in the "
     "form: check the record's current values, then save again."
 )
+ENTERED_IN_ERROR_MESSAGE = "This record was entered in error and can no longer be changed."
+ALREADY_ENROLLED_MESSAGE = "The patient is already enrolled in this program."
+REVIEW_EXISTS_MESSAGE = "A care-plan review on that date is already recorded."
+PROGRAM_NAME_TAKEN_MESSAGE = "This site already has a program with that name."
 
 
 def _audit_patient(
@@ -84,6 +91,8 @@ def _scoped(query: sa.Select, user: User) -> sa.Select:
 
 
 def has_break_glass(user: User, patient_id: int, now: dt.datetime | None = None) -> bool:
+    """A grant of ``user`` for the patient still live at ``now``: it ends AT ``expires_at``
+    (a grant is honoured strictly before that instant, never at it)."""
     return (
         db.session.scalar(
             sa.select(BreakGlassGrant.id)
@@ -127,12 +136,40 @@ def sites_for(user: User) -> list[Site]:
 # --- search ----------------------------------------------------------------------------
 
 
-def search_key(name: str | None) -> str:
-    """Lower-case ASCII letters and digits: 'O'Brien-Núñez' -> 'obriennunez'."""
-    if not name:
-        return ""
-    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]", "", ascii_name.lower())
+class InAll(sa.sql.expression.ColumnElement[bool]):
+    """``column`` is in every one of ``id_sets`` (SELECTs of one id column).
+
+    SQLite: ``column IN (set1) AND column IN (set2) ...`` (each a covering-index range,
+    then the rows by rowid). PostgreSQL: ``column = ANY(ARRAY(set1 INTERSECT set2 ...))``:
+    the ids are collected once and the rows fetched by primary key; with ``IN
+    (subquery)`` its planner guesses thousands of matches for a name search and reads the
+    whole patient table (several times slower at 100,000 patients, see
+    bench/patient_search.py)."""
+
+    # Not Boolean: SQLite would then compare the whole condition with 1 ("... = 1").
+    type = sa.types.NullType()
+    inherit_cache = True
+    _traverse_internals = [
+        ("column", InternalTraversal.dp_clauseelement),
+        ("id_sets", InternalTraversal.dp_clauseelement_list),
+    ]
+
+    def __init__(self, column: sa.ColumnElement, id_sets: list[sa.Select]) -> None:
+        self.column = column
+        self.id_sets = list(id_sets)
+
+
+@compiles(InAll)
+def _in_all(element: InAll, compiler, **kw) -> str:
+    return compiler.process(sa.and_(*(element.column.in_(ids) for ids in element.id_sets)), **kw)
+
+
+@compiles(InAll, "postgresql")
+def _in_all_postgresql(element: InAll, compiler, **kw) -> str:
+    sets = element.id_sets
+    ids = sets[0] if len(sets) == 1 else sa.intersect(*sets)
+    column = compiler.process(element.column, **kw)
+    return f"{column} = ANY(ARRAY({compiler.process(ids.scalar_subquery(), **kw)}))"
 
 
 def _prefix(column: sa.ColumnElement, prefix: str) -> sa.ColumnElement[bool]:
@@ -156,8 +193,10 @@ def parse_date(text: str) -> dt.date | None:
 
 def search_patients(user: User, text: str, *, include_in_error: bool = False) -> sa.Select:
     """Patients matching ``text``: an MRN, a date of birth, or the starts of names, each
-    word matching the start of a first, last or preferred name ("smi jo" finds Jo Smith).
-    Every branch is served by an index (see tests: EXPLAIN on both engines)."""
+    word matching the start of a word of the first, last or preferred name, in any script
+    ("smi jo" finds Jo Smith, "petrov" and "Пет" find Петров, "parker" finds Watson-Parker;
+    see ``clinic.patients.names``). Every branch is served by an index (see tests: EXPLAIN
+    on both engines): a name word is a prefix range on ``patient_name_token.token``."""
     query = _scoped(sa.select(Patient), user)
     if not include_in_error:
         query = query.where(Patient.entered_in_error_at.is_(None))
@@ -168,17 +207,15 @@ def search_patients(user: User, text: str, *, include_in_error: bool = False) ->
         return query.where(Patient.date_of_birth == born)
     if len(words) == 1 and MRN_RE.match(text):
         return query.where(Patient.mrn == text.upper())
-    for word in words[:4]:
-        key = search_key(word)
-        if not key:
-            continue
-        query = query.where(
-            sa.or_(
-                _prefix(Patient.last_key, key),
-                _prefix(Patient.first_key, key),
-                _prefix(Patient.preferred_key, key),
-            )
-        )
+    # Each word: the patients with a name word starting so (an index-only range scan of
+    # the token index); all the words: in each of those sets; then the patients by key.
+    matching = [
+        sa.select(PatientNameToken.patient_id).where(_prefix(PatientNameToken.token, key))
+        for key in dict.fromkeys(search_key(word) for word in words[:4])
+        if key
+    ]
+    if matching:
+        query = query.where(InAll(Patient.id, matching))
     return query
 
 
@@ -223,7 +260,9 @@ class Demographics:
 
 
 class PossibleDuplicate(DomainError):
-    """Same name and date of birth as patients already registered: the user must confirm."""
+    """Same name and date of birth as patients already registered, at any site of the
+    organisation: the user must confirm it is someone else. ``matches`` are the patients;
+    show the ones outside the user's sites by site and MRN only."""
 
     def __init__(self, matches: list[Patient]) -> None:
         super().__init__(
@@ -235,54 +274,108 @@ class PossibleDuplicate(DomainError):
 
 
 def possible_duplicates(
-    user: User,
     first_name: str,
     last_name: str,
     date_of_birth: dt.date,
     *,
     exclude_id: int | None = None,
 ) -> list[Patient]:
-    query = _scoped(
-        sa.select(Patient).where(
+    """Patients of every site with the same name keys (any script, with or without
+    diacritics) and date of birth, not entered in error. Organisation-wide on purpose:
+    the same person registered at two sites is the error this check exists for."""
+    query = (
+        sa.select(Patient)
+        .where(
             Patient.date_of_birth == date_of_birth,
             Patient.last_key == search_key(last_name),
             Patient.first_key == search_key(first_name),
             Patient.entered_in_error_at.is_(None),
-        ),
-        user,
-    ).options(selectinload(Patient.site))
+        )
+        .options(selectinload(Patient.site))
+    )
     if exclude_id is not None:
         query = query.where(Patient.id != exclude_id)
-    return list(db.session.scalars(query.order_by(Patient.id)))
+    return list(db.session.scalars(query.order_by(Patient.site_id, Patient.id)))
 
 
-def _check_demographics(data: Demographics, site: Site) -> None:
+def duplicate_warning(data: Demographics, *, exclude_id: int | None = None) -> DomainError:
+    """The warning a registration racing another one gets when the database's unique
+    index refused it: the same warning as the service's own check."""
+    matches = possible_duplicates(
+        data.first_name, data.last_name, data.date_of_birth, exclude_id=exclude_id
+    )
+    return PossibleDuplicate(matches)
+
+
+def _first_admission(patient: Patient) -> Enrollment | None:
+    if patient.id is None:
+        return None
+    return db.session.scalar(
+        sa.select(Enrollment)
+        .where(Enrollment.patient_id == patient.id)
+        .order_by(Enrollment.admitted_on, Enrollment.id)
+        .limit(1)
+    )
+
+
+def _check_demographics(data: Demographics, site: Site, patient: Patient | None = None) -> None:
+    """Shape rules of a registration or an edit. The date of birth and the intake date
+    come before every admission (checked here for an existing patient; the database
+    holds the same rule as a CHECK and a trigger)."""
     today = site_today(site)
-    if not search_key(data.first_name):
+    if not has_letter(data.first_name) or not search_key(data.first_name):
         raise DomainError("Enter a first name with at least one letter.", field="first_name")
-    if not search_key(data.last_name):
+    if not has_letter(data.last_name) or not search_key(data.last_name):
         raise DomainError("Enter a last name with at least one letter.", field="last_name")
     if data.date_of_birth > today:
         raise DomainError("The date of birth is in the future.", field="date_of_birth")
     if data.date_of_birth.year < 1900:
         raise DomainError("Check the year of birth.", field="date_of_birth")
+    first = _first_admission(patient) if patient is not None else None
+    if first is not None and data.date_of_birth > first.admitted_on:
+        raise DomainError(
+            f"The date of birth is after the patient's first admission "
+            f"({first.admitted_on.isoformat()}).",
+            field="date_of_birth",
+        )
     if data.intake_date > today:
         raise DomainError("The intake date is in the future.", field="intake_date")
     if data.intake_date < data.date_of_birth:
         raise DomainError("The intake date is before the date of birth.", field="intake_date")
+    if first is not None and data.intake_date > first.admitted_on:
+        raise DomainError(INTAKE_AFTER_ADMISSION_MESSAGE, field="intake_date")
+
+
+INTAKE_AFTER_ADMISSION_MESSAGE = (
+    "The intake date is after the patient's first admission: the intake comes first."
+)
 
 
 def _apply(patient: Patient, data: Demographics) -> list[str]:
     changed = []
     for name in Demographics.field_names():
         value = getattr(data, name)
+        if name in ("first_name", "last_name", "preferred_name"):
+            value = normalise(value)
         if getattr(patient, name) != value:
             setattr(patient, name, value)
             changed.append(name)
     patient.first_key = search_key(patient.first_name)
     patient.last_key = search_key(patient.last_name)
     patient.preferred_key = search_key(patient.preferred_name) or None
+    _sync_name_tokens(patient)
     return changed
+
+
+def _sync_name_tokens(patient: Patient) -> None:
+    wanted = name_tokens(patient.first_name, patient.last_name, patient.preferred_name)
+    current = list(patient.name_tokens) if patient.id is not None else []
+    for row in current:
+        if row.token not in wanted:
+            patient.name_tokens.remove(row)
+    have = {row.token for row in current}
+    for token in sorted(wanted - have):
+        patient.name_tokens.append(PatientNameToken(token=token))
 
 
 def _next_mrn(site: Site) -> str:
@@ -301,16 +394,23 @@ def _next_mrn(site: Site) -> str:
 def register_patient(
     *, actor: User, site: Site, data: Demographics, confirm_duplicate: bool = False
 ) -> Patient:
-    """Register a patient at ``site``. Same name and date of birth as a patient the user
-    can see raises PossibleDuplicate unless the user has confirmed it is someone else."""
+    """Register a patient at ``site``. Same name and date of birth as a patient at any
+    site raises PossibleDuplicate unless the user has confirmed it is someone else. Two
+    unconfirmed registrations of one person racing each other: the unique index
+    ``uq_patient_unconfirmed_identity`` refuses the second (IntegrityError; the views
+    turn it into the same warning with ``duplicate_warning``)."""
     if visible_site_ids(actor) is not None and site.id not in actor.site_ids:
         raise DomainError("You can only register patients at your own sites.", field="site_id")
     _check_demographics(data, site)
-    if not confirm_duplicate:
-        matches = possible_duplicates(actor, data.first_name, data.last_name, data.date_of_birth)
-        if matches:
-            raise PossibleDuplicate(matches)
-    patient = Patient(site_id=site.id, mrn=_next_mrn(site), created_by_id=actor.id)
+    matches = possible_duplicates(data.first_name, data.last_name, data.date_of_birth)
+    if matches and not confirm_duplicate:
+        raise PossibleDuplicate(matches)
+    patient = Patient(
+        site_id=site.id,
+        mrn=_next_mrn(site),
+        created_by_id=actor.id,
+        duplicate_confirmed=bool(matches),
+    )
     _apply(patient, data)
     db.session.add(patient)
     db.session.flush()
@@ -320,22 +420,45 @@ def register_patient(
         "patient",
         patient.id,
         actor=actor,
-        details={"duplicate_confirmed": confirm_duplicate},
+        details={"duplicate_confirmed": bool(matches)},
     )
     return patient
 
 
-def _check_version(record_version: int, expected_version: int | None) -> None:
-    if expected_version is not None and record_version != expected_version:
+def check_version(record_version: int, expected_version: int | None) -> None:
+    """Optimistic locking: the version the user's form was built from must still be the
+    record's. A form without its version (a crafted POST) is refused the same way."""
+    if expected_version is None or record_version != expected_version:
         raise DomainError(CONFLICT_MESSAGE)
 
 
+def _refuse_if_entered_in_error(patient: Patient) -> None:
+    if patient.entered_in_error:
+        raise DomainError(ENTERED_IN_ERROR_MESSAGE)
+
+
 def update_demographics(
-    patient: Patient, *, actor: User, data: Demographics, expected_version: int | None
+    patient: Patient,
+    *,
+    actor: User,
+    data: Demographics,
+    expected_version: int | None,
+    confirm_duplicate: bool = False,
 ) -> list[str]:
-    """Change demographics. Saving over someone else's newer change is refused."""
-    _check_version(patient.version, expected_version)
-    _check_demographics(data, patient.site)
+    """Change demographics. Saving over someone else's newer change is refused, and so is
+    any change to a record entered in error. A new name or date of birth that matches
+    another patient asks for the same confirmation as a registration."""
+    _refuse_if_entered_in_error(patient)
+    check_version(patient.version, expected_version)
+    _check_demographics(data, patient.site, patient)
+    identity = (search_key(data.first_name), search_key(data.last_name), data.date_of_birth)
+    if identity != (patient.first_key, patient.last_key, patient.date_of_birth):
+        matches = possible_duplicates(
+            data.first_name, data.last_name, data.date_of_birth, exclude_id=patient.id
+        )
+        if matches and not confirm_duplicate:
+            raise PossibleDuplicate(matches)
+        patient.duplicate_confirmed = bool(matches)
     changed = _apply(patient, data)
     if changed:
         db.session.flush()
@@ -350,13 +473,17 @@ def update_demographics(
     return changed
 
 
-def mark_entered_in_error(patient: Patient, *, actor: User, reason: str) -> None:
-    """Patients are never deleted: a record made by mistake is marked, with who and why."""
+def mark_entered_in_error(
+    patient: Patient, *, actor: User, reason: str, expected_version: int | None
+) -> None:
+    """Patients are never deleted: a record made by mistake is marked, with who and why.
+    Refused over someone else's newer change (``expected_version``)."""
     reason = reason.strip()
-    if len(reason) < 10:
-        raise DomainError("Say why, in at least 10 characters.", field="reason")
     if patient.entered_in_error:
         raise DomainError("This record is already marked as entered in error.")
+    check_version(patient.version, expected_version)
+    if len(reason) < 10:
+        raise DomainError("Say why, in at least 10 characters.", field="reason")
     if any(e.active for e in patient.enrollments):
         raise DomainError("Discharge the patient's active enrollments first.")
     patient.entered_in_error_at = utcnow()
@@ -452,7 +579,7 @@ def _check_program_name_free(site_id: int, name: str, exclude_id: int | None = N
     if exclude_id is not None:
         query = query.where(Program.id != exclude_id)
     if db.session.scalar(query) is not None:
-        raise DomainError("This site already has a program with that name.", field="name")
+        raise DomainError(PROGRAM_NAME_TAKEN_MESSAGE, field="name")
 
 
 def update_program(program: Program, *, actor: User, settings: ProgramSettings) -> list[str]:
@@ -510,7 +637,10 @@ def _check_admission(
     asam_edition: str,
     asam_level: str,
     primary_counselor: User | None,
+    date_label: str = "admission",
 ) -> AsamEdition:
+    """The admission rules. ``date_label`` names the date field the user sees ("transfer"
+    on the transfer form), so the message reads as the field is labelled."""
     if patient.entered_in_error:
         raise DomainError("This record was entered in error; nobody can be admitted on it.")
     if program.site_id != patient.site_id:
@@ -528,9 +658,20 @@ def _check_admission(
             field="asam_level",
         )
     if admitted_on > site_today(patient.site):
-        raise DomainError("The admission date is in the future.", field="admitted_on")
+        raise DomainError(f"The {date_label} date is in the future.", field="admitted_on")
     if admitted_on < patient.date_of_birth:
-        raise DomainError("The admission date is before the date of birth.", field="admitted_on")
+        raise DomainError(
+            f"The {date_label} date is before the date of birth.", field="admitted_on"
+        )
+    # An admission starts from the patient's intake (first contact with the clinic): an
+    # enrollment before it would be a record of care the clinic never gave. The other
+    # side (an intake edited to after an admission) is refused by _check_demographics.
+    if admitted_on < patient.intake_date:
+        raise DomainError(
+            f"The {date_label} date is before the patient's intake date "
+            f"({patient.intake_date.isoformat()}).",
+            field="admitted_on",
+        )
     if primary_counselor is not None and (
         primary_counselor.role != Role.CLINICIAN
         or not primary_counselor.active
@@ -538,7 +679,7 @@ def _check_admission(
     ):
         raise DomainError("Choose an active clinician of this site.", field="primary_counselor_id")
     if active_enrollment_for(patient, program) is not None:
-        raise DomainError("The patient is already enrolled in this program.", field="program_id")
+        raise DomainError(ALREADY_ENROLLED_MESSAGE, field="program_id")
     return edition
 
 
@@ -554,7 +695,8 @@ def admit(
     transferred_from: Enrollment | None = None,
 ) -> Enrollment:
     """Admit a patient to a program: at most one active enrollment per patient and
-    program (also a partial unique index); readmission is a new enrollment."""
+    program (also the partial unique index ``uq_enrollment_active_patient_program``);
+    readmission is a new enrollment. Not before the intake date (also a trigger)."""
     edition = _check_admission(
         patient,
         program,
@@ -562,6 +704,7 @@ def admit(
         asam_edition=asam_edition,
         asam_level=asam_level,
         primary_counselor=primary_counselor,
+        date_label="transfer" if transferred_from is not None else "admission",
     )
     enrollment = Enrollment(
         patient_id=patient.id,
@@ -586,6 +729,47 @@ def admit(
     return enrollment
 
 
+MILESTONE_LABELS = {
+    "medical_exam_on": "medical examination",
+    "assessment_on": "psychosocial assessment",
+    "care_plan_on": "initial care plan",
+}
+
+
+def _last_recorded(enrollment: Enrollment) -> tuple[str, dt.date] | None:
+    """The latest milestone or care-plan review of an enrollment: (what, when)."""
+    recorded = [
+        (label, getattr(enrollment, name))
+        for name, label in MILESTONE_LABELS.items()
+        if getattr(enrollment, name) is not None
+    ]
+    last_review = db.session.scalar(
+        sa.select(sa.func.max(CarePlanReview.reviewed_on)).where(
+            CarePlanReview.enrollment_id == enrollment.id
+        )
+    )
+    if last_review is not None:
+        recorded.append(("care-plan review", last_review))
+    return max(recorded, key=lambda item: item[1]) if recorded else None
+
+
+def _check_end_date(enrollment: Enrollment, on: dt.date, *, label: str, field: str) -> None:
+    """An enrollment ends (discharge or transfer) on a day from its admission to today,
+    and not before anything recorded in it (milestones and reviews: the same rule the
+    milestones and reviews check from their side; CHECKs and a trigger in the database)."""
+    if on < enrollment.admitted_on:
+        raise DomainError(f"The {label} date is before the admission date.", field=field)
+    if on > site_today(enrollment.patient.site):
+        raise DomainError(f"The {label} date is in the future.", field=field)
+    last = _last_recorded(enrollment)
+    if last is not None and on < last[1]:
+        what, when = last
+        raise DomainError(
+            f"The {label} date is before the {what} recorded on {when.isoformat()}.",
+            field=field,
+        )
+
+
 def discharge(
     enrollment: Enrollment,
     *,
@@ -593,19 +777,20 @@ def discharge(
     discharged_on: dt.date,
     reason: int,
     expected_version: int | None,
+    date_label: str = "discharge",
+    date_field: str = "discharged_on",
 ) -> None:
-    """Discharge with a TEDS-D reason, on a date not before admission nor in the future."""
-    _check_version(enrollment.version, expected_version)
+    """Discharge with a TEDS-D reason, on a date not before admission, nor before the
+    milestones and reviews already recorded, nor in the future."""
+    _refuse_if_entered_in_error(enrollment.patient)
+    check_version(enrollment.version, expected_version)
     if not enrollment.active:
         raise DomainError("This enrollment has already ended.")
     try:
         reason_code = DischargeReason(int(reason))
     except (TypeError, ValueError):
         raise DomainError("Choose a discharge reason.", field="reason") from None
-    if discharged_on < enrollment.admitted_on:
-        raise DomainError("The discharge date is before the admission date.", field="discharged_on")
-    if discharged_on > site_today(enrollment.patient.site):
-        raise DomainError("The discharge date is in the future.", field="discharged_on")
+    _check_end_date(enrollment, discharged_on, label=date_label, field=date_field)
     enrollment.discharged_on = discharged_on
     enrollment.discharge_reason = reason_code.value
     db.session.flush()
@@ -631,9 +816,17 @@ def transfer(
     expected_version: int | None,
 ) -> Enrollment:
     """Close one enrollment (TEDS-D 4, transferred) and open the next on the same day, in
-    one transaction: either both happen or neither."""
+    one transaction: either both happen or neither. The transfer date obeys both sides'
+    rules: the old enrollment's end (after its admission and everything recorded in it)
+    and the new one's admission (after the intake, not in the future); messages name the
+    transfer form's fields."""
+    _refuse_if_entered_in_error(enrollment.patient)
+    check_version(enrollment.version, expected_version)
+    if not enrollment.active:
+        raise DomainError("This enrollment has already ended.")
     if to_program.id == enrollment.program_id:
         raise DomainError("Choose a different program.", field="program_id")
+    _check_end_date(enrollment, on, label="transfer", field="admitted_on")
     # Check the admission first, so a refused admission leaves the old enrollment alone.
     _check_admission(
         enrollment.patient,
@@ -642,6 +835,7 @@ def transfer(
         asam_edition=asam_edition,
         asam_level=asam_level,
         primary_counselor=primary_counselor,
+        date_label="transfer",
     )
     discharge(
         enrollment,
@@ -649,6 +843,8 @@ def transfer(
         discharged_on=on,
         reason=DischargeReason.TRANSFERRED,
         expected_version=expected_version,
+        date_label="transfer",
+        date_field="admitted_on",
     )
     return admit(
         enrollment.patient,
@@ -716,9 +912,18 @@ def record_milestones(
     values: dict[str, dt.date | None],
     expected_version: int | None,
 ) -> list[str]:
-    """Record when the examination, assessment and initial care plan were done."""
-    _check_version(enrollment.version, expected_version)
+    """Record when the examination, assessment and initial care plan were done (42 CFR
+    8.12(f)): each between the admission and the discharge (or today). The initial care
+    plan also comes before its reviews and stays while reviews are recorded. The same
+    rules hold from the other side (discharge) and in the database (CHECKs, a trigger)."""
+    _refuse_if_entered_in_error(enrollment.patient)
+    check_version(enrollment.version, expected_version)
     today = site_today(enrollment.patient.site)
+    first_review = db.session.scalar(
+        sa.select(sa.func.min(CarePlanReview.reviewed_on)).where(
+            CarePlanReview.enrollment_id == enrollment.id
+        )
+    )
     changed = []
     for name in MILESTONES:
         value = values.get(name)
@@ -726,6 +931,26 @@ def record_milestones(
             raise DomainError("That is before the admission date.", field=name)
         if value is not None and value > today:
             raise DomainError("That date is in the future.", field=name)
+        if (
+            value is not None
+            and enrollment.discharged_on is not None
+            and value > enrollment.discharged_on
+        ):
+            raise DomainError(
+                f"That is after the discharge date ({enrollment.discharged_on.isoformat()}).",
+                field=name,
+            )
+        if name == "care_plan_on" and first_review is not None:
+            if value is None:
+                raise DomainError(
+                    "Care-plan reviews are recorded: the initial care plan date stays.",
+                    field=name,
+                )
+            if value > first_review:
+                raise DomainError(
+                    f"That is after the first care-plan review ({first_review.isoformat()}).",
+                    field=name,
+                )
         if getattr(enrollment, name) != value:
             setattr(enrollment, name, value)
             changed.append(name)
@@ -745,12 +970,30 @@ def record_milestones(
 def record_care_plan_review(
     enrollment: Enrollment, *, actor: User, reviewed_on: dt.date
 ) -> CarePlanReview:
+    """A periodic care-plan review (42 CFR 8.12(f)(4)): after the initial care plan, not
+    after the discharge nor in the future, once a day per enrollment (the unique
+    constraint ``uq_care_plan_review_enrollment_id_reviewed_on``; the dates also a
+    trigger)."""
+    _refuse_if_entered_in_error(enrollment.patient)
     if enrollment.care_plan_on is None:
         raise DomainError("Record the initial care plan first.", field="reviewed_on")
     if reviewed_on < enrollment.care_plan_on:
         raise DomainError("A review cannot come before the initial care plan.", field="reviewed_on")
     if reviewed_on > site_today(enrollment.patient.site):
         raise DomainError("That date is in the future.", field="reviewed_on")
+    if enrollment.discharged_on is not None and reviewed_on > enrollment.discharged_on:
+        raise DomainError(
+            f"That is after the discharge date ({enrollment.discharged_on.isoformat()}).",
+            field="reviewed_on",
+        )
+    exists = db.session.scalar(
+        sa.select(CarePlanReview.id).where(
+            CarePlanReview.enrollment_id == enrollment.id,
+            CarePlanReview.reviewed_on == reviewed_on,
+        )
+    )
+    if exists is not None:
+        raise DomainError(REVIEW_EXISTS_MESSAGE, field="reviewed_on")
     review = CarePlanReview(
         enrollment_id=enrollment.id, reviewed_on=reviewed_on, recorded_by_id=actor.id
     )
@@ -829,6 +1072,10 @@ def chosen(items: Iterable, item_id: int | None):
 BREAK_GLASS_MINUTES = 60
 
 
+class PatientNotFound(DomainError):
+    """A lookup by MRN found no patient: a refused object lookup (the view records it)."""
+
+
 def grant_break_glass(*, actor: User, mrn: str, reason: str) -> Patient:
     """Emergency access to a patient outside the clinician's sites (HIPAA 164.312(a)(2)(ii)).
 
@@ -839,7 +1086,7 @@ def grant_break_glass(*, actor: User, mrn: str, reason: str) -> Patient:
         raise DomainError("Give the reason in at least 10 characters.", field="reason")
     patient = db.session.scalar(sa.select(Patient).where(Patient.mrn == mrn.strip().upper()))
     if patient is None:
-        raise DomainError("No patient has that medical record number.", field="mrn")
+        raise PatientNotFound("No patient has that medical record number.", field="mrn")
     sites = visible_site_ids(actor)
     if sites is None or patient.site_id in sites:
         raise DomainError(
@@ -864,3 +1111,34 @@ def grant_break_glass(*, actor: User, mrn: str, reason: str) -> Patient:
         details={"minutes": BREAK_GLASS_MINUTES},
     )
     return patient
+
+
+# --- what the database refuses, in the services' words ---------------------------------
+# Constraint and trigger names (see the models and the patient_hardening migration) with
+# the message the service's own check gives, for a request that raced another one past
+# that check: clinic.web.save() shows it next to the same field.
+
+DATABASE_REFUSALS: dict[str, DomainError] = {
+    "uq_enrollment_active_patient_program": DomainError(
+        ALREADY_ENROLLED_MESSAGE, field="program_id"
+    ),
+    "uq_care_plan_review_enrollment_id_reviewed_on": DomainError(
+        REVIEW_EXISTS_MESSAGE, field="reviewed_on"
+    ),
+    "uq_program_site_id_name": DomainError(PROGRAM_NAME_TAKEN_MESSAGE, field="name"),
+    "patient_entered_in_error": DomainError(ENTERED_IN_ERROR_MESSAGE),
+}
+# Date rules between records: what the service says depends on the dates of the record
+# that won the race, so the view runs the service's checks again to say it.
+DATE_RULES = (
+    "enrollment_after_intake",
+    "patient_intake_before_admissions",
+    "review_within_enrollment",
+    "enrollment_dates_cover_reviews",
+    "enrollment_transfer_matches",
+    "ck_patient_born_before_intake",
+    "ck_enrollment_exam_before_discharge",
+    "ck_enrollment_assessment_before_discharge",
+    "ck_enrollment_care_plan_before_discharge",
+    "ck_enrollment_discharge_after_admission",
+)

@@ -8,11 +8,12 @@ an ``access_denied`` event on refusal and one ``view`` event per page shown.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
-from sqlalchemy.orm.exc import StaleDataError
 from wtforms import SelectChoice
 
 from clinic.audit import AuditAction, record
@@ -24,8 +25,10 @@ from clinic.patients.forms import (
     AdmitForm,
     BreakGlassForm,
     DischargeForm,
+    EditPatientForm,
     EnteredInErrorForm,
     MilestonesForm,
+    PatientFields,
     PatientForm,
     ReviewForm,
     TransferForm,
@@ -35,7 +38,7 @@ from clinic.patients.models import Enrollment, Patient
 from clinic.security import Permission, require_permission
 from clinic.sites.models import Site
 from clinic.sites.time import site_today
-from clinic.web import show_domain_error
+from clinic.web import RECHECK, Once, save
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
 
@@ -47,6 +50,7 @@ PATIENT_SORTS = SortSpec(
         "intake": Patient.intake_date,
     },
     default="name",
+    params=("q",),  # the search: kept in the sort and pager links
 )
 
 
@@ -134,8 +138,54 @@ def _site_choices(form: PatientForm) -> list[Site]:
     return sites
 
 
-def _demographics(form: PatientForm) -> services.Demographics:
+def _demographics(form: PatientFields) -> services.Demographics:
     return services.Demographics.from_mapping(form.data)
+
+
+@dataclass
+class DuplicateShown:
+    """A possible duplicate as the warning shows it: the record itself for a patient of
+    the user's sites; site and MRN only for a patient elsewhere (minimum necessary)."""
+
+    patient: Patient
+    visible: bool
+
+
+def _duplicates_shown(error: DomainError | None) -> list[DuplicateShown]:
+    if not isinstance(error, services.PossibleDuplicate):
+        return []
+    sites = services.visible_site_ids(current_user)
+    shown = []
+    for match in error.matches:
+        visible = sites is None or match.site_id in sites
+        shown.append(DuplicateShown(match, visible))
+        if not visible:
+            # Telling this user that a person with this name and date of birth is a
+            # patient at another site is a disclosure (42 CFR Part 2): recorded.
+            record(
+                AuditAction.VIEW,
+                actor=current_user,
+                entity_type="duplicate_warning",
+                entity_id=match.id,
+                patient_id=match.id,
+                site_id=match.site_id,
+                details={"page": request.endpoint, "shown": ["site", "mrn"]},
+            )
+    return shown
+
+
+def _once(form, kind: str, result_url) -> Once:
+    return Once(
+        token=form.submission_token.data,
+        user_id=current_user.id,
+        kind=kind,
+        result_url=result_url,
+    )
+
+
+def _already_saved(outcome) -> Any:
+    flash("This form had already been sent: it was saved once.", "info")
+    return redirect(outcome.repeated_url)
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -147,31 +197,40 @@ def register():
         form.intake_date.data = site_today(sites[0]) if sites else dt.date.today()
         if len(sites) == 1:
             form.site_id.data = sites[0].id
-    duplicates: list[Patient] = []
+    duplicates: list[DuplicateShown] = []
     if form.validate_on_submit():
-        site = services.chosen(sites, form.site_id.data)
-        try:
+        data = _demographics(form)
+
+        def register_patient() -> Patient:
+            site = services.chosen(sites, form.site_id.data)
             if site is None:
                 raise DomainError("Choose one of your sites.", field="site_id")
-            patient = services.register_patient(
+            return services.register_patient(
                 actor=current_user,
                 site=site,
-                data=_demographics(form),
+                data=data,
                 confirm_duplicate=form.confirm_duplicate.data,
             )
-        except services.PossibleDuplicate as warning:
-            duplicates = warning.matches
-            db.session.rollback()
-            form.form_errors.append(warning.message)
-        except DomainError as error:
-            show_domain_error(form, error)
-        else:
-            db.session.commit()
+
+        outcome = save(
+            form,
+            register_patient,
+            refusals={
+                "uq_patient_unconfirmed_identity": lambda: services.duplicate_warning(data),
+                **services.DATABASE_REFUSALS,
+            },
+            once=_once(form, "patient", lambda p: url_for("patients.chart", patient_id=p.id)),
+        )
+        if outcome.repeated_url:
+            return _already_saved(outcome)
+        if outcome.saved:
+            patient = outcome.result
             flash(
                 f"Registered {patient.first_name} {patient.last_name}, MRN {patient.mrn}.",
                 "success",
             )
             return redirect(url_for("patients.chart", patient_id=patient.id))
+        duplicates = _duplicates_shown(outcome.error)
     return render_template(
         "patients/form.html",
         form=form,
@@ -206,66 +265,91 @@ def chart(patient_id: int):
     )
 
 
+def _entered_in_error_page(patient: Patient, title: str):
+    """What a page that would change a record entered in error shows instead of a form."""
+    return render_template(
+        "patients/read_only.html",
+        patient=patient,
+        title=title,
+        message=services.ENTERED_IN_ERROR_MESSAGE,
+    )
+
+
 @bp.route("/<int:patient_id>/edit", methods=["GET", "POST"])
 @require_permission(Permission.PATIENTS_REGISTER)
 def edit(patient_id: int):
     patient = _patient_or_404(patient_id)
     if patient.entered_in_error:
-        flash("This record was entered in error and cannot be changed.", "error")
-        return redirect(url_for("patients.chart", patient_id=patient.id))
-    form = PatientForm(obj=patient) if request.method == "GET" else PatientForm()
+        return _entered_in_error_page(patient, "Edit demographics")
+    form = EditPatientForm(obj=patient) if request.method == "GET" else EditPatientForm()
     form.site_id.choices = [SelectChoice(patient.site_id, patient.site.name)]
     form.site_id.data = patient.site_id
     if request.method == "GET":
         form.version.data = patient.version
+    duplicates: list[DuplicateShown] = []
     if form.validate_on_submit():
-        try:
-            changed = services.update_demographics(
+        data = _demographics(form)
+        outcome = save(
+            form,
+            lambda: services.update_demographics(
                 patient,
                 actor=current_user,
-                data=_demographics(form),
-                expected_version=_int(form.version.data),
-            )
-            db.session.commit()
-        except DomainError as error:
-            show_domain_error(form, error)
-        except StaleDataError:
-            show_domain_error(form, DomainError(services.CONFLICT_MESSAGE))
-        else:
-            flash("Saved." if changed else "Nothing changed.", "success")
-            return redirect(url_for("patients.chart", patient_id=patient.id))
+                data=data,
+                expected_version=form.version_number,
+                confirm_duplicate=form.confirm_duplicate.data,
+            ),
+            refusals={
+                "uq_patient_unconfirmed_identity": lambda: services.duplicate_warning(
+                    data, exclude_id=patient_id
+                ),
+                "patient_intake_before_admissions": RECHECK,
+                "ck_patient_born_before_intake": RECHECK,
+                **services.DATABASE_REFUSALS,
+            },
+        )
+        if outcome.saved:
+            flash("Saved." if outcome.result else "Nothing changed.", "success")
+            return redirect(url_for("patients.chart", patient_id=patient_id))
+        duplicates = _duplicates_shown(outcome.error)
     return render_template(
-        "patients/form.html", form=form, patient=patient, duplicates=[], show_site=False
+        "patients/form.html", form=form, patient=patient, duplicates=duplicates, show_site=False
     )
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 @bp.route("/<int:patient_id>/entered-in-error", methods=["GET", "POST"])
 @require_permission(Permission.PATIENTS_MARK_ERROR)
 def entered_in_error(patient_id: int):
     patient = _patient_or_404(patient_id)
+    if patient.entered_in_error:
+        return _entered_in_error_page(patient, "Mark this record as entered in error")
     form = EnteredInErrorForm()
+    if request.method == "GET":
+        form.version.data = patient.version
     if form.validate_on_submit():
-        try:
-            services.mark_entered_in_error(patient, actor=current_user, reason=form.reason.data)
-        except DomainError as error:
-            show_domain_error(form, error)
-        else:
-            db.session.commit()
+        outcome = save(
+            form,
+            lambda: services.mark_entered_in_error(
+                patient,
+                actor=current_user,
+                reason=form.reason.data,
+                expected_version=form.version_number,
+            ),
+            refusals=services.DATABASE_REFUSALS,
+        )
+        if outcome.saved:
             flash(
                 "The record is marked as entered in error. It stays in the audit trail.", "success"
             )
-            return redirect(url_for("patients.chart", patient_id=patient.id))
+            return redirect(url_for("patients.chart", patient_id=patient_id))
     return render_template("patients/entered_in_error.html", form=form, patient=patient)
 
 
 # --- enrollment --------------------------------------------------------------------------
+
+ENROLLMENT_REFUSALS: dict = {
+    **services.DATABASE_REFUSALS,
+    **dict.fromkeys(services.DATE_RULES, RECHECK),
+}
 
 
 def _enrollment_choices(
@@ -282,21 +366,42 @@ def _enrollment_choices(
     return programs, counselors
 
 
+def _on_level_of_care(action):
+    """The service names the ASAM edition or level; the form has one field for both."""
+
+    def run():
+        try:
+            return action()
+        except DomainError as error:
+            if error.field in ("asam_edition", "asam_level"):
+                error.field = "level_of_care"
+            raise
+
+    return run
+
+
+def _chart_url(enrollment: Enrollment) -> str:
+    return url_for("patients.chart", patient_id=enrollment.patient_id)
+
+
 @bp.route("/<int:patient_id>/admit", methods=["GET", "POST"])
 @require_permission(Permission.ENROLLMENT_MANAGE)
 def admit(patient_id: int):
     patient = _patient_or_404(patient_id)
+    if patient.entered_in_error:
+        return _entered_in_error_page(patient, "Admit to a program")
     form = AdmitForm()
     programs, counselors = _enrollment_choices(form, patient)
     if request.method == "GET":
         form.admitted_on.data = site_today(patient.site)
     if form.validate_on_submit():
         edition, level = split_level_of_care(form.level_of_care.data)
-        try:
-            program = services.chosen(programs, form.program_id.data)
+        program = services.chosen(programs, form.program_id.data)
+
+        def admit_patient() -> Enrollment:
             if program is None:
                 raise DomainError("Choose a program.", field="program_id")
-            services.admit(
+            return services.admit(
                 patient,
                 program,
                 actor=current_user,
@@ -305,44 +410,59 @@ def admit(patient_id: int):
                 asam_level=level,
                 primary_counselor=services.chosen(counselors, form.primary_counselor_id.data),
             )
-            db.session.commit()
-        except DomainError as error:
-            show_domain_error(form, error)
-        except sa.exc.IntegrityError:
-            # Someone admitted the patient to this program at the same moment.
-            show_domain_error(
-                form,
-                DomainError("The patient is already enrolled in this program.", field="program_id"),
-            )
-        else:
+
+        outcome = save(
+            form,
+            _on_level_of_care(admit_patient),
+            refusals=ENROLLMENT_REFUSALS,
+            once=_once(form, "enrollment", _chart_url),
+        )
+        if outcome.repeated_url:
+            return _already_saved(outcome)
+        if outcome.saved:
             flash(f"Admitted to {program.name}.", "success")
-            return redirect(url_for("patients.chart", patient_id=patient.id))
+            return redirect(url_for("patients.chart", patient_id=patient_id))
     return render_template("patients/admit.html", form=form, patient=patient)
+
+
+def _ended_page(enrollment: Enrollment, title: str):
+    """What a page that would change an ended enrollment shows instead of a form."""
+    return render_template(
+        "patients/read_only.html",
+        patient=enrollment.patient,
+        title=title,
+        message=(
+            f"This enrollment in {enrollment.program.name} ended on "
+            f"{enrollment.discharged_on.isoformat()}: there is nothing left to change here."
+        ),
+    )
 
 
 @bp.route("/enrollments/<int:enrollment_id>/discharge", methods=["GET", "POST"])
 @require_permission(Permission.ENROLLMENT_MANAGE)
 def discharge(enrollment_id: int):
     enrollment = _enrollment_or_404(enrollment_id)
+    if enrollment.patient.entered_in_error:
+        return _entered_in_error_page(enrollment.patient, "Discharge")
+    if not enrollment.active and request.method == "GET":
+        return _ended_page(enrollment, f"Discharge from {enrollment.program.name}")
     form = DischargeForm()
     if request.method == "GET":
         form.discharged_on.data = site_today(enrollment.patient.site)
         form.version.data = enrollment.version
     if form.validate_on_submit():
-        try:
-            services.discharge(
+        outcome = save(
+            form,
+            lambda: services.discharge(
                 enrollment,
                 actor=current_user,
                 discharged_on=form.discharged_on.data,
                 reason=_int(form.reason.data),
-                expected_version=_int(form.version.data),
-            )
-            db.session.commit()
-        except DomainError as error:
-            show_domain_error(form, error)
-        except StaleDataError:
-            show_domain_error(form, DomainError(services.CONFLICT_MESSAGE))
-        else:
+                expected_version=form.version_number,
+            ),
+            refusals=ENROLLMENT_REFUSALS,
+        )
+        if outcome.saved:
             flash(f"Discharged from {enrollment.program.name}.", "success")
             return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
     return render_template(
@@ -355,6 +475,10 @@ def discharge(enrollment_id: int):
 def transfer(enrollment_id: int):
     enrollment = _enrollment_or_404(enrollment_id)
     patient = enrollment.patient
+    if patient.entered_in_error:
+        return _entered_in_error_page(patient, "Transfer")
+    if not enrollment.active and request.method == "GET":
+        return _ended_page(enrollment, f"Transfer from {enrollment.program.name}")
     form = TransferForm()
     programs, counselors = _enrollment_choices(form, patient, exclude_program=enrollment.program_id)
     if request.method == "GET":
@@ -364,11 +488,12 @@ def transfer(enrollment_id: int):
         form.primary_counselor_id.data = enrollment.primary_counselor_id or 0
     if form.validate_on_submit():
         edition, level = split_level_of_care(form.level_of_care.data)
-        try:
-            program = services.chosen(programs, form.program_id.data)
+        program = services.chosen(programs, form.program_id.data)
+
+        def transfer_enrollment() -> Enrollment:
             if program is None:
                 raise DomainError("Choose a program.", field="program_id")
-            services.transfer(
+            return services.transfer(
                 enrollment,
                 program,
                 actor=current_user,
@@ -376,14 +501,18 @@ def transfer(enrollment_id: int):
                 asam_edition=edition,
                 asam_level=level,
                 primary_counselor=services.chosen(counselors, form.primary_counselor_id.data),
-                expected_version=_int(form.version.data),
+                expected_version=form.version_number,
             )
-            db.session.commit()
-        except DomainError as error:
-            show_domain_error(form, error)
-        except (StaleDataError, sa.exc.IntegrityError):
-            show_domain_error(form, DomainError(services.CONFLICT_MESSAGE))
-        else:
+
+        outcome = save(
+            form,
+            _on_level_of_care(transfer_enrollment),
+            refusals=ENROLLMENT_REFUSALS,
+            once=_once(form, "transfer", _chart_url),
+        )
+        if outcome.repeated_url:
+            return _already_saved(outcome)
+        if outcome.saved:
             flash(f"Transferred to {program.name}.", "success")
             return redirect(url_for("patients.chart", patient_id=patient.id))
     return render_template(
@@ -395,25 +524,25 @@ def transfer(enrollment_id: int):
 @require_permission(Permission.DEADLINES_RECORD)
 def deadlines(enrollment_id: int):
     enrollment = _enrollment_or_404(enrollment_id)
+    if enrollment.patient.entered_in_error:
+        return _entered_in_error_page(enrollment.patient, "Deadlines")
     form = MilestonesForm(obj=enrollment) if request.method == "GET" else MilestonesForm()
-    review_form = ReviewForm()
+    review_form = ReviewForm(formdata=None)
     if request.method == "GET":
         form.version.data = enrollment.version
         review_form.reviewed_on.data = site_today(enrollment.patient.site)
     if form.validate_on_submit():
-        try:
-            services.record_milestones(
+        outcome = save(
+            form,
+            lambda: services.record_milestones(
                 enrollment,
                 actor=current_user,
                 values={name: form[name].data for name in services.MILESTONES},
-                expected_version=_int(form.version.data),
-            )
-            db.session.commit()
-        except DomainError as error:
-            show_domain_error(form, error)
-        except StaleDataError:
-            show_domain_error(form, DomainError(services.CONFLICT_MESSAGE))
-        else:
+                expected_version=form.version_number,
+            ),
+            refusals=ENROLLMENT_REFUSALS,
+        )
+        if outcome.saved:
             flash("Dates saved.", "success")
             return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
     return _deadlines_page(enrollment, form, review_form)
@@ -434,16 +563,21 @@ def _deadlines_page(enrollment: Enrollment, form: MilestonesForm, review_form: R
 @require_permission(Permission.DEADLINES_RECORD)
 def add_review(enrollment_id: int):
     enrollment = _enrollment_or_404(enrollment_id)
+    if enrollment.patient.entered_in_error:
+        return _entered_in_error_page(enrollment.patient, "Care-plan reviews"), 400
     review_form = ReviewForm()
     if review_form.validate_on_submit():
-        try:
-            services.record_care_plan_review(
+        outcome = save(
+            review_form,
+            lambda: services.record_care_plan_review(
                 enrollment, actor=current_user, reviewed_on=review_form.reviewed_on.data
-            )
-        except DomainError as error:
-            show_domain_error(review_form, error)
-        else:
-            db.session.commit()
+            ),
+            refusals=ENROLLMENT_REFUSALS,
+            once=_once(review_form, "care_plan_review", lambda r: _chart_url(enrollment)),
+        )
+        if outcome.repeated_url:
+            return _already_saved(outcome)
+        if outcome.saved:
             flash("Care-plan review recorded.", "success")
             return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
     form = MilestonesForm(obj=enrollment, formdata=None)
@@ -465,6 +599,13 @@ def worklist():
     return render_template("patients/worklist.html", items=items, mine=mine)
 
 
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
 # --- break-glass -------------------------------------------------------------------------
 
 
@@ -473,20 +614,27 @@ def worklist():
 def break_glass():
     form = BreakGlassForm()
     if form.validate_on_submit():
-        try:
-            patient = services.grant_break_glass(
+        outcome = save(
+            form,
+            lambda: services.grant_break_glass(
                 actor=current_user, mrn=form.mrn.data, reason=form.reason.data
-            )
-        except DomainError as error:
-            show_domain_error(form, error)
-        else:
-            db.session.commit()
+            ),
+            refusals=services.DATABASE_REFUSALS,
+            once=_once(
+                form, "break_glass_grant", lambda p: url_for("patients.chart", patient_id=p.id)
+            ),
+        )
+        if outcome.repeated_url:
+            return _already_saved(outcome)
+        if outcome.saved:
             flash(
                 f"Emergency access granted for {services.BREAK_GLASS_MINUTES} minutes. "
                 "It is recorded and will be reviewed.",
                 "warning",
             )
-            return redirect(url_for("patients.chart", patient_id=patient.id))
+            return redirect(url_for("patients.chart", patient_id=outcome.result.id))
+        if isinstance(outcome.error, services.PatientNotFound):
+            record_denied("patient")  # a refused lookup (the MRN is not recorded)
     return render_template(
         "patients/break_glass.html", form=form, minutes=services.BREAK_GLASS_MINUTES
     )

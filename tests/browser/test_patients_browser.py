@@ -149,3 +149,37 @@ def test_duplicate_warning_then_confirmed_registration(ui, make_patient, registr
     ui.goto("/patients/?q=smi jo")
     expect(page.get_by_role("link", name="Smith, Jo")).to_have_count(2)
     assert not axe_problems, "\n".join(axe_problems)
+
+
+def test_a_duplicate_at_another_site_shows_site_and_mrn_and_the_chart_opens_aside(
+    ui, make_site, make_patient, registrar
+):
+    """Issue 9: the warning covers every site (site and MRN only for a patient the user
+    may not open); the chart of a visible match opens in a new tab, so the registration
+    typed so far stays where it was."""
+    make_patient("Jo", "Smith", date_of_birth=dt.date(1980, 4, 2))
+    make_patient(
+        "Jo", "Smith", site_id=make_site("WEST", "West Clinic"), date_of_birth=dt.date(1980, 4, 2)
+    )
+    page = sign_in(ui, registrar("one"))
+    ui.goto("/patients/new")
+    fill_registration(page, "Jo", "Smith", "1980-04-02")
+    page.get_by_label("City").fill("Springfield")
+    load(ui, lambda: page.get_by_role("button", name="Register").click())
+    ui.check()
+    warning = page.get_by_test_id("duplicates")
+    expect(warning.get_by_test_id("duplicate-elsewhere")).to_have_text(
+        re.compile(r"At another site: WEST — West Clinic, MRN WEST-\d+")
+    )
+    with page.context.expect_page() as chart_tab:
+        warning.get_by_role("link", name="Smith, Jo").click()
+    chart = chart_tab.value
+    chart.wait_for_load_state()
+    expect(chart.get_by_text(re.compile(r"MRN\s+MAIN-\d+"))).to_be_visible()
+    chart.close()
+    # The form is still there, filled in; confirming registers the new patient.
+    expect(page.get_by_label("City")).to_have_value("Springfield")
+    page.get_by_label("I checked: this is a different person").check()
+    load(ui, lambda: page.get_by_role("button", name="Register").click())
+    ui.check()
+    expect(page.get_by_text(re.compile(r"Registered Jo Smith, MRN MAIN-\d+"))).to_be_visible()
