@@ -26,7 +26,7 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $@ $(VENV)/.run-installed
 
-run: $(VENV)/.run-installed ## Install, migrate, load demo data (first time) and serve on http://127.0.0.1:5000
+run: $(VENV)/.run-installed ## Install, migrate, load demo data (first time: passwords printed last) and serve on http://127.0.0.1:5000
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo
 	$(FLASK) run --host $(HOST) --port $(PORT)

@@ -164,13 +164,17 @@ def main() -> int:
         for kind, make in kinds.items():
             timings = []
             for _ in range(args.searches):
+                # A page of results as the list shows it: with each patient's site and
+                # enrollments (services.search_result_options: a fixed number of queries).
                 query = (
                     services.search_patients(viewer, make())
+                    .options(*services.search_result_options())
                     .order_by(Patient.last_key, Patient.id)
                     .limit(50)
                 )
                 t0 = time.perf_counter()
                 list(db.session.scalars(query))
+                db.session.expunge_all()  # each search loads its rows afresh
                 timings.append((time.perf_counter() - t0) * 1000)
             median = statistics.median(timings)
             failed |= median > args.budget_ms

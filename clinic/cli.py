@@ -25,20 +25,47 @@ DEMO_USERS = [
 ]
 
 
+MISSED_PASSWORDS_HINT = (
+    "Missed a password? Give the account a new temporary one: flask users reset-password NAME"
+)
+
+
+def _password_box(passwords: list[tuple[str, Role, str]]) -> str:
+    """The demo accounts as a block that stands out at the end of ``make run``'s output."""
+    rule = "=" * 64
+    lines = [
+        "",
+        rule,
+        "  DEMO ACCOUNTS: the passwords are shown this once; write them down.",
+        rule,
+        *(
+            f"  {username:<12} {role.label:<14} {password}"
+            for username, role, password in passwords
+        ),
+        rule,
+        f"  {MISSED_PASSWORDS_HINT}",
+        rule,
+        "",
+    ]
+    return "\n".join(lines)
+
+
 @click.command("seed-demo")
 def seed_demo() -> None:
     """Load demo data into an empty database (once; later runs change nothing).
 
-    Creates a site and one user per role (their passwords printed once), a second site,
-    treatment programs and a dozen patients at different stages of treatment.
+    Creates a site and one user per role, a second site, treatment programs and a dozen
+    patients at different stages of treatment. The users' passwords are printed once,
+    last, in a box; `flask users reset-password NAME` gives a user a new one.
     """
     if db.session.scalar(db.select(Site).limit(1)) is not None:
         click.echo("Demo data is already loaded; nothing changed.")
+        click.echo(MISSED_PASSWORDS_HINT)
         return
     site = create_site(**DEMO_SITE)
     click.echo(f"Created demo site {site.code} ({site.name}).")
-    click.echo("Demo users (passwords are shown this once; write them down):")
     users = {}
+    passwords = []
     for username, full_name, role, prescriber in DEMO_USERS:
         password = generate_password()
         users[username] = create_user(
@@ -50,7 +77,7 @@ def seed_demo() -> None:
             is_prescriber=prescriber,
             password=password,
         )
-        click.echo(f"  {username:<12} {role.label:<14} {password}")
+        passwords.append((username, role, password))
     east = create_site(**DEMO_EAST_SITE)
     from clinic.patients import demo
 
@@ -59,6 +86,8 @@ def seed_demo() -> None:
     count = demo.seed(site, east, counselors=[users["counselor"], users["nurse"]], actor=admin)
     click.echo(f"Created site {east.code}, {len(demo.PROGRAMS) + 1} programs, {count} patients.")
     db.session.commit()
+    # Last, after everything else the seeding printed, so it does not scroll past.
+    click.echo(_password_box(passwords))
 
 
 def register(app: Flask) -> None:

@@ -17,15 +17,17 @@
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from flask import Flask, abort, request
 
-# Every C0 control (tab and newline included: no search box or filter needs them), DEL, C1,
-# and the bidi embeddings/overrides/isolates (U+202A-U+202E, U+2066-U+2069).
-QUERY_REFUSED = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+from clinic.forms import SINGLE_LINE_REFUSED
+
+# What a single-line form field refuses (``clinic.forms``): every C0 control (tab and
+# newline included: no search box or filter needs them), DEL, C1, the bidi controls and
+# the invisible spaces and separators.
+QUERY_REFUSED = SINGLE_LINE_REFUSED
 # The longest textual IPv6 address, with an embedded IPv4 one.
 MAX_ADDRESS_LENGTH = len("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255")
 

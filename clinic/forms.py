@@ -3,10 +3,14 @@
 Three rules hold for every form, so no form can forget them:
 
 - Text never carries control characters: NUL and the other C0 controls (tab and newline
-  only in a textarea), DEL, the C1 controls, and the invisible bidirectional overrides
-  and isolates (U+202A-U+202E, U+2066-U+2069) are refused with an error next to the
-  field. PostgreSQL cannot store NUL at all, and a bidi override can make a name or a
-  note read differently from what is stored ("Trojan Source", CVE-2021-42574).
+  only in a textarea), DEL, the C1 controls, the Unicode line and paragraph separators
+  (U+2028, U+2029), the invisible bidirectional overrides, isolates and marks
+  (U+202A-U+202E, U+2066-U+2069, U+200E, U+200F, U+061C), and the invisible spaces and
+  joiners that make two strings look alike (U+200B, U+2060-U+2064, U+FEFF, U+180E) are
+  refused with an error next to the field. The zero-width (non-)joiners U+200C and U+200D
+  stay allowed: Persian and Indic names are spelled with them. PostgreSQL cannot store
+  NUL at all, and a bidi override can make a name or a note read differently from what
+  is stored ("Trojan Source", CVE-2021-42574).
 - A whole number (``IntegerField``) fits the database's integer range (PostgreSQL's
   ``INTEGER``): a larger one is refused next to the field rather than failing in the
   database, whatever range the form itself allows.
@@ -18,18 +22,23 @@ Three rules hold for every form, so no form can forget them:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
-from flask import g, request
+from flask import flash, g, request
 from flask_wtf import FlaskForm
 from flask_wtf.form import SUBMIT_METHODS
-from wtforms import IntegerField, StringField, TextAreaField
+from wtforms import DateField, IntegerField, StringField, TextAreaField
 
 from clinic.converters import DATABASE_INT_MAX
 
-# C0 controls but tab (09), newline (0A) and carriage return (0D), then DEL, C1 and the
-# bidi embeddings/overrides/isolates. Tab/newline/CR are judged by the field's kind.
-_ALWAYS_REFUSED = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069"
+# C0 controls but tab (09), newline (0A) and carriage return (0D), then DEL, C1, the bidi
+# embeddings/overrides/isolates/marks, the line/paragraph separators and the invisible
+# spaces and joiners (module doc). Tab/newline/CR are judged by the field's kind.
+_ALWAYS_REFUSED = (
+    r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u061c\u180e\u200b\u200e\u200f"
+    r"\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff"
+)
 SINGLE_LINE_REFUSED = re.compile(f"[{_ALWAYS_REFUSED}\t\n\r]")
 MULTI_LINE_REFUSED = re.compile(f"[{_ALWAYS_REFUSED}]")
 CONTROL_CHARACTER_MESSAGE = (
@@ -50,8 +59,56 @@ def has_control_characters(value: str, *, multi_line: bool = False) -> bool:
     return SINGLE_LINE_REFUSED.search(value) is not None
 
 
+# Set by clinic.accounts: on a GET, the fields of a form this user sent after their
+# session had timed out (shown once, then forgotten), or None.
+restored_formdata: Callable[[], Any] | None = None
+RESTORED_MESSAGE = (
+    "Your entries were kept while you signed in again. Nothing was saved yet: check them "
+    "and send the form again."
+)
+
+
+# A typed-format hint ("YYYY-MM-DD"): wrong for <input type="date">, which shows the
+# browser's own format (mm/dd/yyyy in a US Chromium), so typing the hint gave year 10730.
+DATE_FORMAT_HINT = re.compile(r"\(?\b(?:YYYY-MM-DD|yyyy-mm-dd)\b\)?")
+# The widest dates a date input offers: four-digit years only.
+DATE_INPUT_MAX = "9999-12-31"
+
+
+def _fit_date_input(field: DateField) -> None:
+    """Drop a format hint from a date field's help (the browser shows its own format),
+    and keep its year to four digits (``max``) unless the form set its own bounds."""
+    description = str(field.description or "")
+    if DATE_FORMAT_HINT.search(description):
+        field.description = DATE_FORMAT_HINT.sub("", description).strip(" .,;:")
+    render_kw = dict(field.render_kw or {})
+    render_kw.setdefault("max", DATE_INPUT_MAX)
+    field.render_kw = render_kw
+
+
 class ClinicForm(FlaskForm):
     """Derive every form from this, never from ``FlaskForm`` directly."""
+
+    restored = False  # True when the fields show a form kept across a sign-in
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for field in self:
+            if isinstance(field, DateField):
+                _fit_date_input(field)
+        if args or "formdata" in kwargs or restored_formdata is None:
+            return
+        if request.method != "GET" or g.get("restored_form_used"):
+            return
+        data = restored_formdata()
+        if not data or not any(name in self._fields for name in data if name != "csrf_token"):
+            return
+        # The page shows what the user had typed (never saved until sent again).
+        g.restored_form_used = True
+        self.restored = True
+        same = {k: v for k, v in kwargs.items() if k not in {"meta", "prefix"}}
+        self.process(data, **same)
+        flash(RESTORED_MESSAGE, "warning")
 
     def validate(self, extra_validators: Any = None) -> bool:
         ok = super().validate(extra_validators=extra_validators)

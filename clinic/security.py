@@ -136,6 +136,16 @@ def add_gate_hook(hook: Callable[[str | Permission], Response | None]) -> None:
         _gate_hooks.append(hook)
 
 
+# Called for a POST whose session has just timed out, before the 401: may keep the form
+# and answer with a redirect to the sign-in page (accounts: clinic.accounts.drafts).
+_signed_out_post_hooks: list[Callable[[], Response | None]] = []
+
+
+def add_signed_out_post_hook(hook: Callable[[], Response | None]) -> None:
+    if hook not in _signed_out_post_hooks:
+        _signed_out_post_hooks.append(hook)
+
+
 def login_gate() -> Response | None:
     if request.endpoint is None:
         return None  # no route matched: the 404 handler answers
@@ -150,6 +160,10 @@ def login_gate() -> Response | None:
             flash(SESSION_END_MESSAGES[g.session_ended_reason], "warning")
         if request.method == "GET":
             return redirect(url_for("accounts.login", next=request.full_path.rstrip("?")))
+        for signed_out_hook in _signed_out_post_hooks:
+            response = signed_out_hook()
+            if response is not None:
+                return response
         abort(401)
     for hook in _gate_hooks:
         response = hook(access)

@@ -436,7 +436,7 @@ def test_seed_demo_leaves_an_existing_database_alone(app, flask, make_user):
 @pytest.mark.parametrize(
     ("command", "expected"),
     [
-        (["users"], ["create", "list", "deactivate", "unlock"]),
+        (["users"], ["create", "list", "deactivate", "unlock", "reset-password"]),
         (
             ["users", "create"],
             [
@@ -456,9 +456,18 @@ def test_seed_demo_leaves_an_existing_database_alone(app, flask, make_user):
         (["users", "list"], ["--all", "deactivated"]),
         (["users", "deactivate"], ["USERNAME", "never deleted"]),
         (["users", "unlock"], ["USERNAME", "lock"]),
-        (["seed-demo"], ["demo", "password"]),
+        (["users", "reset-password"], ["USERNAME", "temporary password", "audit trail"]),
+        (["seed-demo"], ["demo", "password", "reset-password"]),
     ],
-    ids=["users", "users create", "users list", "users deactivate", "users unlock", "seed-demo"],
+    ids=[
+        "users",
+        "users create",
+        "users list",
+        "users deactivate",
+        "users unlock",
+        "users reset-password",
+        "seed-demo",
+    ],
 )
 def test_each_command_explains_itself(flask, command, expected):
     result = flask(*command, "--help")

@@ -24,6 +24,7 @@ from clinic.patients.models import (
     Enrollment,
     Patient,
     Program,
+    ProgramKind,
 )
 from tests.test_patients_registry import send
 
@@ -298,7 +299,8 @@ def test_admission_with_counselor_shows_on_the_chart(
     alert = html.split('data-testid="alerts"', 1)[1].split("</div>", 1)[0]
     assert "Overdue:" in alert
     assert "Medical examination" in alert and "Initial care plan" in alert
-    assert (days_ago(30) + dt.timedelta(days=14)).isoformat() in alert
+    due = days_ago(30) + dt.timedelta(days=14)
+    assert f"overdue since {services.format_day(due)} (16 days)" in alert
 
 
 def test_chart_has_no_overdue_alert_for_a_new_admission(
@@ -466,7 +468,7 @@ def test_discharge(app, client_as, enrolled):
     # A discharged enrollment cannot be discharged again: the page says it has ended...
     url = f"/patients/enrollments/{enrolled['enrollment']}/discharge"
     ended = client.get(url).get_data(as_text=True)
-    assert f"ended on {days_ago(1).isoformat()}" in ended
+    assert f"ended on {services.format_day(days_ago(1))} (Treatment completed)" in ended
     assert 'name="discharged_on"' not in ended
     # ...and a form sent from a page opened before the discharge is refused.
     token = client.csrf_token(f"/patients/{enrolled['patient']}")
@@ -479,8 +481,10 @@ def test_discharge(app, client_as, enrolled):
             "csrf_token": token,
         },
     )
-    assert again.status_code == 200
-    assert "This enrollment has already ended." in again.get_data(as_text=True)
+    assert again.status_code == 409
+    refused = again.get_data(as_text=True)
+    assert f"ended on {services.format_day(days_ago(1))}" in refused
+    assert 'name="discharged_on"' not in refused  # no input that would be refused again
     assert enrollments(app)[0].discharge_reason == 1
 
 
@@ -560,10 +564,10 @@ def test_refused_transfer_in_the_service_changes_nothing(
 # --- deadlines (service) -----------------------------------------------------------------
 
 
-def _deadlines(admitted_on, today_, *, interval=90, reviews=(), **done):
+def _deadlines(admitted_on, today_, *, interval=90, reviews=(), kind="methadone_otp", **done):
     enrollment = Enrollment(
         admitted_on=admitted_on,
-        program=Program(care_plan_review_days=interval),
+        program=Program(care_plan_review_days=interval, kind=ProgramKind(kind)),
         reviews=[CarePlanReview(reviewed_on=d) for d in reviews],
         **done,
     )
@@ -681,7 +685,7 @@ def test_recording_milestones(app, client_as, enrolled):
     )
     html = client.get(f"/patients/{enrolled['patient']}").get_data(as_text=True)
     assert 'data-testid="alerts"' not in html
-    assert f"done {days_ago(20).isoformat()}" in html
+    assert f"done {services.format_day(days_ago(20))}" in html
 
 
 def test_care_plan_reviews_through_the_deadlines_page(app, client_as, enrolled):
@@ -707,7 +711,7 @@ def test_care_plan_reviews_through_the_deadlines_page(app, client_as, enrolled):
     )
     assert saved.status_code == 302
     page = client.get(deadlines_url).get_data(as_text=True)
-    assert (days_ago(2) + dt.timedelta(days=90)).isoformat() in page
+    assert services.format_day(days_ago(2) + dt.timedelta(days=90)) in page
 
 
 def test_no_admission_on_a_record_entered_in_error(app, client_as, make_patient, make_program):
@@ -757,7 +761,7 @@ def test_worklist_lists_overdue_items_of_the_users_sites_only(
     html = client_as("clinician").get("/patients/deadlines").get_data(as_text=True)
     assert "Ours, Ann" in html
     assert "overdue" in html
-    assert (days_ago(30) + dt.timedelta(days=14)).isoformat() in html
+    assert services.format_day(days_ago(30) + dt.timedelta(days=14)) in html
     assert "Theirs, Bea" not in html
     assert "Fresh, Cat" not in html  # due in 14 days: not within the week
 
@@ -798,6 +802,7 @@ def test_worklist_query_count_does_not_grow(
     app, client_as, make_user, make_patient, make_program, make_enrollment
 ):
     counselor = make_user("clinician", full_name="Casey Counselor")
+    # The OTP's patients have three 8.12 deadlines each; the IOP's none (not an OTP).
     program_ids = [make_program(), make_program("IOP", "intensive_outpatient")]
     client = client_as("clinician")
 
@@ -813,10 +818,10 @@ def test_worklist_query_count_does_not_grow(
 
     add(2, 0)
     two = _statements_for(app, client, "/patients/deadlines")
-    assert client.get("/patients/deadlines").get_data(as_text=True).count("Casey Counselor") == 6
+    assert client.get("/patients/deadlines").get_data(as_text=True).count("Casey Counselor") == 3
     add(8, 2)
     ten = _statements_for(app, client, "/patients/deadlines")
-    assert client.get("/patients/deadlines").get_data(as_text=True).count("Casey Counselor") == 30
+    assert client.get("/patients/deadlines").get_data(as_text=True).count("Casey Counselor") == 15
     assert 0 < ten == two
 
 

@@ -357,7 +357,11 @@ def _role_for(app, endpoint: str) -> str:
     return next(r for r in ("admin", "clinician", "staff") if _may(app, r, endpoint))
 
 
-@pytest.mark.parametrize("bad", ["adm\x00in", "ad\u202emin", "a\x1bb"], ids=["NUL", "RLO", "ESC"])
+@pytest.mark.parametrize(
+    "bad",
+    ["adm\x00in", "ad\u202emin", "a\x1bb", "Proga\u200bb", "Zeda\u2028b", "a\ufeffb", "a\u200eb"],
+    ids=["NUL", "RLO", "ESC", "ZWSP", "LSEP", "BOM", "LRM"],
+)
 def test_every_text_input_of_every_form_refuses_control_characters(
     app, client, client_as, records, bad
 ):

@@ -146,7 +146,7 @@ def edit(user_id: int):
             return _refused(error, user)
     form = UserForm(obj=user) if request.method == "GET" else UserForm()
     _site_choices(form, user)
-    if request.method == "GET":
+    if request.method == "GET" and not form.restored:
         form.role.data = user.role.value
         form.sites.data = [s.id for s in user.sites]
     if form.validate_on_submit():

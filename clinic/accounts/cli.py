@@ -15,7 +15,9 @@ from clinic.extensions import db
 from clinic.security import Role
 from clinic.sites.services import site_by_code
 
-users_cli = AppGroup("users", help="Create, list, deactivate and unlock user accounts.")
+users_cli = AppGroup(
+    "users", help="Create, list, deactivate and unlock user accounts, and reset passwords."
+)
 
 
 def _fail(message: str) -> None:
@@ -122,3 +124,24 @@ def unlock_command(username):
     services.unlock_user(user, actor=None)
     db.session.commit()
     click.echo(f"Unlocked {user.username}.")
+
+
+@users_cli.command("reset-password")
+@click.argument("username")
+def reset_password_command(username):
+    """Give USERNAME a new temporary password (printed once).
+
+    They must change it at their next sign-in; their sessions end and any lock is
+    cleared. Recorded in the audit trail. For an operator who missed the passwords
+    `flask seed-demo` printed.
+    """
+    user = _user_or_fail(username)
+    temporary = services.reset_password(user, actor=None)
+    db.session.commit()
+    click.echo(f"Temporary password for {user.username}: {temporary}")
+    click.echo("They must change it when they next sign in.")
+    if not user.active:
+        click.echo(
+            f"Note: {user.username} is deactivated and cannot sign in until an administrator "
+            "reactivates the account."
+        )

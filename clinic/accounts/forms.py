@@ -120,7 +120,16 @@ class UserForm(ClinicForm):
     submit = SubmitField("Save")
 
 
+CHOOSE = "Choose…"
+
+
 class NewUserForm(UserForm):
+    # A risky choice starts empty: nobody becomes an administrator by a missed click.
+    role = SelectField(
+        "Role",
+        choices=[SelectChoice("", CHOOSE), *ROLE_CHOICES],
+        validators=[DataRequired(message="Choose a role.")],
+    )
     username = StringField(
         "Username",
         validators=[DataRequired(), Length(min=2, max=USERNAME_MAX)],

@@ -139,3 +139,30 @@ class UserSession(Base):
     revoked_reason: Mapped[str | None] = mapped_column(sa.String(32))
 
     user: Mapped[User] = relationship()
+
+
+class SavedFormDraft(Base):
+    """What a user sent in a form after their session had ended, kept so that it comes
+    back filled in when the SAME user signs in again (issue 9, "nothing typed is lost").
+
+    It may hold patient data: it is kept only for its owner (``user_id``), for a short
+    time (``expires_at``), deleted as soon as it is used or another user signs in on the
+    browser, and its content is never logged or shown in ``__repr__``.
+    """
+
+    __tablename__ = "saved_form_draft"
+    __table_args__ = (sa.CheckConstraint("expires_at > created_at", name="expires_after_created"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(
+        sa.ForeignKey("app_user.id", ondelete="CASCADE"), index=True
+    )
+    # The path (and query) the form was sent to: the page it comes back on.
+    path: Mapped[str] = mapped_column(sa.String(2000))
+    # JSON list of [name, value] pairs, without the CSRF token.
+    payload: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+    def __repr__(self) -> str:
+        return f"<SavedFormDraft {self.id} user={self.user_id}>"

@@ -435,8 +435,9 @@ def reactivate_user(user: User, *, actor: User) -> None:
     _audit_user(AuditAction.REACTIVATE, user.id, actor=actor)
 
 
-def reset_password(user: User, *, actor: User) -> str:
+def reset_password(user: User, *, actor: User | None) -> str:
     """Give the user a temporary password, to be changed at their next login; returns it.
+    ``actor`` is None for the operator's CLI (``flask users reset-password``).
     Raises OutOfReachError (``may_manage``): a password reset hands over the account."""
     _lock_for_change(user)
     check_may_manage(user, actor=actor, action="reset-password")
@@ -448,7 +449,8 @@ def reset_password(user: User, *, actor: User) -> str:
     user.locked_until = None
     revoke_all_sessions(user, reason="password_reset")
     db.session.flush()
-    _audit_user(AuditAction.PASSWORD_CHANGE, user.id, actor=actor, reset_by_administrator=True)
+    who = {"reset_by_administrator": True} if actor is not None else {"reset_by_operator": True}
+    _audit_user(AuditAction.PASSWORD_CHANGE, user.id, actor=actor, **who)
     return temporary
 
 
@@ -617,6 +619,41 @@ class SessionCheck:
     session: UserSession | None
     ended_reason: str | None = None  # "idle_timeout", "absolute_timeout", "revoked", ...
     changed: bool = False  # rows were written and need a commit
+    user_id: int | None = None  # whose session it was (also when it has just ended)
+
+
+def idle_timeout() -> dt.timedelta:
+    """The idle sign-out (``SESSION_IDLE_TIMEOUT_MINUTES``, a float allowed for tests)."""
+    return dt.timedelta(minutes=float(current_app.config["SESSION_IDLE_TIMEOUT_MINUTES"]))
+
+
+def absolute_timeout() -> dt.timedelta:
+    return dt.timedelta(hours=float(current_app.config["SESSION_ABSOLUTE_TIMEOUT_HOURS"]))
+
+
+def _touch_interval() -> float:
+    # Once a minute at most, but often enough that a short idle timeout still sees
+    # activity (a tenth of it).
+    return min(SESSION_TOUCH_SECONDS, idle_timeout().total_seconds() / 10)
+
+
+def seconds_left(session: UserSession, now: dt.datetime | None = None) -> float:
+    """Seconds (float, >= 0) before ``session`` ends: whichever comes first of the idle
+    sign-out (from ``last_seen_at``) and the absolute limit (from ``created_at``)."""
+    now = now or utcnow()
+    idle_end = session.last_seen_at + idle_timeout()
+    absolute_end = session.created_at + absolute_timeout()
+    return max(0.0, (min(idle_end, absolute_end) - now).total_seconds())
+
+
+def keep_alive(session: UserSession) -> float:
+    """The user is active (typing in a form): reset the idle clock of ``session``.
+    The absolute limit is never extended (``created_at`` is untouched). Returns
+    ``seconds_left()`` afterwards. HIPAA 164.312(a)(2)(iii) automatic logoff."""
+    now = utcnow()
+    session.last_seen_at = now
+    db.session.flush()
+    return seconds_left(session, now)
 
 
 def check_session(token: str) -> SessionCheck:
@@ -625,7 +662,6 @@ def check_session(token: str) -> SessionCheck:
     Idle and absolute timeouts (HIPAA automatic logoff) are enforced here, on the server.
     ``last_seen_at`` is written at most once a minute, not on every request.
     """
-    config = current_app.config
     session = db.session.scalar(
         sa.select(UserSession).where(UserSession.token_hash == passwords.token_digest(token))
     )
@@ -634,8 +670,8 @@ def check_session(token: str) -> SessionCheck:
     if session.revoked_at is not None:
         return SessionCheck(None, "revoked")
     now = utcnow()
-    idle = dt.timedelta(minutes=config["SESSION_IDLE_TIMEOUT_MINUTES"])
-    absolute = dt.timedelta(hours=config["SESSION_ABSOLUTE_TIMEOUT_HOURS"])
+    idle = idle_timeout()
+    absolute = absolute_timeout()
     reason = None
     if not session.user.active:
         reason = "deactivated"
@@ -646,8 +682,8 @@ def check_session(token: str) -> SessionCheck:
     if reason:
         revoke_session(session, reason=reason)
         _audit_user(AuditAction.SESSION_EXPIRED, session.user_id, actor=None, reason=reason)
-        return SessionCheck(None, reason, changed=True)
-    if (now - session.last_seen_at).total_seconds() >= SESSION_TOUCH_SECONDS:
+        return SessionCheck(None, reason, changed=True, user_id=session.user_id)
+    if (now - session.last_seen_at).total_seconds() >= _touch_interval():
         session.last_seen_at = now
         db.session.flush()
         return SessionCheck(session, changed=True)

@@ -10,6 +10,7 @@ from flask import (
     current_app,
     flash,
     g,
+    jsonify,
     redirect,
     render_template,
     request,
@@ -19,7 +20,7 @@ from flask import (
 from flask_login import current_user
 
 from clinic.accounts import services
-from clinic.accounts.auth import complete_login, end_login, safe_next
+from clinic.accounts.auth import clear_keeping_draft, complete_login, end_login, safe_next
 from clinic.accounts.forms import (
     ChangePasswordForm,
     ConfirmForm,
@@ -28,10 +29,10 @@ from clinic.accounts.forms import (
     PasswordConfirmForm,
     SecondFactorForm,
 )
-from clinic.accounts.models import User
+from clinic.accounts.models import User, UserSession
 from clinic.errors import DomainError
 from clinic.extensions import db, limiter
-from clinic.security import authenticated, public
+from clinic.security import SESSION_END_MESSAGES, authenticated, public
 from clinic.web import show_domain_error
 
 bp = Blueprint("accounts", __name__)
@@ -50,6 +51,9 @@ def login_rate_limit() -> str:
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("main.home"))
+    if request.method == "GET" and g.get("session_ended_reason") in SESSION_END_MESSAGES:
+        # The page replaced itself at the idle sign-out: say why.
+        flash(SESSION_END_MESSAGES[g.session_ended_reason], "warning")
     # Checked before anything is written: nothing in the request can fail after the
     # session is created.
     next_url = safe_next(request.args.get("next"))
@@ -59,13 +63,13 @@ def login():
         db.session.commit()  # keep the failure count even when the login fails
         if attempt.user is not None:
             if attempt.user.mfa_enabled:
-                session.clear()
+                clear_keeping_draft()
                 session["mfa_user_id"] = attempt.user.id
                 session["mfa_started"] = int(time.time())
                 return redirect(url_for("accounts.second_factor", next=next_url))
-            complete_login(attempt.user)
+            draft_path = complete_login(attempt.user)
             db.session.commit()
-            return redirect(next_url or url_for("main.home"))
+            return redirect(draft_path or next_url or url_for("main.home"))
         form.form_errors.append(LOGIN_FAILED)
     form.password.data = ""
     return render_template("accounts/login.html", form=form)
@@ -99,9 +103,9 @@ def second_factor():
     if form.validate_on_submit():
         ok = services.verify_second_factor(user, form.code.data)
         if ok:
-            complete_login(user)
+            draft_path = complete_login(user)
             db.session.commit()
-            return redirect(next_url or url_for("main.home"))
+            return redirect(draft_path or next_url or url_for("main.home"))
         db.session.commit()  # the failure counts towards the lockout
         if user.is_locked():
             session.clear()
@@ -117,13 +121,22 @@ def second_factor():
 def logout():
     user_session_id = g.get("user_session_id")
     if user_session_id is not None:
-        from clinic.accounts.models import UserSession
-
         services.logout(db.session.get(UserSession, user_session_id))
         db.session.commit()
     end_login()
     flash("You have signed out.", "info")
     return redirect(url_for("accounts.login"))
+
+
+@bp.post("/session/keep-alive")
+@authenticated
+def keep_alive():
+    """The user is typing (clinic.static/session.js): reset the idle clock, never the
+    absolute limit. CSRF-protected (the X-CSRFToken header). Answers the seconds left."""
+    user_session = db.session.get(UserSession, g.user_session_id)
+    seconds_left = services.keep_alive(user_session)
+    db.session.commit()
+    return jsonify(seconds_left=round(seconds_left, 1))
 
 
 @bp.get("/account")

@@ -118,15 +118,55 @@ class AuditChainHead(Base):
     last_hash: Mapped[str] = mapped_column(sa.String(64))
 
 
+class ReviewOutcome(StrEnum):
+    """What the administrator who reviewed an emergency access concluded."""
+
+    APPROPRIATE = "appropriate"
+    ESCALATED = "escalated"
+
+    @property
+    def label(self) -> str:
+        return {
+            "appropriate": "Appropriate: the reason justified the access",
+            "escalated": "Escalated: referred for follow-up (privacy officer)",
+        }[self]
+
+    @property
+    def short_label(self) -> str:
+        return {"appropriate": "Appropriate", "escalated": "Escalated"}[self]
+
+
+REVIEW_NOTE_MAX = 1000
+REVIEW_OUTCOME_VALUES = ", ".join(f"'{o.value}'" for o in ReviewOutcome)
+
+
 class BreakGlassGrant(Base):
     """Emergency access (HIPAA 164.312(a)(2)(ii)): a clinician opens a patient outside their
     sites after giving a reason. It lasts a short time, is flagged in the audit trail and
-    waits on an administrator's review list until acknowledged."""
+    waits on an administrator's review list until acknowledged with an outcome
+    (``ReviewOutcome``) and, for an escalation, a note saying why."""
 
     __tablename__ = "break_glass_grant"
     __table_args__ = (
         sa.CheckConstraint("length(reason) >= 10", name="reason_given"),
         sa.CheckConstraint("expires_at > granted_at", name="expires_after_grant"),
+        sa.CheckConstraint(
+            f"review_outcome IS NULL OR review_outcome IN ({REVIEW_OUTCOME_VALUES})",
+            name="review_outcome_valid",
+        ),
+        # An acknowledged grant always says what the review concluded, and only then.
+        sa.CheckConstraint(
+            "(acknowledged_at IS NULL) = (review_outcome IS NULL)", name="review_complete"
+        ),
+        sa.CheckConstraint(
+            "review_outcome IS NULL OR review_outcome <> 'escalated' "
+            "OR (review_note IS NOT NULL AND length(trim(review_note)) > 0)",
+            name="escalation_explained",
+        ),
+        sa.CheckConstraint(
+            f"review_note IS NULL OR length(review_note) <= {REVIEW_NOTE_MAX}",
+            name="review_note_length",
+        ),
         sa.Index("ix_break_glass_grant_user_patient", "user_id", "patient_id", "expires_at"),
         sa.Index("ix_break_glass_grant_unacknowledged", "acknowledged_at", "granted_at"),
     )
@@ -139,3 +179,8 @@ class BreakGlassGrant(Base):
     expires_at: Mapped[dt.datetime]
     acknowledged_at: Mapped[dt.datetime | None]
     acknowledged_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+    review_outcome: Mapped[ReviewOutcome | None] = mapped_column(
+        _str_enum(ReviewOutcome, "review_outcome", 16, check=False)
+    )
+    # The reviewer's note: kept on the grant, never copied into the audit trail.
+    review_note: Mapped[str | None] = mapped_column(sa.String(REVIEW_NOTE_MAX))

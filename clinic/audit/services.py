@@ -24,6 +24,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from flask import Flask, Response, g, has_request_context, request
@@ -32,20 +33,25 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from clinic.accounts.models import User, user_site
+from clinic.audit import display
 from clinic.audit.keys import AuditKeys, audit_keys
 from clinic.audit.keys import configure as configure_keys
 from clinic.audit.models import (
     GENESIS_HASH,
+    REVIEW_NOTE_MAX,
     AuditAction,
     AuditChainHead,
     AuditEvent,
     AuditOutcome,
     BreakGlassGrant,
+    ReviewOutcome,
 )
 from clinic.converters import DATABASE_INT_MAX
 from clinic.db import utcnow
+from clinic.errors import DomainError
 from clinic.extensions import db
 from clinic.patients.models import Patient
+from clinic.sites.models import Site
 
 PENDING_KEY = "audit_pending"
 # Largest id an INTEGER column holds (PostgreSQL int4): a larger one never reaches a query.
@@ -497,6 +503,79 @@ class AuditFilters:
     date_to: dt.date | None = None
 
 
+USER_PREFIX_LIMIT = 200
+
+
+def _prefix_range(column: sa.ColumnElement, prefix: str) -> sa.ColumnElement[bool]:
+    # A range, not LIKE: the typed text carries no wildcards, and a b-tree index on the
+    # column (app_user's unique username) serves it on SQLite and PostgreSQL alike.
+    last = ord(prefix[-1])
+    if last >= 0x10FFFF:
+        return column >= prefix
+    return sa.and_(column >= prefix, column < prefix[:-1] + chr(last + 1))
+
+
+def users_with_prefix(prefix: str, scope: AuditScope) -> list[int]:
+    """Ids of the users in ``scope`` (working at one of its sites) whose username starts
+    with ``prefix`` (case-insensitive, surrounding spaces ignored), at most
+    ``USER_PREFIX_LIMIT``; [] for an empty prefix. The range is checked again in Python,
+    since a database collation may order punctuation differently from code points."""
+    prefix = prefix.strip().lower()
+    if not prefix:
+        return []
+    query = sa.select(User.id, User.username).where(_prefix_range(User.username, prefix))
+    if scope.site_ids is not None:
+        at_sites = sa.select(user_site.c.user_id).where(user_site.c.site_id.in_(scope._sites()))
+        query = query.where(User.id.in_(at_sites))
+    rows = db.session.execute(query.order_by(User.username).limit(USER_PREFIX_LIMIT))
+    return [user_id for user_id, username in rows if username.startswith(prefix)]
+
+
+@dataclass
+class PatientLookup:
+    """What the viewer's patient filter found: exactly one ``patient`` in scope,
+    several ``candidates`` to choose from, or nothing (``refused``: an MRN that is
+    unknown or outside the scope, which the caller records as ``access_denied``;
+    ``refused_id``: the patient it names, if any)."""
+
+    patient: Patient | None = None
+    candidates: list[Patient] | None = None
+    refused: bool = False
+    refused_id: int | None = None
+
+
+PATIENT_CHOICES_LIMIT = 20
+
+
+def find_patient(user: Any, scope: AuditScope, text: str) -> PatientLookup:
+    """The patient an administrator means by ``text``: an MRN ("MAIN-1042", any case),
+    else a name or date of birth as the patient search reads it, inside ``scope`` only
+    (records entered in error included: their trail stays readable). Several matches
+    come back as at most ``PATIENT_CHOICES_LIMIT`` candidates, with their sites loaded."""
+    from sqlalchemy.orm import selectinload
+
+    # Imported here: the patients domain records through clinic.audit at import time.
+    from clinic.patients import services as patients
+
+    text = text.strip()
+    if patients.MRN_RE.match(text):
+        found = db.session.scalar(sa.select(Patient).where(Patient.mrn == text.upper()))
+        if found is None or not scope.patient_visible(found.id):
+            return PatientLookup(refused=True, refused_id=found.id if found else None)
+        return PatientLookup(patient=found)
+    matches = list(
+        db.session.scalars(
+            patients.search_patients(user, text, include_in_error=True)
+            .options(selectinload(Patient.site))
+            .order_by(Patient.last_name, Patient.first_name, Patient.id)
+            .limit(PATIENT_CHOICES_LIMIT + 1)
+        )
+    )
+    if len(matches) == 1:
+        return PatientLookup(patient=matches[0])
+    return PatientLookup(candidates=matches)
+
+
 def _first_seq_at_or_after(moment: dt.datetime) -> int | None:
     # One seek on the occurred_at index (events are appended in time order), not a
     # min() over every later event.
@@ -514,10 +593,10 @@ def filtered_events(filters: AuditFilters, scope: AuditScope) -> sa.Select:
     index, so every filter is served by an index ending in ``seq``."""
     query = sa.select(AuditEvent).where(scope.event_clause())
     if filters.username:
-        username = filters.username.strip().lower()
-        if not scope.user_visible(username):
-            query = query.where(sa.false())
-        query = query.where(AuditEvent.username == username)
+        user_ids = users_with_prefix(filters.username, scope)
+        if not user_ids:
+            return query.where(sa.false())
+        query = query.where(AuditEvent.user_id.in_(user_ids))
     if filters.patient_id:
         if not 1 <= filters.patient_id <= MAX_ID or not scope.patient_visible(filters.patient_id):
             return query.where(sa.false())
@@ -552,6 +631,43 @@ def event_page(
     return events[:size], next_cursor
 
 
+@dataclass
+class ViewerRow:
+    """An event as the viewer lists it: the moment in its site's time (or the viewer's
+    first site's) beside UTC, and the patient's MRN rather than an internal id."""
+
+    event: AuditEvent
+    when: display.Moment
+    mrn: str | None
+
+
+def viewer_rows(events: list[AuditEvent], *, fallback_timezone: str | None) -> list[ViewerRow]:
+    """``events`` with their display: two statements (the events' sites, the patients'
+    MRNs) whatever their number, none without events."""
+    if not events:
+        return []
+    site_ids = {e.site_id for e in events if e.site_id is not None}
+    zones: dict[int, str] = {}
+    if site_ids:
+        rows = db.session.execute(sa.select(Site.id, Site.timezone).where(Site.id.in_(site_ids)))
+        zones = {site_id: zone for site_id, zone in rows}  # noqa: C416 (see access_report)
+    patient_ids = {e.patient_id for e in events if e.patient_id is not None}
+    mrns: dict[int, str] = {}
+    if patient_ids:
+        rows = db.session.execute(
+            sa.select(Patient.id, Patient.mrn).where(Patient.id.in_(patient_ids))
+        )
+        mrns = {patient_id: mrn for patient_id, mrn in rows}  # noqa: C416
+    return [
+        ViewerRow(
+            event=e,
+            when=display.moment(e.occurred_at, zones.get(e.site_id) or fallback_timezone),
+            mrn=mrns.get(e.patient_id),
+        )
+        for e in events
+    ]
+
+
 def iter_events(
     filters: AuditFilters, *, scope: AuditScope, batch_size: int = 2000
 ) -> Iterator[AuditEvent]:
@@ -575,14 +691,66 @@ def _grants_in_scope(scope: AuditScope) -> sa.Select:
     return query
 
 
+@dataclass
+class GrantRow:
+    """One emergency access as the review shows it: the grant, who opened which patient
+    at which site, who reviewed it, and how many pages of the patient's record the
+    clinician viewed while the grant lasted."""
+
+    grant: BreakGlassGrant
+    clinician: User
+    patient: Patient
+    site: Site
+    reviewer: User | None
+    pages_viewed: int
+
+
+def _grant_rows(query: sa.Select) -> list[GrantRow]:
+    # One statement for the whole list: the people, the patient, the site and the
+    # count of views inside the grant's window (a correlated subquery on the
+    # (user_id, seq) index), whatever the number of grants.
+    clinician = sa.orm.aliased(User)
+    reviewer = sa.orm.aliased(User)
+    views = (
+        sa.select(sa.func.count(AuditEvent.id))
+        .where(
+            AuditEvent.user_id == BreakGlassGrant.user_id,
+            AuditEvent.patient_id == BreakGlassGrant.patient_id,
+            AuditEvent.action == AuditAction.VIEW,
+            AuditEvent.occurred_at >= BreakGlassGrant.granted_at,
+            AuditEvent.occurred_at < BreakGlassGrant.expires_at,
+        )
+        .correlate(BreakGlassGrant)
+        .scalar_subquery()
+    )
+    query = (
+        query.add_columns(clinician, Patient, Site, reviewer, views)
+        .join(clinician, clinician.id == BreakGlassGrant.user_id)
+        .join(Patient, Patient.id == BreakGlassGrant.patient_id)
+        .join(Site, Site.id == Patient.site_id)
+        .outerjoin(reviewer, reviewer.id == BreakGlassGrant.acknowledged_by_id)
+    )
+    return [GrantRow(*row) for row in db.session.execute(query)]
+
+
 def break_glass_grants(
     scope: AuditScope, *, unacknowledged_only: bool = True, limit: int = 200
-) -> list[BreakGlassGrant]:
-    """Emergency accesses to patients in ``scope``, newest first (the review list)."""
+) -> list[GrantRow]:
+    """Emergency accesses to patients in ``scope``, newest first (the review list), at
+    most ``limit``; in one statement whatever their number."""
     query = _grants_in_scope(scope).order_by(BreakGlassGrant.granted_at.desc()).limit(limit)
     if unacknowledged_only:
         query = query.where(BreakGlassGrant.acknowledged_at.is_(None))
-    return list(db.session.scalars(query))
+    return _grant_rows(query)
+
+
+def grant_row(scope: AuditScope, grant_id: int) -> GrantRow | None:
+    """One grant as the review shows it, or None when it does not exist or its patient
+    lies outside ``scope`` (the caller answers 404 for both)."""
+    if not 1 <= grant_id <= MAX_ID:
+        return None
+    rows = _grant_rows(_grants_in_scope(scope).where(BreakGlassGrant.id == grant_id))
+    return rows[0] if rows else None
 
 
 def grant_for_review(scope: AuditScope, grant_id: int) -> BreakGlassGrant | None:
@@ -592,18 +760,145 @@ def grant_for_review(scope: AuditScope, grant_id: int) -> BreakGlassGrant | None
     return db.session.scalar(_grants_in_scope(scope).where(BreakGlassGrant.id == grant_id))
 
 
-def acknowledge_break_glass(grant: BreakGlassGrant, *, actor: Any) -> None:
+ESCALATION_NOTE_MESSAGE = "Say why this access is escalated and to whom."
+ALREADY_REVIEWED_MESSAGE = "This emergency access was already acknowledged; nothing was changed."
+
+
+def acknowledge_break_glass(
+    grant: BreakGlassGrant, *, actor: Any, outcome: ReviewOutcome | str, note: str | None = None
+) -> None:
     """An administrator has reviewed an emergency access and its reason
-    (HIPAA 164.308(a)(1)(ii)(D) information system activity review)."""
-    if grant.acknowledged_at is not None:
-        return
-    grant.acknowledged_at = utcnow()
-    grant.acknowledged_by_id = actor.id
-    db.session.flush()
+    (HIPAA 164.308(a)(1)(ii)(D) information system activity review): ``outcome`` is
+    ``appropriate`` or ``escalated``; ``note`` (at most ``REVIEW_NOTE_MAX`` characters)
+    is required for an escalation and stays on the grant: the audit event records the
+    outcome, never the note.
+
+    Raises ``DomainError`` (field ``outcome`` or ``note``) for an unknown outcome or an
+    escalation without a note, and when the grant was already acknowledged, by this
+    request's reader or a racing one (the UPDATE only changes an unacknowledged row).
+    The CHECKs on ``break_glass_grant`` hold the same rules in the database.
+    """
+    try:
+        outcome = ReviewOutcome(outcome)
+    except ValueError:
+        raise DomainError("Choose an outcome.", field="outcome") from None
+    note = (note or "").strip() or None
+    if outcome is ReviewOutcome.ESCALATED and note is None:
+        raise DomainError(ESCALATION_NOTE_MESSAGE, field="note")
+    if note is not None and len(note) > REVIEW_NOTE_MAX:
+        raise DomainError(f"Enter at most {REVIEW_NOTE_MAX} characters.", field="note")
+    grant_id, patient_id = grant.id, grant.patient_id
+    table = BreakGlassGrant.__table__
+    changed = db.session.execute(
+        sa.update(table)
+        .where(table.c.id == grant_id, table.c.acknowledged_at.is_(None))
+        .values(
+            acknowledged_at=utcnow(),
+            acknowledged_by_id=actor.id,
+            review_outcome=outcome.value,
+            review_note=note,
+        )
+    ).rowcount
+    if changed != 1:
+        raise DomainError(ALREADY_REVIEWED_MESSAGE)
+    db.session.expire(grant)
     record(
         AuditAction.ACKNOWLEDGE,
         actor=actor,
         entity_type="break_glass_grant",
-        entity_id=grant.id,
-        patient_id=grant.patient_id,
+        entity_id=grant_id,
+        patient_id=patient_id,
+        details={"outcome": outcome.value},
     )
+
+
+# --- patient access report ------------------------------------------------------------
+
+
+@dataclass
+class AccessEntry:
+    """One access to a patient's record as the report shows it: no ids, hashes or IPs."""
+
+    when: display.Moment
+    who: str
+    role: str
+    what: str
+    reason: str | None
+
+
+@dataclass
+class AccessReport:
+    patient: Patient
+    site: Site
+    date_from: dt.date | None
+    date_to: dt.date | None
+    entries: list[AccessEntry]
+
+
+def _site_day_start(day: dt.date, timezone: str) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), ZoneInfo(timezone)).astimezone(dt.UTC)
+
+
+def access_report(
+    patient: Patient, *, date_from: dt.date | None = None, date_to: dt.date | None = None
+) -> AccessReport:
+    """Who accessed ``patient``'s record, newest first, for the accounting a patient may
+    ask for (45 CFR 164.528; 42 CFR 2.24): each successful event about the patient with
+    the person's full name and role at the time, the moment in the patient's site time,
+    the access in plain words (``display.describe``) and, for emergency access, the
+    reason the clinician gave. ``date_from``/``date_to`` are days in the site's time
+    zone, both included. Refused attempts are not accesses and are left out.
+
+    Four statements whatever the number of events: the site, the events (by the
+    ``(patient_id, seq)`` index), the people and the patient's emergency-access grants.
+    The caller has checked that the administrator may see the patient.
+    """
+    site = db.session.get(Site, patient.site_id)
+    query = sa.select(AuditEvent).where(
+        AuditEvent.patient_id == patient.id, AuditEvent.outcome == AuditOutcome.SUCCESS
+    )
+    if date_from is not None:
+        query = query.where(AuditEvent.occurred_at >= _site_day_start(date_from, site.timezone))
+    if date_to is not None:
+        end = _site_day_start(date_to + dt.timedelta(days=1), site.timezone)
+        query = query.where(AuditEvent.occurred_at < end)
+    events = list(db.session.scalars(query.order_by(AuditEvent.seq.desc())))
+    user_ids = {e.user_id for e in events if e.user_id is not None}
+    names: dict[int, str] = {}
+    if user_ids:
+        rows = db.session.execute(sa.select(User.id, User.full_name).where(User.id.in_(user_ids)))
+        # Not dict(rows): a Result has .keys() (its columns), so dict() would index it.
+        names = {user_id: full_name for user_id, full_name in rows}  # noqa: C416
+    grants = list(
+        db.session.scalars(
+            sa.select(BreakGlassGrant).where(BreakGlassGrant.patient_id == patient.id)
+        )
+    )
+
+    def emergency_reason(event: AuditEvent, details: dict) -> str | None:
+        if event.action == AuditAction.BREAK_GLASS:
+            return next((g.reason for g in grants if str(g.id) == event.entity_id), None)
+        if not details.get("break_glass"):
+            return None
+        return next(
+            (
+                g.reason
+                for g in grants
+                if g.user_id == event.user_id and g.granted_at <= event.occurred_at < g.expires_at
+            ),
+            None,
+        )
+
+    entries = []
+    for item in events:
+        details = display.details_of(item.details)
+        entries.append(
+            AccessEntry(
+                when=display.moment(item.occurred_at, site.timezone),
+                who=names.get(item.user_id) or ("A former user" if item.user_id else "The system"),
+                role=display.role_label(item.role) if item.user_id else "",
+                what=display.describe(item.action.value, item.entity_type, details),
+                reason=emergency_reason(item, details),
+            )
+        )
+    return AccessReport(patient, site, date_from, date_to, entries)

@@ -9,6 +9,7 @@ error and no events (the CSV export answers 400): a filter never fails open.
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from flask import (
     Blueprint,
@@ -23,16 +24,17 @@ from flask import (
 )
 from flask_login import current_user
 
-from clinic.accounts.forms import ConfirmForm
 from clinic.accounts.services import user_by_username
-from clinic.audit import services
+from clinic.audit import display, services
 from clinic.audit.csvsafe import csv_lines
-from clinic.audit.forms import AuditFilterForm
+from clinic.audit.forms import AuditFilterForm, ReportPeriodForm, ReviewForm
 from clinic.audit.models import AuditAction, BreakGlassGrant
+from clinic.db import utcnow
 from clinic.errors import record_denied
 from clinic.extensions import db
 from clinic.patients.models import Patient
 from clinic.security import Permission, require_permission
+from clinic.web import save
 
 bp = Blueprint("audit", __name__, url_prefix="/admin/audit")
 
@@ -57,12 +59,12 @@ CURSOR_RE = re.compile(r"[0-9]{1,30}")
 
 
 def _filters(form: AuditFilterForm) -> services.AuditFilters | None:
-    """The form's filters, or None when one is invalid (the caller shows no events)."""
+    """The form's filters, or None when one is invalid (the caller shows no events).
+    The patient and user are looked up separately (``_resolve``)."""
     if not form.validate():
         return None
     return services.AuditFilters(
         username=form.user.data or None,
-        patient_id=form.patient.data,
         action=form.action.data or None,
         entity_type=form.entity.data or None,
         date_from=form.date_from.data,
@@ -70,19 +72,55 @@ def _filters(form: AuditFilterForm) -> services.AuditFilters | None:
     )
 
 
-def _refuse_out_of_scope(filters: services.AuditFilters, scope: services.AuditScope) -> bool:
-    """Record ``access_denied`` for a patient or user filter outside the administrator's
-    sites (the query then matches nothing); True when one was refused."""
-    refused = False
-    if filters.patient_id and not scope.patient_visible(filters.patient_id):
-        exists = db.session.get(Patient, filters.patient_id) is not None
-        record_denied("patient", filters.patient_id, filters.patient_id if exists else None)
-        refused = True
-    if filters.username and not scope.user_visible(filters.username.strip().lower()):
-        user = user_by_username(filters.username)
-        record_denied("user", user.id if user else None)
-        refused = True
-    return refused
+@dataclass
+class Resolved:
+    """The filters after the patient and user were looked up inside the scope:
+    ``matches_nothing`` when one of them found no one (no events are read), with a
+    ``notice`` saying so, or ``candidates`` when a name matched several patients."""
+
+    matches_nothing: bool = False
+    refused: bool = False
+    notice: str | None = None
+    candidates: list[Patient] | None = None
+
+
+def _resolve(
+    form: AuditFilterForm, filters: services.AuditFilters, scope: services.AuditScope
+) -> Resolved:
+    """Turn the patient filter into a patient in scope, and check the username prefix.
+    An MRN unknown or outside the administrator's sites, and a username of another site,
+    are recorded as ``access_denied`` and match nothing (the same answer for both)."""
+    resolved = Resolved()
+    text = (form.patient.data or "").strip()
+    if text:
+        lookup = services.find_patient(current_user, scope, text)
+        if lookup.patient is not None:
+            filters.patient_id = lookup.patient.id
+        elif lookup.refused:
+            record_denied("patient", lookup.refused_id, lookup.refused_id)
+            resolved.matches_nothing = resolved.refused = True
+            resolved.notice = f"No patient at your sites has the MRN {text.upper()}."
+        elif lookup.candidates:
+            resolved.matches_nothing = True
+            resolved.candidates = lookup.candidates[: services.PATIENT_CHOICES_LIMIT]
+            more = len(lookup.candidates) > services.PATIENT_CHOICES_LIMIT
+            resolved.notice = f"Several patients match \u201c{text}\u201d: choose one" + (
+                " (only the first 20 are listed: type more of the name)." if more else "."
+            )
+        else:
+            resolved.matches_nothing = True
+            resolved.notice = f"No patient at your sites matches \u201c{text}\u201d."
+    if filters.username and not services.users_with_prefix(filters.username, scope):
+        exact = user_by_username(filters.username)
+        if exact is not None and scope.site_ids is not None:
+            record_denied("user", exact.id)
+            resolved.refused = True
+        resolved.matches_nothing = True
+        resolved.notice = (
+            f"No user at your sites has a username starting with "
+            f"\u201c{filters.username.strip()}\u201d."
+        )
+    return resolved
 
 
 def _cursor() -> int | None:
@@ -112,6 +150,12 @@ def _audit_reading(
     )
 
 
+def _first_site_timezone() -> str | None:
+    """The viewer's first site's time zone: the time shown for events without a site."""
+    sites = current_user.sites
+    return sites[0].timezone if sites else None
+
+
 @bp.get("/")
 @require_permission(Permission.AUDIT_READ)
 def index():
@@ -119,20 +163,22 @@ def index():
     before = _cursor()
     scope = services.AuditScope.of(current_user)
     filters = _filters(form)
-    events, next_cursor, refused = [], None, False
+    events, next_cursor, resolved = [], None, Resolved()
     if filters is not None:
-        refused = _refuse_out_of_scope(filters, scope)
-        events, next_cursor = services.event_page(filters, scope=scope, before=before)
-    _audit_reading(AuditAction.VIEW, filters, refused=refused)
+        resolved = _resolve(form, filters, scope)
+        if not resolved.matches_nothing:
+            events, next_cursor = services.event_page(filters, scope=scope, before=before)
+    _audit_reading(AuditAction.VIEW, filters, refused=resolved.refused)
     return (
         render_template(
             "audit/index.html",
             form=form,
-            events=events,
+            rows=services.viewer_rows(events, fallback_timezone=_first_site_timezone()),
             next_cursor=next_cursor,
             args=form.submitted_filters() if filters is not None else {},
             first_page=before is None,
             invalid=filters is None,
+            resolved=resolved,
         ),
         200 if filters is not None else 400,
     )
@@ -154,12 +200,14 @@ def export():
             mimetype="text/plain",
         )
     scope = services.AuditScope.of(current_user)
-    refused = _refuse_out_of_scope(filters, scope)
-    _audit_reading(AuditAction.EXPORT, filters, refused=refused)
+    resolved = _resolve(form, filters, scope)
+    _audit_reading(AuditAction.EXPORT, filters, refused=resolved.refused)
     # The export's own event is committed before the file streams.
     db.session.commit()
 
     def rows():
+        if resolved.matches_nothing:
+            return
         for event in services.iter_events(filters, scope=scope):
             yield [
                 event.seq,
@@ -186,47 +234,77 @@ def export():
     )
 
 
+@bp.context_processor
+def _display_helpers() -> dict:
+    return {"moment": display.moment, "role_label": display.role_label}
+
+
 @bp.get("/break-glass")
 @require_permission(Permission.AUDIT_READ)
 def break_glass():
     show_all = request.args.get("show") == "all"
     scope = services.AuditScope.of(current_user)
-    grants = services.break_glass_grants(scope, unacknowledged_only=not show_all)
+    rows = services.break_glass_grants(scope, unacknowledged_only=not show_all)
     services.record(AuditAction.VIEW, actor=current_user, entity_type="break_glass_review")
-    return render_template(
-        "audit/break_glass.html", grants=grants, show_all=show_all, form=ConfirmForm()
-    )
+    return render_template("audit/break_glass.html", rows=rows, show_all=show_all)
 
 
-@bp.post("/break-glass/<int:grant_id>/acknowledge")
-@require_permission(Permission.AUDIT_READ)
-def acknowledge(grant_id: int):
-    form = ConfirmForm()
-    grant = services.grant_for_review(services.AuditScope.of(current_user), grant_id)
-    if grant is None:
+def _grant_or_404(grant_id: int) -> services.GrantRow:
+    row = services.grant_row(services.AuditScope.of(current_user), grant_id)
+    if row is None:
         # Missing, or a patient at another site: the same answer, and on the record.
         existing = (
             db.session.get(BreakGlassGrant, grant_id) if grant_id <= services.MAX_ID else None
         )
         record_denied("break_glass_grant", grant_id, existing.patient_id if existing else None)
         abort(404)
+    return row
+
+
+@bp.route("/break-glass/<int:grant_id>/acknowledge", methods=["GET", "POST"])
+@require_permission(Permission.AUDIT_READ)
+def acknowledge(grant_id: int):
+    """One emergency access in full, and its acknowledgement (outcome, note, confirm)."""
+    row = _grant_or_404(grant_id)
+    form = ReviewForm()
     if form.validate_on_submit():
-        services.acknowledge_break_glass(grant, actor=current_user)
-        db.session.commit()
-        flash("Acknowledged.", "success")
-    return redirect(url_for("audit.break_glass"))
+        outcome = save(
+            form,
+            lambda: services.acknowledge_break_glass(
+                row.grant, actor=current_user, outcome=form.outcome.data, note=form.note.data
+            ),
+        )
+        if outcome.saved:
+            flash("Acknowledged: the review's outcome is recorded.", "success")
+            return redirect(url_for("audit.break_glass"))
+    services.record(
+        AuditAction.VIEW,
+        actor=current_user,
+        entity_type="break_glass_grant",
+        entity_id=row.grant.id,
+        patient_id=row.patient.id,
+        site_id=row.patient.site_id,
+    )
+    status = 400 if form.errors else 200
+    return render_template("audit/break_glass_review.html", row=row, form=form), status
 
 
 @bp.get("/patients/<int:patient_id>")
 @require_permission(Permission.AUDIT_READ)
 def patient_access(patient_id: int):
-    """Who looked at or changed this patient's record, when and what (printable)."""
+    """Who accessed this patient's record, when and how: an accounting a clinic can hand
+    to the patient (printable). An invalid period shows its error and no entries."""
     scope = services.AuditScope.of(current_user)
     patient = db.session.get(Patient, patient_id) if patient_id <= services.MAX_ID else None
     if patient is None or not scope.patient_visible(patient.id):
         record_denied("patient", patient_id, patient.id if patient else None)
         abort(404)
-    events = list(services.iter_events(services.AuditFilters(patient_id=patient.id), scope=scope))
+    form = ReportPeriodForm(request.args)
+    report = None
+    if form.validate():
+        report = services.access_report(
+            patient, date_from=form.date_from.data, date_to=form.date_to.data
+        )
     services.record(
         AuditAction.VIEW,
         actor=current_user,
@@ -234,4 +312,14 @@ def patient_access(patient_id: int):
         patient_id=patient.id,
         site_id=patient.site_id,
     )
-    return render_template("audit/patient_access.html", patient=patient, events=events)
+    return (
+        render_template(
+            "audit/patient_access.html",
+            patient=patient,
+            site=patient.site,
+            form=form,
+            report=report,
+            today=display.moment(utcnow(), patient.site.timezone),
+        ),
+        200 if report is not None else 400,
+    )

@@ -84,9 +84,7 @@ def seed(site: Site, east: Site, counselors: list[User], actor: User) -> int:
                 kind=kind,
                 active=True,
                 care_plan_review_days=90,
-                take_home_cap_days_0_14=7,
-                take_home_cap_days_15_30=14,
-                take_home_cap_days_31_plus=28,
+                # 42 CFR 8.12(i) caps: an OTP's only (empty: the federal caps).
             ),
         )
         for name, kind in PROGRAMS
@@ -132,7 +130,7 @@ def seed(site: Site, east: Site, counselors: list[User], actor: User) -> int:
                 gender_identity="non-binary" if sex == "nonbinary" else None,
                 primary_substance=substance,
                 intake_date=admitted,
-                phone=f"555-01{n:02d}",
+                phone=f"+1518555{n + 100:04d}",  # 555-01xx: fictional numbers
                 city="Riverside",
                 state="NY",
             ),

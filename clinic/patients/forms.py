@@ -33,10 +33,16 @@ from clinic.forms import ClinicForm
 from clinic.patients.models import (
     ASAM_LEVELS,
     FEDERAL_TAKE_HOME_CAPS,
+    TAKE_HOME_CAP_COLUMNS,
     DischargeReason,
     ProgramKind,
     SexAtBirth,
     Substance,
+)
+
+TAKE_HOME_CAPS_NOT_OTP_MESSAGE = (
+    "Take-home caps (42 CFR 8.12(i)) apply to opioid treatment programs only: leave this "
+    "empty for this kind of program."
 )
 
 DATE_HELP = "YYYY-MM-DD"
@@ -126,7 +132,11 @@ class PatientFields(PatientsBaseForm):
         validators=[Optional(), Length(max=60)],
         description="Optional, in the patient's own words.",
     )
-    phone = TelField("Phone", validators=[Optional(), Length(max=32)])
+    phone = TelField(
+        "Phone",
+        validators=[Optional(), Length(max=32)],
+        description="With the area code, e.g. (312) 555-0147; another country: +44 …",
+    )
     email = EmailField(
         "Email", validators=[Optional(), Length(max=254), Email(check_deliverability=False)]
     )
@@ -134,7 +144,11 @@ class PatientFields(PatientsBaseForm):
     address_line2 = StringField("Address line 2", validators=[Optional(), Length(max=120)])
     city = StringField("City", validators=[Optional(), Length(max=80)])
     state = StringField("State", validators=[Optional(), Length(max=40)])
-    postal_code = StringField("ZIP code", validators=[Optional(), Length(max=16)])
+    postal_code = StringField(
+        "ZIP code",
+        validators=[Optional(), Length(max=16)],
+        description="5 digits, or ZIP+4 (60601-1234).",
+    )
     emergency_contact_name = StringField(
         "Emergency contact", validators=[Optional(), Length(max=120)]
     )
@@ -152,6 +166,7 @@ class PatientFields(PatientsBaseForm):
         "State central-registry id", validators=[Optional(), Length(max=40)]
     )
     confirm_duplicate = BooleanField("I checked: this is a different person")
+    confirm_age = BooleanField("I checked: the date of birth and the intake date are right")
     submit = SubmitField("Save")
 
 
@@ -209,6 +224,33 @@ class MilestonesForm(PatientsBaseForm):
     submit = SubmitField("Save dates")
 
 
+class CorrectEnrollmentForm(PatientsBaseForm):
+    """Corrections of an enrollment in progress; the reason is required."""
+
+    primary_counselor_id = SelectField("Primary counselor", coerce=int, validators=[Optional()])
+    level_of_care = SelectField(
+        "Level of care (ASAM)", choices=LEVEL_OF_CARE_CHOICES, validators=[DataRequired()]
+    )
+    admitted_on = DateField("Admission date", validators=[InputRequired()])
+    reason = TextAreaField(
+        "Reason for the correction",
+        validators=[DataRequired(), Length(min=10, max=500)],
+        description="Kept with the correction, for whoever reads this record's history.",
+    )
+    version = VersionField()
+    submit = SubmitField("Save the correction")
+
+
+class UndoDischargeForm(PatientsBaseForm):
+    reason = TextAreaField(
+        "Why was this discharge a mistake?",
+        validators=[DataRequired(), Length(min=10, max=500)],
+        description="Kept with the correction, for whoever reads this record's history.",
+    )
+    version = VersionField()
+    submit = SubmitField("Undo the discharge")
+
+
 class ReviewForm(CreateForm):
     reviewed_on = DateField("Care plan reviewed on", validators=[InputRequired()])
     submit = SubmitField("Record review")
@@ -229,23 +271,32 @@ class ProgramForm(PatientsBaseForm):
     )
     take_home_cap_days_0_14 = IntegerField(
         "Take-home cap, days 0-14 of treatment",
-        default=FEDERAL_TAKE_HOME_CAPS["days_0_14"],
-        validators=[NumberRange(min=0, max=FEDERAL_TAKE_HOME_CAPS["days_0_14"])],
-        description="42 CFR 8.12(i): at most 7; a state may require fewer.",
+        validators=[Optional(), NumberRange(min=0, max=FEDERAL_TAKE_HOME_CAPS["days_0_14"])],
+        description="42 CFR 8.12(i): at most 7; a state may require fewer. Empty: 7.",
     )
     take_home_cap_days_15_30 = IntegerField(
         "Take-home cap, days 15-30",
-        default=FEDERAL_TAKE_HOME_CAPS["days_15_30"],
-        validators=[NumberRange(min=0, max=FEDERAL_TAKE_HOME_CAPS["days_15_30"])],
-        description="At most 14.",
+        validators=[Optional(), NumberRange(min=0, max=FEDERAL_TAKE_HOME_CAPS["days_15_30"])],
+        description="At most 14. Empty: 14.",
     )
     take_home_cap_days_31_plus = IntegerField(
         "Take-home cap, from day 31",
-        default=FEDERAL_TAKE_HOME_CAPS["days_31_plus"],
-        validators=[NumberRange(min=0, max=FEDERAL_TAKE_HOME_CAPS["days_31_plus"])],
-        description="At most 28.",
+        validators=[Optional(), NumberRange(min=0, max=FEDERAL_TAKE_HOME_CAPS["days_31_plus"])],
+        description="At most 28. Empty: 28.",
     )
     submit = SubmitField("Save")
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        """Take-home caps typed for a program that is not an opioid treatment program are
+        refused next to the field (not dropped: the user typed them for a reason)."""
+        ok = super().validate(extra_validators=extra_validators)
+        if self.kind.data and self.kind.data != ProgramKind.METHADONE_OTP.value:
+            for name in TAKE_HOME_CAP_COLUMNS:
+                field = self[name]
+                if field.data is not None and not field.errors:
+                    field.errors = [*field.errors, TAKE_HOME_CAPS_NOT_OTP_MESSAGE]
+                    ok = False
+        return ok
 
 
 class NewProgramForm(CreateForm, ProgramForm):

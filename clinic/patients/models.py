@@ -182,11 +182,33 @@ class ProgramKind(StrEnum):
             "outpatient": "Outpatient",
         }[self.value]
 
+    @property
+    def is_otp(self) -> bool:
+        """An opioid treatment program: the only kind 42 CFR 8.12 applies to (its 14-day
+        examination, assessment and initial care plan deadlines, and the take-home caps
+        of 8.12(i)). Office-based buprenorphine is prescribed under a DEA registration,
+        naltrexone is not an opioid, and outpatient / intensive outpatient programs are
+        not OTPs (DOMAIN.md: "the caps do not apply to buprenorphine")."""
+        return self is ProgramKind.METHADONE_OTP
+
 
 # 42 CFR 8.12(i): take-home supply caps by time in treatment. Programs (and states)
 # may set lower caps, never higher.
 FEDERAL_TAKE_HOME_CAPS = {"days_0_14": 7, "days_15_30": 14, "days_31_plus": 28}
 DEFAULT_CARE_PLAN_REVIEW_DAYS = 90
+TAKE_HOME_CAP_COLUMNS = (
+    "take_home_cap_days_0_14",
+    "take_home_cap_days_15_30",
+    "take_home_cap_days_31_plus",
+)
+# Take-home caps are set for an opioid treatment program and only for one.
+TAKE_HOME_CAPS_OTP_ONLY = (
+    "(kind = 'methadone_otp' AND "
+    + " AND ".join(f"{c} IS NOT NULL" for c in TAKE_HOME_CAP_COLUMNS)
+    + ") OR (kind <> 'methadone_otp' AND "
+    + " AND ".join(f"{c} IS NULL" for c in TAKE_HOME_CAP_COLUMNS)
+    + ")"
+)
 
 
 class Program(Base):
@@ -209,6 +231,7 @@ class Program(Base):
             f"take_home_cap_days_31_plus BETWEEN 0 AND {FEDERAL_TAKE_HOME_CAPS['days_31_plus']}",
             name="take_home_cap_31_plus",
         ),
+        sa.CheckConstraint(TAKE_HOME_CAPS_OTP_ONLY, name="take_home_caps_otp_only"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -219,9 +242,11 @@ class Program(Base):
     care_plan_review_days: Mapped[int] = mapped_column(
         default=DEFAULT_CARE_PLAN_REVIEW_DAYS, server_default=str(DEFAULT_CARE_PLAN_REVIEW_DAYS)
     )
-    take_home_cap_days_0_14: Mapped[int] = mapped_column(default=7, server_default="7")
-    take_home_cap_days_15_30: Mapped[int] = mapped_column(default=14, server_default="14")
-    take_home_cap_days_31_plus: Mapped[int] = mapped_column(default=28, server_default="28")
+    # 42 CFR 8.12(i) take-home caps: an OTP's (at most the federal caps); NULL for every
+    # other kind (the CHECK take_home_caps_otp_only).
+    take_home_cap_days_0_14: Mapped[int | None]
+    take_home_cap_days_15_30: Mapped[int | None]
+    take_home_cap_days_31_plus: Mapped[int | None]
 
     site: Mapped[Site] = relationship()
 
@@ -348,6 +373,9 @@ class Enrollment(Base):
     reviews: Mapped[list[CarePlanReview]] = relationship(
         back_populates="enrollment", order_by="CarePlanReview.reviewed_on.desc()"
     )
+    corrections: Mapped[list[EnrollmentCorrection]] = relationship(
+        order_by="EnrollmentCorrection.id", viewonly=True
+    )
 
     __mapper_args__ = {"version_id_col": version}
 
@@ -383,3 +411,47 @@ class CarePlanReview(Base):
     recorded_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     enrollment: Mapped[Enrollment] = relationship(back_populates="reviews")
+
+
+class CorrectedField(StrEnum):
+    """What an enrollment correction changed."""
+
+    PRIMARY_COUNSELOR = "primary_counselor"
+    LEVEL_OF_CARE = "level_of_care"
+    ADMITTED_ON = "admitted_on"
+    DISCHARGE = "discharge"
+
+    @property
+    def label(self) -> str:
+        return {
+            "primary_counselor": "Primary counselor",
+            "level_of_care": "Level of care",
+            "admitted_on": "Admission date",
+            "discharge": "Discharge (undone)",
+        }[self.value]
+
+
+class EnrollmentCorrection(Base):
+    """One corrected value of an enrollment: who, when, which field, the value before and
+    after (as shown to people: a counselor's name, "OTP (ASAM 3rd ed.)", an ISO date), and why.
+
+    Append-only: the history of a clinical record is never rewritten (triggers refuse
+    UPDATE and DELETE on both engines, see the program_rules_enrollment_corrections
+    migration)."""
+
+    __tablename__ = "enrollment_correction"
+    __table_args__ = (
+        sa.CheckConstraint("length(reason) >= 10", name="reason_given"),
+        sa.Index("ix_enrollment_correction_enrollment_id", "enrollment_id", "corrected_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(sa.ForeignKey("enrollment.id"))
+    field: Mapped[CorrectedField] = mapped_column(str_enum(CorrectedField, "corrected_field"))
+    old_value: Mapped[str | None] = mapped_column(sa.String(160))
+    new_value: Mapped[str | None] = mapped_column(sa.String(160))
+    reason: Mapped[str] = mapped_column(sa.String(500))
+    corrected_by_id: Mapped[int] = mapped_column(sa.ForeignKey("app_user.id"))
+    corrected_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    corrected_by: Mapped[User] = relationship()

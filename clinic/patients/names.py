@@ -13,19 +13,49 @@ Keys are compared by byte (collation "C" on PostgreSQL), so a prefix is a range
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 
+import icu
 from anyascii import anyascii
 
 KEY_LENGTH = 80  # the key columns' length; a transliteration can be longer than the name
 _NOT_KEY = re.compile(r"[^a-z0-9]+")
-_WORD = re.compile(r"[^\W_]+")  # a run of letters and digits, in any script
-_SYLLABLE = re.compile(r"[A-Z][a-z0-9]*|[a-z0-9]+")
-_GREEK_OU = re.compile("[\u03bf\u039f][\u03c5\u03a5\u03cd\u038e]")  # omicron, upsilon
 
 
 def _latin(text: str) -> str:
     return anyascii(unicodedata.normalize("NFC", text)).lower()
+
+
+# The romanisations a person is likely to type for a name written in another script:
+# BGN/PCGN for Cyrillic ("Юрий" -> "Yuriy"), UNGEGN (ELOT 743) for Greek ("Ευάγγελος" ->
+# "Evangelos", where anyascii writes letter by letter "Eyaggelos"), then ICU's general
+# Any-Latin for every other script, all folded to ASCII. ICU (the Unicode Consortium's
+# library, through PyICU) carries these as CLDR transform rules: no table of ours.
+_ROMANISATION = "Russian-Latin/BGN; Greek-Latin/UNGEGN; Any-Latin; Latin-ASCII; Lower"
+_icu = threading.local()  # a transliterator per thread: ICU's are not shared safely
+
+
+def _romanised(text: str) -> str:
+    transliterator = getattr(_icu, "romanisation", None)
+    if transliterator is None:
+        transliterator = _icu.romanisation = icu.Transliterator.createInstance(_ROMANISATION)
+    return transliterator.transliterate(unicodedata.normalize("NFC", text))
+
+
+def latin_spellings(name: str | None) -> set[str]:
+    """Every Latin spelling this module knows for ``name``, lower-case ASCII (words and
+    punctuation kept): anyascii's letter-by-letter one and ICU's romanisation
+    ("Παπαδόπουλος" -> {"papadopoylos", "papadopoulos"})."""
+    if not name:
+        return set()
+    return {_latin(name), _romanised(name)}
+
+
+def name_keys(name: str | None) -> set[str]:
+    """The search keys of every Latin spelling of ``name`` (see ``search_key``): two names
+    are the same name when their keys meet."""
+    return {k for k in (_NOT_KEY.sub("", s)[:KEY_LENGTH] for s in latin_spellings(name)) if k}
 
 
 def search_key(name: str | None) -> str:
@@ -37,32 +67,18 @@ def search_key(name: str | None) -> str:
 
 
 def name_tokens(*names: str | None) -> set[str]:
-    """The words a search may start with for these names: each word of each name, and
-    the whole name when it has several words, so "Mary-Jane Watson-Parker" is found by
-    "mary", "jane", "maryjane", "watson", "parker" or "watsonparker".
-
-    Two further spellings come from the transliteration itself, not from a table: the
-    syllables anyascii capitalises inside one word ("王小明" -> "WangXiaoMing": "wang",
-    "xiao", "ming"; "McDonald": "mc", "donald"), and for Greek the digraph omicron-upsilon
-    written "ou" as in ELOT 743 / ISO 843 ("Παπαδόπουλος": "papadopoulos" beside anyascii's
-    letter-by-letter "papadopoylos")."""
+    """The words a search may start with for these names: each word of each Latin
+    spelling of each name (``latin_spellings``), and the whole name when it has several
+    words, so "Mary-Jane Watson-Parker" is found by "mary", "jane", "maryjane", "watson",
+    "parker" or "watsonparker", "王小明" by "wang", "xiao" or "ming", and "Ευάγγελος" by
+    "evangelos" or anyascii's "eyaggelos"."""
     tokens: set[str] = set()
     for name in names:
-        if not name:
-            continue
-        words = [w[:KEY_LENGTH] for w in _NOT_KEY.split(_latin(name)) if w]
-        tokens.update(words)
-        if len(words) > 1:
-            tokens.add(search_key(name))
-        for word in _WORD.findall(unicodedata.normalize("NFC", name)):
-            latin = anyascii(word)
-            syllables = (
-                _SYLLABLE.findall(latin) if latin not in (latin.upper(), latin.lower()) else []
-            )
-            if len(syllables) > 1:
-                tokens.update(s.lower()[:KEY_LENGTH] for s in syllables)
-            if _GREEK_OU.search(word):
-                tokens.add(search_key(_GREEK_OU.sub("ou", word)))
+        for spelling in latin_spellings(name):
+            words = [w[:KEY_LENGTH] for w in _NOT_KEY.split(spelling) if w]
+            tokens.update(words)
+            if len(words) > 1:
+                tokens.add(_NOT_KEY.sub("", spelling)[:KEY_LENGTH])
     tokens.discard("")
     return tokens
 

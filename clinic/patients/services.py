@@ -24,12 +24,16 @@ from clinic.audit.models import BreakGlassGrant
 from clinic.db import utcnow
 from clinic.errors import DomainError
 from clinic.extensions import db
+from clinic.forms import CONTROL_CHARACTER_MESSAGE, has_control_characters
+from clinic.patients.contact import InvalidContact, normalise_phone, normalise_zip
 from clinic.patients.models import (
     ASAM_LEVELS,
     AsamEdition,
     CarePlanReview,
+    CorrectedField,
     DischargeReason,
     Enrollment,
+    EnrollmentCorrection,
     Patient,
     PatientNameToken,
     Program,
@@ -37,7 +41,7 @@ from clinic.patients.models import (
     SexAtBirth,
     Substance,
 )
-from clinic.patients.names import has_letter, name_tokens, normalise, search_key
+from clinic.patients.names import has_letter, name_keys, name_tokens, normalise, search_key
 from clinic.security import Role
 from clinic.sites.models import Site
 from clinic.sites.time import site_today
@@ -219,6 +223,64 @@ def search_patients(user: User, text: str, *, include_in_error: bool = False) ->
     return query
 
 
+def search_result_options() -> list:
+    """Loader options for a page of search results: each patient's site and enrollments
+    with their programs, in three statements whatever the page size (no N+1)."""
+    return [
+        selectinload(Patient.site),
+        selectinload(Patient.enrollments).selectinload(Enrollment.program),
+    ]
+
+
+def phone_last_four(phone: str | None) -> str | None:
+    """The last four digits of a phone number ("+13125550147" -> "0147"): what a front
+    desk asks a caller to confirm, without showing the whole number in a list."""
+    digits = "".join(c for c in phone or "" if c.isdigit())
+    return digits[-4:] if len(digits) >= 4 else None
+
+
+@dataclass
+class RegistrationPrefill:
+    first_name: str | None = None
+    last_name: str | None = None
+    date_of_birth: dt.date | None = None
+
+
+def registration_prefill(text: str) -> RegistrationPrefill:
+    """What a search that found nobody carries into the registration form: a date of
+    birth typed goes to its field, an MRN nowhere (it is the clinic's, not the person's),
+    and the words to the names: "Torres, Ana" and "ana torres" -> first Ana, last Torres;
+    one word is the last name (what front desks search by); more words: the first is the
+    first name, the rest the last name ("Ana de la Cruz"). A search typed all in lower
+    case gets capitals ("ana torres" -> "Ana", "Torres"); one with any capital is kept as
+    typed ("Ana de la Cruz", "ana McDonald")."""
+    prefill = RegistrationPrefill()
+    text = " ".join(text.split())[:200]
+    if not text or MRN_RE.match(text):
+        return prefill
+    capitalise = text == text.lower()
+    words = []
+    for word in text.replace(",", " , ").split():
+        born = parse_date(word)
+        if born is not None and prefill.date_of_birth is None:
+            prefill.date_of_birth = born
+        else:
+            words.append(word)
+
+    def name(parts: list[str]) -> str | None:
+        joined = " ".join(p.capitalize() if capitalise else p for p in parts if p != ",")
+        return joined[:80] or None
+
+    if "," in words:
+        at = words.index(",")
+        prefill.last_name, prefill.first_name = name(words[:at]), name(words[at + 1 :])
+    elif len(words) == 1:
+        prefill.last_name = name(words)
+    elif words:
+        prefill.first_name, prefill.last_name = name(words[:1]), name(words[1:])
+    return prefill
+
+
 # --- registration ----------------------------------------------------------------------
 
 
@@ -280,22 +342,25 @@ def possible_duplicates(
     *,
     exclude_id: int | None = None,
 ) -> list[Patient]:
-    """Patients of every site with the same name keys (any script, with or without
-    diacritics) and date of birth, not entered in error. Organisation-wide on purpose:
-    the same person registered at two sites is the error this check exists for."""
+    """Patients of every site born on ``date_of_birth``, not entered in error, whose first
+    and last names are the same names in any spelling: with or without diacritics, in
+    their own script or a common romanisation ("Παπαδόπουλος" and "Papadopoulos",
+    ``names.name_keys``). Organisation-wide on purpose: the same person registered at two
+    sites is the error this check exists for. The date of birth is an index seek; the
+    few patients born that day are compared here."""
     query = (
         sa.select(Patient)
-        .where(
-            Patient.date_of_birth == date_of_birth,
-            Patient.last_key == search_key(last_name),
-            Patient.first_key == search_key(first_name),
-            Patient.entered_in_error_at.is_(None),
-        )
+        .where(Patient.date_of_birth == date_of_birth, Patient.entered_in_error_at.is_(None))
         .options(selectinload(Patient.site))
     )
     if exclude_id is not None:
         query = query.where(Patient.id != exclude_id)
-    return list(db.session.scalars(query.order_by(Patient.site_id, Patient.id)))
+    firsts, lasts = name_keys(first_name), name_keys(last_name)
+    return [
+        patient
+        for patient in db.session.scalars(query.order_by(Patient.site_id, Patient.id))
+        if firsts & name_keys(patient.first_name) and lasts & name_keys(patient.last_name)
+    ]
 
 
 def duplicate_warning(data: Demographics, *, exclude_id: int | None = None) -> DomainError:
@@ -346,6 +411,51 @@ def _check_demographics(data: Demographics, site: Site, patient: Patient | None 
         raise DomainError(INTAKE_AFTER_ADMISSION_MESSAGE, field="intake_date")
 
 
+# An age at intake outside these (years, inclusive) is more likely a typing error (a
+# year off by a century, today's date typed as the birth date) than a patient: the user
+# is warned and confirms, as for a possible duplicate. Not refused: such patients exist.
+PLAUSIBLE_AGE_AT_INTAKE = (12, 110)
+
+
+class ImplausibleAge(DomainError):
+    """The age at intake is outside PLAUSIBLE_AGE_AT_INTAKE and the user has not
+    confirmed it (``field``: the date of birth)."""
+
+    def __init__(self, age: int) -> None:
+        super().__init__(
+            f"With this date of birth the patient was {age} at intake. Check the date of "
+            "birth and the intake date; if they are right, confirm it below and save again.",
+            field="date_of_birth",
+        )
+        self.age = age
+
+
+def age_on(born: dt.date, day: dt.date) -> int:
+    """Whole years from ``born`` to ``day``."""
+    return day.year - born.year - ((day.month, day.day) < (born.month, born.day))
+
+
+def _check_age(data: Demographics, *, confirmed: bool) -> None:
+    age = age_on(data.date_of_birth, data.intake_date)
+    low, high = PLAUSIBLE_AGE_AT_INTAKE
+    if not low <= age <= high and not confirmed:
+        raise ImplausibleAge(age)
+
+
+def _check_contact(data: Demographics) -> None:
+    """Phone numbers to E.164 and the ZIP code to the USPS format (``clinic.patients.
+    contact``), in place; DomainError naming the field otherwise."""
+    for name in ("phone", "emergency_contact_phone"):
+        try:
+            setattr(data, name, normalise_phone(getattr(data, name)))
+        except InvalidContact as error:
+            raise DomainError(error.message, field=name) from None
+    try:
+        data.postal_code = normalise_zip(data.postal_code)
+    except InvalidContact as error:
+        raise DomainError(error.message, field="postal_code") from None
+
+
 INTAKE_AFTER_ADMISSION_MESSAGE = (
     "The intake date is after the patient's first admission: the intake comes first."
 )
@@ -392,16 +502,25 @@ def _next_mrn(site: Site) -> str:
 
 
 def register_patient(
-    *, actor: User, site: Site, data: Demographics, confirm_duplicate: bool = False
+    *,
+    actor: User,
+    site: Site,
+    data: Demographics,
+    confirm_duplicate: bool = False,
+    confirm_age: bool = False,
 ) -> Patient:
     """Register a patient at ``site``. Same name and date of birth as a patient at any
     site raises PossibleDuplicate unless the user has confirmed it is someone else. Two
     unconfirmed registrations of one person racing each other: the unique index
     ``uq_patient_unconfirmed_identity`` refuses the second (IntegrityError; the views
-    turn it into the same warning with ``duplicate_warning``)."""
+    turn it into the same warning with ``duplicate_warning``). An age at intake outside
+    PLAUSIBLE_AGE_AT_INTAKE raises ImplausibleAge unless ``confirm_age``. Phone numbers
+    are stored in E.164, the ZIP code in the USPS format (DomainError otherwise)."""
     if visible_site_ids(actor) is not None and site.id not in actor.site_ids:
         raise DomainError("You can only register patients at your own sites.", field="site_id")
     _check_demographics(data, site)
+    _check_contact(data)
+    _check_age(data, confirmed=confirm_age)
     matches = possible_duplicates(data.first_name, data.last_name, data.date_of_birth)
     if matches and not confirm_duplicate:
         raise PossibleDuplicate(matches)
@@ -444,13 +563,18 @@ def update_demographics(
     data: Demographics,
     expected_version: int | None,
     confirm_duplicate: bool = False,
+    confirm_age: bool = False,
 ) -> list[str]:
     """Change demographics. Saving over someone else's newer change is refused, and so is
     any change to a record entered in error. A new name or date of birth that matches
-    another patient asks for the same confirmation as a registration."""
+    another patient asks for the same confirmation as a registration; a new date of birth
+    or intake date giving an implausible age, the same confirmation of the age."""
     _refuse_if_entered_in_error(patient)
     check_version(patient.version, expected_version)
     _check_demographics(data, patient.site, patient)
+    _check_contact(data)
+    if (data.date_of_birth, data.intake_date) != (patient.date_of_birth, patient.intake_date):
+        _check_age(data, confirmed=confirm_age)
     identity = (search_key(data.first_name), search_key(data.last_name), data.date_of_birth)
     if identity != (patient.first_key, patient.last_key, patient.date_of_birth):
         matches = possible_duplicates(
@@ -505,13 +629,16 @@ def mark_entered_in_error(
 
 @dataclass
 class ProgramSettings:
+    """A program's settings. The take-home caps (days) are an opioid treatment program's
+    only: None for any other kind; for an OTP, None means the federal cap."""
+
     name: str
     kind: ProgramKind
     active: bool
     care_plan_review_days: int
-    take_home_cap_days_0_14: int
-    take_home_cap_days_15_30: int
-    take_home_cap_days_31_plus: int
+    take_home_cap_days_0_14: int | None = None
+    take_home_cap_days_15_30: int | None = None
+    take_home_cap_days_31_plus: int | None = None
 
 
 def programs_for(
@@ -532,7 +659,14 @@ def programs_for(
     return list(db.session.scalars(query))
 
 
-def _check_program(settings: ProgramSettings) -> None:
+def _check_program(settings: ProgramSettings) -> ProgramSettings:
+    """The settings as stored, or a DomainError naming the field.
+
+    42 CFR 8.12(i) take-home caps belong to opioid treatment programs: for an OTP each is
+    0 up to the federal cap (empty: the federal cap); any other kind has none (the CHECK
+    ``take_home_caps_otp_only``). A caller that passes caps for another kind (a program
+    changed from OTP to another kind keeps the old values in its settings) gets them
+    dropped; the form refuses them where the user typed them."""
     from clinic.patients.models import FEDERAL_TAKE_HOME_CAPS
 
     caps = {
@@ -540,9 +674,19 @@ def _check_program(settings: ProgramSettings) -> None:
         "take_home_cap_days_15_30": FEDERAL_TAKE_HOME_CAPS["days_15_30"],
         "take_home_cap_days_31_plus": FEDERAL_TAKE_HOME_CAPS["days_31_plus"],
     }
+    values = dict(vars(settings))
+    try:
+        kind = values["kind"] = ProgramKind(settings.kind)
+    except ValueError:
+        raise DomainError("Choose the kind of program.", field="kind") from None
     for name, federal in caps.items():
-        value = getattr(settings, name)
-        if not 0 <= value <= federal:
+        value = values[name]
+        if not kind.is_otp:
+            values[name] = None
+            continue
+        if value is None:
+            values[name] = federal
+        elif not 0 <= value <= federal:
             raise DomainError(
                 f"42 CFR 8.12(i) allows at most {federal} days here; a program may only "
                 "set a lower cap.",
@@ -552,14 +696,16 @@ def _check_program(settings: ProgramSettings) -> None:
         raise DomainError("Use 1 to 365 days.", field="care_plan_review_days")
     if not settings.name.strip():
         raise DomainError("Enter a name.", field="name")
+    values["name"] = settings.name.strip()
+    return ProgramSettings(**values)
 
 
 def create_program(*, actor: User, site: Site, settings: ProgramSettings) -> Program:
-    _check_program(settings)
+    settings = _check_program(settings)
     if visible_site_ids(actor) is not None and site.id not in actor.site_ids:
         raise DomainError("You can only add programs at your own sites.", field="site_id")
     _check_program_name_free(site.id, settings.name)
-    program = Program(site_id=site.id, **{**vars(settings), "name": settings.name.strip()})
+    program = Program(site_id=site.id, **vars(settings))
     db.session.add(program)
     db.session.flush()
     record(
@@ -583,7 +729,7 @@ def _check_program_name_free(site_id: int, name: str, exclude_id: int | None = N
 
 
 def update_program(program: Program, *, actor: User, settings: ProgramSettings) -> list[str]:
-    _check_program(settings)
+    settings = _check_program(settings)
     _check_program_name_free(program.site_id, settings.name, exclude_id=program.id)
     changed = []
     for name, value in vars(settings).items():
@@ -785,7 +931,7 @@ def discharge(
     _refuse_if_entered_in_error(enrollment.patient)
     check_version(enrollment.version, expected_version)
     if not enrollment.active:
-        raise DomainError("This enrollment has already ended.")
+        raise DomainError(ENDED_MESSAGE)
     try:
         reason_code = DischargeReason(int(reason))
     except (TypeError, ValueError):
@@ -823,7 +969,7 @@ def transfer(
     _refuse_if_entered_in_error(enrollment.patient)
     check_version(enrollment.version, expected_version)
     if not enrollment.active:
-        raise DomainError("This enrollment has already ended.")
+        raise DomainError(ENDED_MESSAGE)
     if to_program.id == enrollment.program_id:
         raise DomainError("Choose a different program.", field="program_id")
     _check_end_date(enrollment, on, label="transfer", field="admitted_on")
@@ -858,7 +1004,262 @@ def transfer(
     )
 
 
+# --- corrections -----------------------------------------------------------------------
+
+CORRECTION_REASON_MESSAGE = "Say why this is corrected, in at least 10 characters."
+NOTHING_TO_CORRECT_MESSAGE = "Nothing was changed: correct at least one value."
+TRANSFER_ADMISSION_MESSAGE = (
+    "This enrollment began with a transfer: its admission date is the day the previous "
+    "enrollment ended. Undo that transfer's discharge instead."
+)
+
+
+def _correction_reason(reason: str | None) -> str:
+    reason = (reason or "").strip()
+    if len(reason) < 10 or len(reason) > 500:
+        raise DomainError(CORRECTION_REASON_MESSAGE, field="reason")
+    if has_control_characters(reason, multi_line=True):
+        raise DomainError(CONTROL_CHARACTER_MESSAGE, field="reason")
+    return reason
+
+
+def _record_corrections(
+    enrollment: Enrollment,
+    *,
+    actor: User,
+    reason: str,
+    changes: list[tuple[CorrectedField, str | None, str | None]],
+) -> None:
+    for field, old, new in changes:
+        db.session.add(
+            EnrollmentCorrection(
+                enrollment_id=enrollment.id,
+                field=field,
+                old_value=old,
+                new_value=new,
+                reason=reason,
+                corrected_by_id=actor.id,
+            )
+        )
+    db.session.flush()
+    # The reason stays in the correction rows (it may name clinical facts): the audit
+    # event says what kind of change it was.
+    _audit_patient(
+        enrollment.patient,
+        AuditAction.UPDATE,
+        "enrollment",
+        enrollment.id,
+        actor=actor,
+        details={"correction": [field.value for field, _old, _new in changes]},
+    )
+
+
+def _counselor_name(user: User | None) -> str | None:
+    return user.full_name if user is not None else None
+
+
+def correct_enrollment(
+    enrollment: Enrollment,
+    *,
+    actor: User,
+    reason: str,
+    expected_version: int | None,
+    primary_counselor: User | None,
+    asam_edition: str,
+    asam_level: str,
+    admitted_on: dt.date,
+) -> list[CorrectedField]:
+    """Correct what was entered for an enrollment still in progress: its primary
+    counselor, level of care (ASAM, with its edition) or admission date. Each changed
+    value is kept as a correction (who, when, field, old, new, reason; append-only).
+
+    The admission date obeys every rule of an admission (not in the future, not before
+    the date of birth nor the intake) and of what was recorded since (not after a
+    milestone or care-plan review: the CHECKs ``*_after_admission`` and the triggers of
+    the patient_hardening migration). An enrollment that began with a transfer keeps the
+    transfer's date (trigger ``enrollment_transfer_matches``). Raises DomainError (with
+    the field) or, over someone else's newer change, the conflict message."""
+    _refuse_if_entered_in_error(enrollment.patient)
+    check_version(enrollment.version, expected_version)
+    if not enrollment.active:
+        raise DomainError(ENDED_MESSAGE)
+    reason = _correction_reason(reason)
+    patient = enrollment.patient
+    changes: list[tuple[CorrectedField, str | None, str | None]] = []
+
+    new_counselor_id = primary_counselor.id if primary_counselor is not None else None
+    if new_counselor_id != enrollment.primary_counselor_id:
+        # A new counselor is an active clinician of the site (the one already named
+        # stays, even if they have since left: that is history, not a choice).
+        if primary_counselor is not None and (
+            primary_counselor.role != Role.CLINICIAN
+            or not primary_counselor.active
+            or patient.site_id not in primary_counselor.site_ids
+        ):
+            raise DomainError(
+                "Choose an active clinician of this site.", field="primary_counselor_id"
+            )
+        changes.append(
+            (
+                CorrectedField.PRIMARY_COUNSELOR,
+                _counselor_name(enrollment.primary_counselor),
+                _counselor_name(primary_counselor),
+            )
+        )
+
+    try:
+        edition = AsamEdition(asam_edition)
+    except ValueError:
+        raise DomainError("Choose the level of care.", field="asam_edition") from None
+    if asam_level not in ASAM_LEVELS[edition]:
+        raise DomainError(
+            f"{asam_level!r} is not a level of the {edition.label}.", field="asam_level"
+        )
+    if (edition, asam_level) != (enrollment.asam_edition, enrollment.asam_level):
+        # Kept as people read it: "OTP (ASAM 3rd ed.)".
+        new_label = f"{asam_level} ({edition.label})"
+        changes.append((CorrectedField.LEVEL_OF_CARE, enrollment.level_label, new_label))
+
+    if admitted_on != enrollment.admitted_on:
+        _check_corrected_admission(enrollment, admitted_on)
+        changes.append(
+            (
+                CorrectedField.ADMITTED_ON,
+                enrollment.admitted_on.isoformat(),
+                admitted_on.isoformat(),
+            )
+        )
+
+    if not changes:
+        raise DomainError(NOTHING_TO_CORRECT_MESSAGE)
+    enrollment.primary_counselor_id = new_counselor_id
+    enrollment.asam_edition = edition
+    enrollment.asam_level = asam_level
+    enrollment.admitted_on = admitted_on
+    db.session.flush()
+    _record_corrections(enrollment, actor=actor, reason=reason, changes=changes)
+    return [field for field, _old, _new in changes]
+
+
+def _check_corrected_admission(enrollment: Enrollment, admitted_on: dt.date) -> None:
+    patient = enrollment.patient
+    if enrollment.transferred_from_id is not None:
+        raise DomainError(TRANSFER_ADMISSION_MESSAGE, field="admitted_on")
+    if admitted_on > site_today(patient.site):
+        raise DomainError("The admission date is in the future.", field="admitted_on")
+    if admitted_on < patient.date_of_birth:
+        raise DomainError("The admission date is before the date of birth.", field="admitted_on")
+    if admitted_on < patient.intake_date:
+        raise DomainError(
+            f"The admission date is before the patient's intake date "
+            f"({patient.intake_date.isoformat()}).",
+            field="admitted_on",
+        )
+    first = _first_recorded(enrollment)
+    if first is not None and admitted_on > first[1]:
+        what, when = first
+        raise DomainError(
+            f"The admission date is after the {what} recorded on {when.isoformat()}.",
+            field="admitted_on",
+        )
+
+
+def _first_recorded(enrollment: Enrollment) -> tuple[str, dt.date] | None:
+    """The earliest milestone or care-plan review of an enrollment: (what, when)."""
+    recorded = [
+        (label, getattr(enrollment, name))
+        for name, label in MILESTONE_LABELS.items()
+        if getattr(enrollment, name) is not None
+    ]
+    first_review = db.session.scalar(
+        sa.select(sa.func.min(CarePlanReview.reviewed_on)).where(
+            CarePlanReview.enrollment_id == enrollment.id
+        )
+    )
+    if first_review is not None:
+        recorded.append(("care-plan review", first_review))
+    return min(recorded, key=lambda item: item[1]) if recorded else None
+
+
+def undo_discharge(
+    enrollment: Enrollment, *, actor: User, reason: str, expected_version: int | None
+) -> None:
+    """Undo a discharge entered by mistake: the enrollment is active again, and the
+    discharge (date and TEDS-D reason) is kept as a correction with the reason.
+
+    Refused when the discharge was a transfer to an enrollment that exists (undo cannot
+    leave two enrollments for one stretch of care; trigger ``enrollment_transfer_matches``)
+    and when the patient has since been admitted to the same program again (one active
+    enrollment per program: ``uq_enrollment_active_patient_program``)."""
+    _refuse_if_entered_in_error(enrollment.patient)
+    check_version(enrollment.version, expected_version)
+    if enrollment.active:
+        raise DomainError("This enrollment is not discharged.")
+    reason = _correction_reason(reason)
+    continued = db.session.scalar(
+        sa.select(Enrollment.id).where(Enrollment.transferred_from_id == enrollment.id)
+    )
+    if continued is not None:
+        raise DomainError(UNDO_TRANSFER_MESSAGE)
+    if active_enrollment_for(enrollment.patient, enrollment.program) is not None:
+        raise DomainError(UNDO_READMITTED_MESSAGE)
+    old = f"{enrollment.discharged_on.isoformat()}: {enrollment.discharge_reason_label}"
+    enrollment.discharged_on = None
+    enrollment.discharge_reason = None
+    db.session.flush()
+    _record_corrections(
+        enrollment, actor=actor, reason=reason, changes=[(CorrectedField.DISCHARGE, old, None)]
+    )
+
+
+UNDO_TRANSFER_MESSAGE = (
+    "This enrollment ended with a transfer, and the patient's care continues in the "
+    "program they moved to: a transfer cannot be undone here."
+)
+UNDO_READMITTED_MESSAGE = (
+    "The patient was admitted to this program again since: discharge that enrollment "
+    "before undoing this discharge."
+)
+ENDED_MESSAGE = "This enrollment has already ended."
+
+
 # --- deadlines -------------------------------------------------------------------------
+
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def format_day(day: dt.date) -> str:
+    """A clinical day as people read it: 2026-01-26 -> "26 Jan 2026" (English month
+    names whatever the server's locale; unambiguous, unlike 01/02/2026)."""
+    return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def _days(n: int) -> str:
+    return f"{n} day" if n == 1 else f"{n} days"
+
+
+def deadline_wording(due_on: dt.date, today: dt.date, done_on: dt.date | None = None) -> str:
+    """How a deadline reads, from the site's ``today``:
+
+    - done: "done 3 Feb 2026", or "done 3 Feb 2026, late (due 19 Jan 2026)" when recorded
+      after its deadline;
+    - due today: "due today";
+    - ahead: "due tomorrow (27 Jan 2026)", "due in 2 days (28 Jan 2026)";
+    - past: "overdue since 25 Jan 2026 (1 day)", "overdue since 26 Jan 2026 (307 days)":
+      the deadline's day, and how many days ago it was."""
+    if done_on is not None:
+        if done_on > due_on:
+            return f"done {format_day(done_on)}, late (due {format_day(due_on)})"
+        return f"done {format_day(done_on)}"
+    ahead = (due_on - today).days
+    if ahead == 0:
+        return "due today"
+    if ahead == 1:
+        return f"due tomorrow ({format_day(due_on)})"
+    if ahead > 1:
+        return f"due in {_days(ahead)} ({format_day(due_on)})"
+    return f"overdue since {format_day(due_on)} ({_days(-ahead)})"
 
 
 @dataclass
@@ -878,17 +1279,34 @@ class Deadline:
             return "due"
         return "upcoming"
 
+    @property
+    def late(self) -> bool:
+        """Recorded after its deadline."""
+        return self.done_on is not None and self.done_on > self.due_on
+
+    @property
+    def wording(self) -> str:
+        return deadline_wording(self.due_on, self.today, self.done_on)
+
 
 def deadlines(enrollment: Enrollment, today: dt.date | None = None) -> list[Deadline]:
-    """42 CFR 8.12(f): medical examination and psychosocial assessment / initial care plan
-    within 14 days of admission; then care-plan reviews at the program's interval."""
+    """The deadlines of an enrollment, by its program's kind.
+
+    An opioid treatment program (42 CFR 8.12(f)): medical examination and psychosocial
+    assessment / initial care plan within 14 days of admission. Other kinds (office-based
+    buprenorphine, naltrexone, outpatient, intensive outpatient) are not under 8.12 and
+    have no admission deadline here; their dates may still be recorded. Every kind: once
+    an initial care plan is recorded, reviews at the program's interval (the state's rule,
+    a per-program setting, DOMAIN.md)."""
     today = today or site_today(enrollment.patient.site)
-    first_due = enrollment.admitted_on + dt.timedelta(days=DEADLINE_DAYS)
-    items = [
-        Deadline("Medical examination", first_due, enrollment.medical_exam_on, today),
-        Deadline("Psychosocial assessment", first_due, enrollment.assessment_on, today),
-        Deadline("Initial care plan", first_due, enrollment.care_plan_on, today),
-    ]
+    items = []
+    if enrollment.program.kind.is_otp:
+        first_due = enrollment.admitted_on + dt.timedelta(days=DEADLINE_DAYS)
+        items = [
+            Deadline("Medical examination", first_due, enrollment.medical_exam_on, today),
+            Deadline("Psychosocial assessment", first_due, enrollment.assessment_on, today),
+            Deadline("Initial care plan", first_due, enrollment.care_plan_on, today),
+        ]
     if enrollment.active and enrollment.care_plan_on is not None:
         last = max([enrollment.care_plan_on, *(r.reviewed_on for r in enrollment.reviews)])
         interval = dt.timedelta(days=enrollment.program.care_plan_review_days)
@@ -1046,6 +1464,9 @@ def chart_enrollments(patient: Patient) -> list[Enrollment]:
                 selectinload(Enrollment.program),
                 selectinload(Enrollment.primary_counselor),
                 selectinload(Enrollment.reviews),
+                selectinload(Enrollment.corrections).selectinload(
+                    EnrollmentCorrection.corrected_by
+                ),
             )
             .order_by(
                 Enrollment.discharged_on.is_not(None),
@@ -1126,6 +1547,9 @@ DATABASE_REFUSALS: dict[str, DomainError] = {
         REVIEW_EXISTS_MESSAGE, field="reviewed_on"
     ),
     "uq_program_site_id_name": DomainError(PROGRAM_NAME_TAKEN_MESSAGE, field="name"),
+    "enrollment_correction_append_only": DomainError(
+        "Corrections are history: they cannot be changed or removed."
+    ),
     "patient_entered_in_error": DomainError(ENTERED_IN_ERROR_MESSAGE),
 }
 # Date rules between records: what the service says depends on the dates of the record

@@ -10,8 +10,8 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 from typing import Any
+from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms import SelectChoice
@@ -21,9 +21,11 @@ from clinic.errors import DomainError, record_denied
 from clinic.extensions import db
 from clinic.pagination import SortSpec, paginate_sorted
 from clinic.patients import services
+from clinic.patients.contact import format_phone
 from clinic.patients.forms import (
     AdmitForm,
     BreakGlassForm,
+    CorrectEnrollmentForm,
     DischargeForm,
     EditPatientForm,
     EnteredInErrorForm,
@@ -32,13 +34,14 @@ from clinic.patients.forms import (
     PatientForm,
     ReviewForm,
     TransferForm,
+    UndoDischargeForm,
     split_level_of_care,
 )
 from clinic.patients.models import Enrollment, Patient
 from clinic.security import Permission, require_permission
 from clinic.sites.models import Site
 from clinic.sites.time import site_today
-from clinic.web import RECHECK, Once, save
+from clinic.web import CONFLICT_MESSAGE, RECHECK, Once, save
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
 
@@ -52,6 +55,25 @@ PATIENT_SORTS = SortSpec(
     default="name",
     params=("q",),  # the search: kept in the sort and pager links
 )
+
+
+@bp.app_template_filter("day")
+def _day(value: dt.date | None) -> str:
+    """A date as the patients pages show it: "26 Jan 2026" (``services.format_day``)."""
+    return services.format_day(value) if value is not None else "—"
+
+
+@bp.app_template_filter("phone")
+def _phone(value: str | None) -> str:
+    """A stored phone number as people read it (``clinic.patients.contact``)."""
+    return format_phone(value) or "—"
+
+
+@bp.app_template_filter("site_time")
+def _site_time(value: dt.datetime, site: Site) -> str:
+    """An instant in the site's time zone: "26 Jan 2026 14:05 CST"."""
+    local = value.astimezone(ZoneInfo(site.timezone))
+    return f"{services.format_day(local.date())} {local:%H:%M} {local.tzname()}"
 
 
 # --- loading with access control and audit ----------------------------------------------
@@ -111,7 +133,87 @@ def _record_view(patient: Patient, entity_type: str, entity_id: int) -> None:
     )
 
 
+# --- edit conflicts ----------------------------------------------------------------------
+
+
+@dataclass
+class ConflictRow:
+    label: str
+    saved: str  # the record's value now (someone else's change)
+    yours: str  # what this user entered
+
+    @property
+    def differs(self) -> bool:
+        return self.saved != self.yours
+
+
+def _shown(field) -> str:
+    """A form field's value as the user sees it: a choice's label, a date as the pages
+    write dates, a check box as yes / no."""
+    data = field.data
+    if field.type == "SelectField":
+        for choice in field.choices or []:
+            value = choice.value if isinstance(choice, SelectChoice) else choice[0]
+            label = choice.label if isinstance(choice, SelectChoice) else choice[1]
+            if str(value) == str(data):
+                return label if value not in ("", 0) else "—"
+        return "—"
+    if isinstance(data, dt.date):
+        return services.format_day(data)
+    if isinstance(data, bool):
+        return "yes" if data else "no"
+    return str(data).strip() if data not in (None, "") else "—"
+
+
+def _conflict(outcome, form, record, saved_values) -> list[ConflictRow] | None:
+    """After "someone else changed this record": the record's values now beside the
+    user's entries, and the form re-armed with the record's current version, so saving
+    again (having looked) goes through instead of meeting the same refusal forever.
+
+    ``saved_values(record)`` maps form field names to the record's values as shown. A
+    form that came without a version never gets here: its version field refuses it."""
+    if outcome.error is None or outcome.error.message not in (
+        services.CONFLICT_MESSAGE,
+        CONFLICT_MESSAGE,
+    ):
+        return None
+    db.session.refresh(record)  # the committed values, after the rollback
+    form.version.data = record.version
+    rows = []
+    for name, saved in saved_values(record).items():
+        field = form._fields.get(name)
+        label = field.label.text if field is not None else name
+        yours = _shown(field) if field is not None else "—"
+        rows.append(ConflictRow(label, saved or "—", yours))
+    return rows
+
+
 # --- search and registration -------------------------------------------------------------
+
+
+@dataclass
+class SearchRow:
+    """One search result as the front desk tells people apart: age and date of birth,
+    sex, site, programs and their status, the phone's last four digits."""
+
+    patient: Patient
+    age: int
+    phone_last_four: str | None
+    active: list[Enrollment]
+    last_ended: Enrollment | None
+
+
+def _search_row(patient: Patient) -> SearchRow:
+    enrollments = patient.enrollments  # loaded with the page (services.search_result_options)
+    active = [e for e in enrollments if e.active]
+    ended = [e for e in enrollments if not e.active]
+    return SearchRow(
+        patient=patient,
+        age=patient.age_on(site_today(patient.site)),
+        phone_last_four=services.phone_last_four(patient.phone),
+        active=active,
+        last_ended=max(ended, key=lambda e: e.discharged_on) if ended else None,
+    )
 
 
 @bp.get("/")
@@ -120,7 +222,7 @@ def index():
     text = request.args.get("q", "").strip()
     query = services.search_patients(current_user, text)  # empty text: every patient
     page = paginate_sorted(
-        query.options(sa.orm.selectinload(Patient.site)), PATIENT_SORTS, tiebreak=Patient.id
+        query.options(*services.search_result_options()), PATIENT_SORTS, tiebreak=Patient.id
     )
     # The list shows names and dates of birth: the search is an access, without its terms.
     record(
@@ -129,7 +231,11 @@ def index():
         entity_type="patient_list",
         details={"searched": bool(text), "results": page.total, "page": page.page},
     )
-    return render_template("patients/index.html", page=page, q=text)
+    if text and page.total == 1 and page.page == 1:
+        # A typed search that found one person: their chart (the chart records its view).
+        return redirect(url_for("patients.chart", patient_id=page.items[0].id))
+    rows = [_search_row(p) for p in page.items]
+    return render_template("patients/index.html", page=page, rows=rows, q=text)
 
 
 def _site_choices(form: PatientForm) -> list[Site]:
@@ -197,7 +303,13 @@ def register():
         form.intake_date.data = site_today(sites[0]) if sites else dt.date.today()
         if len(sites) == 1:
             form.site_id.data = sites[0].id
+        # From "No patient matches ... Register": what was searched for, in its fields.
+        prefill = services.registration_prefill(request.args.get("q", ""))
+        form.first_name.data = prefill.first_name
+        form.last_name.data = prefill.last_name
+        form.date_of_birth.data = prefill.date_of_birth
     duplicates: list[DuplicateShown] = []
+    age_warning = False
     if form.validate_on_submit():
         data = _demographics(form)
 
@@ -210,6 +322,7 @@ def register():
                 site=site,
                 data=data,
                 confirm_duplicate=form.confirm_duplicate.data,
+                confirm_age=form.confirm_age.data,
             )
 
         outcome = save(
@@ -231,11 +344,13 @@ def register():
             )
             return redirect(url_for("patients.chart", patient_id=patient.id))
         duplicates = _duplicates_shown(outcome.error)
+        age_warning = isinstance(outcome.error, services.ImplausibleAge)
     return render_template(
         "patients/form.html",
         form=form,
         patient=None,
         duplicates=duplicates,
+        age_warning=age_warning,
         show_site=len(sites) > 1,
     )
 
@@ -286,7 +401,12 @@ def edit(patient_id: int):
     form.site_id.data = patient.site_id
     if request.method == "GET":
         form.version.data = patient.version
+        # Stored in E.164; shown (and sent back) as people write them.
+        form.phone.data = format_phone(patient.phone) or None
+        form.emergency_contact_phone.data = format_phone(patient.emergency_contact_phone) or None
     duplicates: list[DuplicateShown] = []
+    age_warning = False
+    conflict = None
     if form.validate_on_submit():
         data = _demographics(form)
         outcome = save(
@@ -297,6 +417,7 @@ def edit(patient_id: int):
                 data=data,
                 expected_version=form.version_number,
                 confirm_duplicate=form.confirm_duplicate.data,
+                confirm_age=form.confirm_age.data,
             ),
             refusals={
                 "uq_patient_unconfirmed_identity": lambda: services.duplicate_warning(
@@ -311,9 +432,32 @@ def edit(patient_id: int):
             flash("Saved." if outcome.result else "Nothing changed.", "success")
             return redirect(url_for("patients.chart", patient_id=patient_id))
         duplicates = _duplicates_shown(outcome.error)
+        age_warning = isinstance(outcome.error, services.ImplausibleAge)
+        conflict = _conflict(outcome, form, patient, _demographic_values)
     return render_template(
-        "patients/form.html", form=form, patient=patient, duplicates=duplicates, show_site=False
+        "patients/form.html",
+        form=form,
+        patient=patient,
+        duplicates=duplicates,
+        age_warning=age_warning,
+        show_site=False,
+        conflict=conflict,
     )
+
+
+def _demographic_values(patient: Patient) -> dict[str, str]:
+    """The demographics as the edit form shows them, for a conflict's comparison."""
+    values = {}
+    for name in services.Demographics.field_names():
+        value = getattr(patient, name)
+        if name.endswith("phone"):
+            value = format_phone(value)
+        elif isinstance(value, dt.date):
+            value = services.format_day(value)
+        elif hasattr(value, "label"):
+            value = value.label
+        values[name] = str(value) if value not in (None, "") else "—"
+    return values
 
 
 @bp.route("/<int:patient_id>/entered-in-error", methods=["GET", "POST"])
@@ -325,6 +469,7 @@ def entered_in_error(patient_id: int):
     form = EnteredInErrorForm()
     if request.method == "GET":
         form.version.data = patient.version
+    conflict = None
     if form.validate_on_submit():
         outcome = save(
             form,
@@ -341,7 +486,12 @@ def entered_in_error(patient_id: int):
                 "The record is marked as entered in error. It stays in the audit trail.", "success"
             )
             return redirect(url_for("patients.chart", patient_id=patient_id))
-    return render_template("patients/entered_in_error.html", form=form, patient=patient)
+        # Someone changed the record meanwhile: the form carries its new version (the
+        # chart header above shows its values now).
+        conflict = _conflict(outcome, form, patient, lambda p: {})
+    return render_template(
+        "patients/entered_in_error.html", form=form, patient=patient, conflict=conflict
+    )
 
 
 # --- enrollment --------------------------------------------------------------------------
@@ -426,16 +576,21 @@ def admit(patient_id: int):
 
 
 def _ended_page(enrollment: Enrollment, title: str):
-    """What a page that would change an ended enrollment shows instead of a form."""
-    return render_template(
+    """What a page that would change an ended enrollment shows instead of a form (on a
+    GET, and for a form sent from a page opened before the discharge: 409, nothing
+    changed). It points to undoing the discharge, the one change left."""
+    page = render_template(
         "patients/read_only.html",
         patient=enrollment.patient,
         title=title,
         message=(
             f"This enrollment in {enrollment.program.name} ended on "
-            f"{enrollment.discharged_on.isoformat()}: there is nothing left to change here."
+            f"{services.format_day(enrollment.discharged_on)} "
+            f"({enrollment.discharge_reason_label}): there is nothing left to change here."
         ),
+        undo_url=url_for("patients.correct", enrollment_id=enrollment.id),
     )
+    return (page, 409) if request.method == "POST" else page
 
 
 @bp.route("/enrollments/<int:enrollment_id>/discharge", methods=["GET", "POST"])
@@ -450,6 +605,7 @@ def discharge(enrollment_id: int):
     if request.method == "GET":
         form.discharged_on.data = site_today(enrollment.patient.site)
         form.version.data = enrollment.version
+    conflict = None
     if form.validate_on_submit():
         outcome = save(
             form,
@@ -465,9 +621,41 @@ def discharge(enrollment_id: int):
         if outcome.saved:
             flash(f"Discharged from {enrollment.program.name}.", "success")
             return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
+        conflict = _conflict(outcome, form, enrollment, _enrollment_values)
+        if _ended(outcome, enrollment):
+            return _ended_page(enrollment, f"Discharge from {enrollment.program.name}")
     return render_template(
-        "patients/discharge.html", form=form, enrollment=enrollment, patient=enrollment.patient
+        "patients/discharge.html",
+        form=form,
+        enrollment=enrollment,
+        patient=enrollment.patient,
+        conflict=conflict,
     )
+
+
+def _ended(outcome, enrollment: Enrollment) -> bool:
+    """The form was refused because the enrollment has ended (before the page was opened,
+    or meanwhile): the page then says so instead of showing inputs refused again."""
+    if outcome.saved or outcome.error is None:
+        return False
+    db.session.refresh(enrollment)
+    return not enrollment.active
+
+
+def _enrollment_values(enrollment: Enrollment) -> dict[str, str]:
+    """An enrollment as the discharge, transfer and deadlines forms show it."""
+    return {
+        "program_id": enrollment.program.name,
+        "admitted_on": services.format_day(enrollment.admitted_on),
+        "level_of_care": enrollment.level_label,
+        "primary_counselor_id": _counselor_label(enrollment.primary_counselor),
+        **{
+            name: services.format_day(getattr(enrollment, name))
+            if getattr(enrollment, name)
+            else "—"
+            for name in services.MILESTONES
+        },
+    }
 
 
 @bp.route("/enrollments/<int:enrollment_id>/transfer", methods=["GET", "POST"])
@@ -486,6 +674,7 @@ def transfer(enrollment_id: int):
         form.version.data = enrollment.version
         form.level_of_care.data = f"{enrollment.asam_edition.value}:{enrollment.asam_level}"
         form.primary_counselor_id.data = enrollment.primary_counselor_id or 0
+    conflict = None
     if form.validate_on_submit():
         edition, level = split_level_of_care(form.level_of_care.data)
         program = services.chosen(programs, form.program_id.data)
@@ -515,9 +704,164 @@ def transfer(enrollment_id: int):
         if outcome.saved:
             flash(f"Transferred to {program.name}.", "success")
             return redirect(url_for("patients.chart", patient_id=patient.id))
+        conflict = _conflict(outcome, form, enrollment, _transfer_values)
+        if _ended(outcome, enrollment):
+            return _ended_page(enrollment, f"Transfer from {enrollment.program.name}")
     return render_template(
-        "patients/transfer.html", form=form, enrollment=enrollment, patient=patient
+        "patients/transfer.html",
+        form=form,
+        enrollment=enrollment,
+        patient=patient,
+        conflict=conflict,
     )
+
+
+def _transfer_values(enrollment: Enrollment) -> dict[str, str]:
+    # The transfer form's program and date are the new enrollment's: only the level of
+    # care and counselor are this enrollment's values.
+    values = _enrollment_values(enrollment)
+    return {name: values[name] for name in ("level_of_care", "primary_counselor_id")}
+
+
+@bp.route("/enrollments/<int:enrollment_id>/correct", methods=["GET", "POST"])
+@require_permission(Permission.ENROLLMENT_MANAGE)
+def correct(enrollment_id: int):
+    """Correct the counselor, level of care or admission date of an enrollment in
+    progress (each change kept with its reason); an ended one offers undoing the
+    discharge instead."""
+    enrollment = _enrollment_or_404(enrollment_id)
+    patient = enrollment.patient
+    title = f"Correct the enrollment in {enrollment.program.name}"
+    if patient.entered_in_error:
+        return _entered_in_error_page(patient, title)
+    if not enrollment.active:
+        # Ended: nothing left to correct but the discharge itself, if it was a mistake.
+        form = UndoDischargeForm(formdata=None)
+        form.version.data = enrollment.version
+        return _undo_page(enrollment, form)
+    form = CorrectEnrollmentForm()
+    counselors = services.counselors_for(patient.site_id)
+    current = enrollment.primary_counselor
+    if current is not None and services.chosen(counselors, current.id) is None:
+        counselors.append(current)  # named before; may stay, though no longer a choice
+    form.primary_counselor_id.choices = [SelectChoice(0, "None")] + [
+        SelectChoice(u.id, u.full_name) for u in counselors
+    ]
+    if request.method == "GET":
+        _fill_correction(form, enrollment)
+    conflict = None
+    if form.validate_on_submit():
+        edition, level = split_level_of_care(form.level_of_care.data)
+        outcome = save(
+            form,
+            _on_level_of_care(
+                lambda: services.correct_enrollment(
+                    enrollment,
+                    actor=current_user,
+                    reason=form.reason.data,
+                    expected_version=form.version_number,
+                    primary_counselor=services.chosen(counselors, form.primary_counselor_id.data),
+                    asam_edition=edition,
+                    asam_level=level,
+                    admitted_on=form.admitted_on.data,
+                )
+            ),
+            refusals=ENROLLMENT_REFUSALS,
+        )
+        if outcome.saved:
+            flash("Correction saved. The earlier values stay in the history.", "success")
+            return redirect(_chart_url(enrollment))
+        conflict = _conflict(outcome, form, enrollment, _correction_values)
+    return render_template(
+        "patients/correct.html",
+        form=form,
+        enrollment=enrollment,
+        patient=patient,
+        conflict=conflict,
+    )
+
+
+def _fill_correction(form: CorrectEnrollmentForm, enrollment: Enrollment) -> None:
+    form.primary_counselor_id.data = enrollment.primary_counselor_id or 0
+    form.level_of_care.data = f"{enrollment.asam_edition.value}:{enrollment.asam_level}"
+    form.admitted_on.data = enrollment.admitted_on
+    form.version.data = enrollment.version
+
+
+def _correction_values(enrollment: Enrollment) -> dict[str, str]:
+    return {
+        "primary_counselor_id": _counselor_label(enrollment.primary_counselor),
+        "level_of_care": enrollment.level_label,
+        "admitted_on": services.format_day(enrollment.admitted_on),
+    }
+
+
+def _counselor_label(user) -> str:
+    return user.full_name if user is not None else "None"
+
+
+@bp.post("/enrollments/<int:enrollment_id>/undo-discharge")
+@require_permission(Permission.ENROLLMENT_MANAGE)
+def undo_discharge(enrollment_id: int):
+    """Undo a mistaken discharge (the form is on the ended enrollment's correction page)."""
+    enrollment = _enrollment_or_404(enrollment_id)
+    patient = enrollment.patient
+    if patient.entered_in_error:
+        return _entered_in_error_page(patient, "Undo a discharge"), 409
+    if enrollment.active:
+        # Undone meanwhile (or never discharged): nothing to do, and nothing to fill in.
+        return render_template(
+            "patients/read_only.html",
+            patient=patient,
+            title="Undo a discharge",
+            message=f"The enrollment in {enrollment.program.name} is active: it has no "
+            "discharge to undo.",
+        )
+    form = UndoDischargeForm()
+    conflict = None
+    if form.validate_on_submit():
+        outcome = save(
+            form,
+            lambda: services.undo_discharge(
+                enrollment,
+                actor=current_user,
+                reason=form.reason.data,
+                expected_version=form.version_number,
+            ),
+            refusals={
+                **ENROLLMENT_REFUSALS,
+                "uq_enrollment_active_patient_program": DomainError(
+                    services.UNDO_READMITTED_MESSAGE
+                ),
+            },
+        )
+        if outcome.saved:
+            flash(
+                f"The discharge from {enrollment.program.name} is undone; it stays in the history.",
+                "success",
+            )
+            return redirect(_chart_url(enrollment))
+        conflict = _conflict(outcome, form, enrollment, _discharge_values)
+    return _undo_page(enrollment, form, conflict)
+
+
+def _undo_page(enrollment: Enrollment, form: UndoDischargeForm, conflict=None):
+    return render_template(
+        "patients/undo_discharge.html",
+        form=form,
+        enrollment=enrollment,
+        patient=enrollment.patient,
+        conflict=conflict,
+    )
+
+
+def _discharge_values(enrollment: Enrollment) -> dict[str, str]:
+    if enrollment.active:
+        return {"discharge": "none (active)"}
+    return {
+        "discharge": f"{services.format_day(enrollment.discharged_on)}: "
+        f"{enrollment.discharge_reason_label}"
+    }
 
 
 @bp.route("/enrollments/<int:enrollment_id>/deadlines", methods=["GET", "POST"])
@@ -531,6 +875,7 @@ def deadlines(enrollment_id: int):
     if request.method == "GET":
         form.version.data = enrollment.version
         review_form.reviewed_on.data = site_today(enrollment.patient.site)
+    conflict = None
     if form.validate_on_submit():
         outcome = save(
             form,
@@ -545,10 +890,21 @@ def deadlines(enrollment_id: int):
         if outcome.saved:
             flash("Dates saved.", "success")
             return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
-    return _deadlines_page(enrollment, form, review_form)
+        conflict = _conflict(
+            outcome,
+            form,
+            enrollment,
+            lambda e: {n: v for n, v in _enrollment_values(e).items() if n in services.MILESTONES},
+        )
+    return _deadlines_page(enrollment, form, review_form, conflict)
 
 
-def _deadlines_page(enrollment: Enrollment, form: MilestonesForm, review_form: ReviewForm):
+def _deadlines_page(
+    enrollment: Enrollment,
+    form: MilestonesForm,
+    review_form: ReviewForm,
+    conflict: list[ConflictRow] | None = None,
+):
     return render_template(
         "patients/deadlines.html",
         enrollment=enrollment,
@@ -556,6 +912,7 @@ def _deadlines_page(enrollment: Enrollment, form: MilestonesForm, review_form: R
         form=form,
         review_form=review_form,
         items=services.deadlines(enrollment),
+        conflict=conflict,
     )
 
 

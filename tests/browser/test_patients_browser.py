@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
 from playwright.sync_api import expect
 
+from clinic.patients.services import format_day
 from tests.conftest import PASSWORD
 
 
@@ -96,10 +98,9 @@ def test_staff_registers_and_clinician_admits_from_the_keyboard(
     ui.goto("/patients/")
     search = page.get_by_label("Find by name, MRN or date of birth")
     search.fill("tor an")
-    load(ui, lambda: search.press("Enter"))
+    load(ui, lambda: search.press("Enter"))  # one match: her chart opens
     ui.check()
-    load(ui, lambda: page.get_by_role("link", name="Torres, Ana").click())
-    ui.check()
+    expect(page.get_by_test_id("patient-name")).to_have_text("Torres, Ana")
     load(ui, lambda: page.get_by_role("link", name="Admit to a program").click())
     ui.check()
     expect(page.get_by_role("heading", name="Admit to a program")).to_be_visible()
@@ -114,11 +115,61 @@ def test_staff_registers_and_clinician_admits_from_the_keyboard(
     expect(page.get_by_text("Admitted to Methadone maintenance.")).to_be_visible()
     summary = page.locator("dd").first
     expect(summary).to_contain_text("Methadone maintenance — OTP (ASAM 3rd ed.)")
-    due = (admitted + dt.timedelta(days=14)).isoformat()
+    due = format_day(admitted + dt.timedelta(days=14))
     enrollments = page.get_by_role("table")
     expect(enrollments.get_by_text("Active")).to_be_visible()
     for name in ("Medical examination", "Psychosocial assessment", "Initial care plan"):
-        expect(enrollments.get_by_text(re.compile(rf"{name}: .* by {due}"))).to_be_visible()
+        expect(
+            enrollments.get_by_text(re.compile(rf"{name}: upcoming due in 14 days \({due}\)"))
+        ).to_be_visible()
+
+
+def test_search_results_tell_two_people_apart(
+    ui, make_user, make_patient, make_program, make_enrollment, make_site, username_of
+):
+    east = make_site("EAST")
+    born = dt.date(1991, 7, 30)
+    make_patient("Ana", "Torres", date_of_birth=born, phone="+13125550147")
+    make_patient(
+        "Ana",
+        "Torres",
+        date_of_birth=born,
+        site_id=east,
+        sex_at_birth="male",
+        phone="+17735550199",
+    )
+    make_enrollment(make_patient("Jo", "Smith"), make_program("Methadone maintenance"))
+    page = sign_in(ui, username_of(make_user("admin", all_sites=True)))
+    ui.goto("/patients/")
+    search = page.get_by_label("Find by name, MRN or date of birth")
+    search.fill("torres")
+    load(ui, lambda: search.press("Enter"))
+    ui.check()
+    rows = page.get_by_test_id("patient-row")
+    expect(rows).to_have_count(2)
+    today = dt.datetime.now(ZoneInfo("America/Chicago")).date()  # the site's day
+    age = today.year - 1991 - ((today.month, today.day) < (7, 30))
+    expect(rows.nth(0)).to_contain_text(f"30 Jul 1991 ({age})")
+    expect(rows.nth(0)).to_contain_text("Female")
+    expect(rows.nth(0)).to_contain_text("MAIN")
+    expect(rows.nth(0)).to_contain_text("…0147")
+    expect(rows.nth(0)).to_contain_text("Not enrolled")
+    expect(rows.nth(1)).to_contain_text("Male")
+    expect(rows.nth(1)).to_contain_text("EAST")
+    expect(rows.nth(1)).to_contain_text("…0199")
+
+    # One match opens the chart; none offers to register what was typed.
+    search = page.get_by_label("Find by name, MRN or date of birth")
+    search.fill("smi")
+    load(ui, lambda: search.press("Enter"))
+    ui.check()
+    expect(page.get_by_test_id("patient-name")).to_have_text("Smith, Jo")
+    ui.goto("/patients/?q=maria+lopez")
+    ui.check()
+    load(ui, lambda: page.get_by_role("link", name=re.compile("Register “maria lopez”")).click())
+    ui.check()
+    expect(page.get_by_label("First name")).to_have_value("Maria")
+    expect(page.get_by_label("Last name")).to_have_value("Lopez")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,334 @@
+"""Rules that fit the program: 42 CFR 8.12 deadlines and take-home caps belong to opioid
+treatment programs (OTP) only; deadline wording people read ("overdue since 26 Jan 2026
+(307 days)", "due today"), and milestones recorded after their deadline marked late."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from zoneinfo import ZoneInfo
+
+import pytest
+import sqlalchemy as sa
+from flask_migrate import downgrade, upgrade
+
+from clinic.accounts.models import User
+from clinic.errors import DomainError
+from clinic.extensions import db
+from clinic.patients import services
+from clinic.patients.forms import TAKE_HOME_CAPS_NOT_OTP_MESSAGE
+from clinic.patients.models import Enrollment, Program
+from clinic.patients.services import deadline_wording, format_day
+from tests.test_patients_registry import field_error, send
+
+CHICAGO = ZoneInfo("America/Chicago")
+SETUP = {"id": None, "username": "setup", "all_sites": True}
+D = dt.date
+CAPS = ("take_home_cap_days_0_14", "take_home_cap_days_15_30", "take_home_cap_days_31_plus")
+
+
+def today() -> dt.date:
+    return dt.datetime.now(CHICAGO).date()
+
+
+def days_ago(n: int) -> dt.date:
+    return today() - dt.timedelta(days=n)
+
+
+# --- wording, at the exact edges -------------------------------------------------------------
+
+DUE = D(2026, 1, 26)
+
+
+@pytest.mark.parametrize(
+    ("today_", "done_on", "expected"),
+    [
+        (D(2026, 1, 24), None, "due in 2 days (26 Jan 2026)"),
+        (D(2026, 1, 25), None, "due tomorrow (26 Jan 2026)"),
+        (D(2026, 1, 26), None, "due today"),
+        (D(2026, 1, 27), None, "overdue since 26 Jan 2026 (1 day)"),
+        (D(2026, 1, 28), None, "overdue since 26 Jan 2026 (2 days)"),
+        (D(2026, 11, 29), None, "overdue since 26 Jan 2026 (307 days)"),
+        (D(2026, 11, 29), D(2026, 1, 25), "done 25 Jan 2026"),
+        (D(2026, 11, 29), D(2026, 1, 26), "done 26 Jan 2026"),
+        (D(2026, 11, 29), D(2026, 1, 27), "done 27 Jan 2026, late (due 26 Jan 2026)"),
+    ],
+)
+def test_deadline_wording(today_, done_on, expected):
+    assert deadline_wording(DUE, today_, done_on) == expected
+
+
+def test_dates_read_the_same_in_every_month():
+    assert [format_day(D(2026, m, 1)) for m in (1, 6, 12)] == [
+        "1 Jan 2026",
+        "1 Jun 2026",
+        "1 Dec 2026",
+    ]
+
+
+def _enrollment(kind: str, admitted_on: dt.date, **done) -> Enrollment:
+    from clinic.patients.models import ProgramKind
+
+    return Enrollment(
+        admitted_on=admitted_on,
+        program=Program(care_plan_review_days=90, kind=ProgramKind(kind)),
+        reviews=[],
+        **done,
+    )
+
+
+@pytest.mark.parametrize(
+    ("done_on", "late"), [(D(2026, 1, 18), False), (D(2026, 1, 19), False), (D(2026, 1, 20), True)]
+)
+def test_a_milestone_recorded_after_its_deadline_is_late(done_on, late):
+    items = services.deadlines(
+        _enrollment("methadone_otp", D(2026, 1, 5), medical_exam_on=done_on), D(2026, 3, 1)
+    )
+    [exam] = [d for d in items if d.name == "Medical examination"]
+    assert exam.due_on == D(2026, 1, 19)
+    assert exam.status == "done"
+    assert exam.late is late
+    assert ("late (due 19 Jan 2026)" in exam.wording) is late
+
+
+# --- deadlines by kind -----------------------------------------------------------------------
+
+NOT_OTP = ["office_buprenorphine", "xr_naltrexone", "intensive_outpatient", "outpatient"]
+
+
+@pytest.mark.parametrize("kind", NOT_OTP)
+def test_programs_other_than_otp_have_no_8_12_deadlines(kind):
+    items = services.deadlines(_enrollment(kind, D(2026, 1, 5)), D(2026, 11, 29))
+    assert items == []
+    # Their care-plan reviews still follow the program's interval.
+    items = services.deadlines(
+        _enrollment(kind, D(2026, 1, 5), care_plan_on=D(2026, 2, 1)), D(2026, 3, 1)
+    )
+    assert [(d.name, d.due_on) for d in items] == [("Care-plan review", D(2026, 5, 2))]
+
+
+def test_an_otp_has_the_8_12_deadlines():
+    items = services.deadlines(_enrollment("methadone_otp", D(2026, 1, 5)), D(2026, 1, 5))
+    assert [(d.name, d.due_on) for d in items] == [
+        ("Medical examination", D(2026, 1, 19)),
+        ("Psychosocial assessment", D(2026, 1, 19)),
+        ("Initial care plan", D(2026, 1, 19)),
+    ]
+
+
+def test_office_buprenorphine_patient_is_not_overdue_for_the_8_12_examination(
+    client_as, make_patient, make_program, make_enrollment
+):
+    bup = make_program("Office-based buprenorphine", "office_buprenorphine")
+    otp = make_program("Methadone maintenance")
+    bup_patient = make_patient("Ana", "Torres")
+    otp_patient = make_patient("Jo", "Smith")
+    make_enrollment(bup_patient, bup, admitted_on=days_ago(30))
+    make_enrollment(otp_patient, otp, admitted_on=days_ago(30))
+    clinician = client_as("clinician")
+
+    chart = clinician.get(f"/patients/{bup_patient}").get_data(as_text=True)
+    assert 'data-testid="alerts"' not in chart
+    assert "Medical examination" not in chart
+    assert "No deadlines for this kind of program" in chart
+
+    chart = clinician.get(f"/patients/{otp_patient}").get_data(as_text=True)
+    alert = chart.split('data-testid="alerts"', 1)[1].split("</div>", 1)[0]
+    due = format_day(days_ago(16))
+    assert f"Medical examination (Methadone maintenance, overdue since {due} (16 days))" in alert
+
+    worklist = clinician.get("/patients/deadlines").get_data(as_text=True)
+    assert "Smith, Jo" in worklist
+    assert "Torres, Ana" not in worklist
+    assert f"overdue since {due} (16 days)" in worklist
+
+
+def test_the_deadlines_page_of_a_program_other_than_otp_says_why_none(
+    client_as, make_patient, make_program, make_enrollment
+):
+    enrollment = make_enrollment(
+        make_patient(), make_program("Naltrexone", "xr_naltrexone"), admitted_on=days_ago(30)
+    )
+    html = client_as("clinician").get(f"/patients/enrollments/{enrollment}/deadlines")
+    text = html.get_data(as_text=True)
+    assert 'data-testid="not-otp"' in text
+    assert "Extended-release naltrexone is not an opioid treatment program" in text
+    assert '<th scope="col">Due</th>' not in text
+
+
+# --- take-home caps: OTP only ----------------------------------------------------------------
+
+
+def program_form(site_id: int, **overrides) -> dict:
+    data = {
+        "site_id": str(site_id),
+        "name": "Naltrexone clinic",
+        "kind": "xr_naltrexone",
+        "active": "y",
+        "care_plan_review_days": "90",
+    }
+    data.update(overrides)
+    return data
+
+
+def programs(app) -> list[Program]:
+    with app.app_context():
+        found = list(db.session.scalars(sa.select(Program).order_by(Program.id)))
+        db.session.expunge_all()
+        return found
+
+
+@pytest.mark.parametrize("kind", NOT_OTP)
+def test_a_program_other_than_otp_is_created_without_caps(app, client_as, site, kind):
+    admin = client_as("admin")
+    form = admin.get("/admin/programs/new").get_data(as_text=True)
+    assert 'name="take_home_cap_days_0_14" type="number" value=""' in form  # no default
+    assert send(admin, "/admin/programs/new", program_form(site, kind=kind)).status_code == 302
+    [program] = programs(app)
+    assert [getattr(program, c) for c in CAPS] == [None, None, None]
+    listing = admin.get("/admin/programs/").get_data(as_text=True)
+    assert "not applicable (not an OTP)" in listing
+    edit = admin.get(f"/admin/programs/{program.id}/edit").get_data(as_text=True)
+    assert 'data-testid="no-take-home-caps"' in edit
+    assert 'name="take_home_cap_days_0_14"' not in edit
+
+
+@pytest.mark.parametrize("cap", CAPS)
+def test_caps_typed_for_naltrexone_are_refused_next_to_the_field(app, client_as, site, cap):
+    admin = client_as("admin")
+    response = send(admin, "/admin/programs/new", program_form(site, **{cap: "7"}))
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert field_error(html, cap) == TAKE_HOME_CAPS_NOT_OTP_MESSAGE
+    assert 'value="Naltrexone clinic"' in html  # the input is kept
+    assert programs(app) == []
+
+
+def test_an_otp_without_caps_typed_gets_the_federal_caps(app, client_as, site):
+    admin = client_as("admin")
+    form = program_form(
+        site, name="Methadone", kind="methadone_otp", take_home_cap_days_31_plus="21"
+    )
+    assert send(admin, "/admin/programs/new", form).status_code == 302
+    [program] = programs(app)
+    assert [getattr(program, c) for c in CAPS] == [7, 14, 21]
+    listing = admin.get("/admin/programs/").get_data(as_text=True)
+    assert "7 / 14 / 21" in listing
+
+
+def test_an_otp_changed_to_another_kind_loses_its_caps(app, client_as, site, make_program):
+    program_id = make_program("Methadone maintenance")
+    admin = client_as("admin")
+    url = f"/admin/programs/{program_id}/edit"
+    response = send(
+        admin, url, program_form(site, name="Methadone maintenance", kind="office_buprenorphine")
+    )
+    assert response.status_code == 302
+    [program] = programs(app)
+    assert [getattr(program, c) for c in CAPS] == [None, None, None]
+
+
+@pytest.mark.parametrize("role", ["clinician", "staff"])
+def test_only_administrators_set_programs(app, client_as, site, role):
+    client = client_as(role)
+    # A valid CSRF token (from a page the user may open): the permission is what refuses.
+    response = client.submit("/admin/programs/new", program_form(site), form_url="/patients/")
+    assert response.status_code == 403
+    assert programs(app) == []
+
+
+def test_the_service_drops_caps_given_for_another_kind(app, site):
+    from clinic.sites.models import Site
+
+    with app.app_context():
+        program = services.create_program(
+            actor=User(**SETUP),
+            site=db.session.get(Site, site),
+            settings=services.ProgramSettings(
+                name="IOP",
+                kind="intensive_outpatient",
+                active=True,
+                care_plan_review_days=90,
+                take_home_cap_days_0_14=7,
+                take_home_cap_days_15_30=14,
+                take_home_cap_days_31_plus=28,
+            ),
+        )
+        assert [getattr(program, c) for c in CAPS] == [None, None, None]
+        with pytest.raises(DomainError, match="Choose the kind") as error:
+            services.create_program(
+                actor=User(**SETUP),
+                site=db.session.get(Site, site),
+                settings=services.ProgramSettings(
+                    name="X", kind="detox", active=True, care_plan_review_days=90
+                ),
+            )
+        assert error.value.field == "kind"
+
+
+@pytest.mark.parametrize(
+    ("kind", "caps"),
+    [
+        ("xr_naltrexone", (7, 14, 28)),
+        ("office_buprenorphine", (None, None, 1)),
+        ("methadone_otp", (None, None, None)),
+        ("methadone_otp", (7, 14, None)),
+    ],
+)
+def test_the_database_keeps_caps_to_otps(app, site, kind, caps):
+    with app.app_context(), pytest.raises(sa.exc.IntegrityError) as error:
+        db.session.execute(
+            sa.insert(Program.__table__).values(
+                site_id=site, name="X", kind=kind, **dict(zip(CAPS, caps, strict=True))
+            )
+        )
+    assert "take_home_caps_otp_only" in str(error.value)
+
+
+def test_the_migration_drops_the_caps_of_existing_programs_other_than_otp(app, site):
+    with app.app_context():
+        downgrade(revision="e1f2a3b4c5d6")
+        program = sa.table(
+            "program",
+            sa.column("site_id"),
+            sa.column("name"),
+            sa.column("kind"),
+            sa.column("care_plan_review_days"),
+        )
+        with db.engine.begin() as conn:
+            conn.execute(
+                program.insert(),
+                [
+                    {"site_id": site, "name": n, "kind": k, "care_plan_review_days": 90}
+                    for n, k in [("OTP", "methadone_otp"), ("Bup", "office_buprenorphine")]
+                ],
+            )
+        upgrade()
+        rows = {
+            row.name: tuple(getattr(row, c) for c in CAPS)
+            for row in db.session.execute(sa.select(Program.__table__))
+        }
+    assert rows == {"OTP": (7, 14, 28), "Bup": (None, None, None)}
+
+
+def test_chart_milestone_recorded_late_shows_late(
+    app, client_as, make_patient, make_program, make_enrollment
+):
+    patient = make_patient()
+    enrollment_id = make_enrollment(patient, make_program(), admitted_on=days_ago(30))
+    with app.app_context():
+        enrollment = db.session.get(Enrollment, enrollment_id)
+        services.record_milestones(
+            enrollment,
+            actor=User(**SETUP),
+            values={"medical_exam_on": days_ago(10)},
+            expected_version=enrollment.version,
+        )
+        db.session.commit()
+    html = client_as("clinician").get(f"/patients/{patient}").get_data(as_text=True)
+    due = format_day(days_ago(16))
+    assert re.search(
+        rf"Medical examination: done {format_day(days_ago(10))}, late \(due {due}\)"
+        r' <span class="badge text-bg-warning">late</span>',
+        html,
+    )
