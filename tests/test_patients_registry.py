@@ -615,3 +615,31 @@ def test_the_service_refuses_registration_at_another_site(app, make_user, site, 
         )
         db.session.rollback()
     assert patients(app) == []
+
+
+def test_a_user_of_several_sites_chooses_the_site_it_does_not_start_chosen(
+    app, client_as, site, make_site
+):
+    east = make_site("EAST")
+    client = client_as("staff", site_ids=[site, east])
+    page = client.get("/patients/new").get_data(as_text=True)
+    select = re.search(r'<select[^>]*name="site_id".*?</select>', page, re.S).group(0)
+    # The browser shows the first option when none is selected: "Choose…".
+    assert re.search(r'<select[^>]*>\s*<option value="0">Choose…</option>', select)
+    assert "selected" not in select
+    data = patient_form(site)
+    data["site_id"] = "0"
+    response = send(client, "/patients/new", data)
+    assert response.status_code == 200
+    assert patients(app) == []
+    assert 'id="site_id-error"' in response.get_data(as_text=True)
+
+
+def test_the_chart_has_one_h1_and_so_do_the_pages_under_it(app, client_as, make_patient):
+    patient_id = make_patient()
+    client = client_as("clinician")
+    chart = client.get(f"/patients/{patient_id}").get_data(as_text=True)
+    assert chart.count("<h1") == 1
+    assert re.search(r'<h1[^>]*data-testid="patient-name"', chart)
+    admit = client.get(f"/patients/{patient_id}/admit").get_data(as_text=True)
+    assert admit.count("<h1") == 1

@@ -239,8 +239,13 @@ def index():
 
 
 def _site_choices(form: PatientForm) -> list[Site]:
+    """The user's sites; with several, the list starts on "Choose…" (a patient registered
+    at the wrong site is a privacy fault), with one it is that site."""
     sites = services.sites_for(current_user)
-    form.site_id.choices = [SelectChoice(s.id, f"{s.code} — {s.name}") for s in sites]
+    choices = [SelectChoice(s.id, f"{s.code} — {s.name}") for s in sites]
+    if len(sites) > 1:
+        choices.insert(0, SelectChoice(0, "Choose…"))
+    form.site_id.choices = choices
     return sites
 
 
@@ -299,7 +304,7 @@ def _already_saved(outcome) -> Any:
 def register():
     form = PatientForm()
     sites = _site_choices(form)
-    if request.method == "GET":
+    if request.method == "GET" and not form.restored:
         form.intake_date.data = site_today(sites[0]) if sites else dt.date.today()
         if len(sites) == 1:
             form.site_id.data = sites[0].id
