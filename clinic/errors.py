@@ -68,6 +68,7 @@ def record_denied(
         outcome=AuditOutcome.DENIED,
         details={"endpoint": request.endpoint, "method": request.method},
     )
+    g.denial_recorded = True  # the 403 handler must not record the same refusal again
 
 
 # --- a refused CSRF check must refuse ---------------------------------------------------
@@ -160,7 +161,7 @@ def register(app: Flask) -> None:
             return exc
         if request.path.startswith("/healthz"):
             return exc
-        if exc.code == 403:
+        if exc.code == 403 and not g.get("denial_recorded"):
             record_denied()
         return _render(exc.code)
 

@@ -198,6 +198,39 @@ def test_break_glass_opens_a_chart_at_another_site_and_flags_every_view(
     assert all(e.patient_id == patient for e in views)
 
 
+def test_break_glass_opens_the_chart_and_nothing_more(
+    app, east_clinician, make_patient, make_program, make_enrollment
+):
+    """Emergency access is read-only: every other page of the patient is refused (403,
+    recorded against the patient) and nothing changes."""
+    patient = make_patient()
+    enrollment = make_enrollment(patient, make_program())
+    assert break_glass(east_clinician, mrn_of(app, patient)).status_code == 200
+    assert east_clinician.get(f"/patients/{patient}").status_code == 200
+    before = max_seq(app)
+    pages = [
+        f"/patients/{patient}/admit",
+        f"/patients/enrollments/{enrollment}/discharge",
+        f"/patients/enrollments/{enrollment}/transfer",
+        f"/patients/enrollments/{enrollment}/deadlines",
+    ]
+    for url in pages:
+        assert east_clinician.get(url).status_code == 403, url
+    token = east_clinician.csrf_token(f"/patients/{patient}")
+    response = east_clinician.post(
+        f"/patients/enrollments/{enrollment}/discharge",
+        data={"discharged_on": "2026-02-01", "reason": "1", "csrf_token": token},
+    )
+    assert response.status_code == 403
+    denied = [e for e in events_after(app, before) if e.action.value == "access_denied"]
+    assert len(denied) == len(pages) + 1
+    assert [e.patient_id for e in denied] == [patient] * len(denied)
+    with app.app_context():
+        from clinic.patients.models import Enrollment
+
+        assert db.session.get(Enrollment, enrollment).discharged_on is None
+
+
 def test_break_glass_refusals_give_a_message_and_no_grant(app, east_clinician, make_patient):
     main_patient = make_patient()
     own_patient = make_patient("Ed", "Ng", site_id=east_clinician.east)

@@ -79,12 +79,28 @@ def _site_time(value: dt.datetime, site: Site) -> str:
 # --- loading with access control and audit ----------------------------------------------
 
 
+# Emergency access opens the chart, nothing more (HIPAA 164.312(a)(2)(ii) is for reading
+# what an emergency needs): every other patient page is refused under a break-glass grant.
+BREAK_GLASS_PAGES = frozenset({"patients.chart"})
+
+
+def _refuse_unless_break_glass_page(patient: Patient, entity_type: str, entity_id: int) -> None:
+    """403 (recorded against the patient) for any page but the chart when the user reaches
+    this patient only through emergency access."""
+    sites = services.visible_site_ids(current_user)
+    if sites is None or patient.site_id in sites or request.endpoint in BREAK_GLASS_PAGES:
+        return
+    record_denied(entity_type, entity_id, patient.id)
+    abort(403)
+
+
 def _patient_or_404(patient_id: int) -> Patient:
     patient = services.patient_for(current_user, patient_id)
     if patient is None:
         exists = db.session.get(Patient, patient_id) is not None
         record_denied("patient", patient_id, patient_id if exists else None)
         abort(404)
+    _refuse_unless_break_glass_page(patient, "patient", patient.id)
     if request.method == "GET":
         _record_view(patient, "patient", patient.id)
     else:
@@ -98,6 +114,7 @@ def _enrollment_or_404(enrollment_id: int) -> Enrollment:
         found = db.session.get(Enrollment, enrollment_id)
         record_denied("enrollment", enrollment_id, found.patient_id if found else None)
         abort(404)
+    _refuse_unless_break_glass_page(enrollment.patient, "enrollment", enrollment.id)
     if request.method == "GET":
         _record_view(enrollment.patient, "enrollment", enrollment.id)
     else:
