@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
@@ -882,20 +882,29 @@ MILESTONE_LABELS = {
 }
 
 
-def _last_recorded(enrollment: Enrollment) -> tuple[str, dt.date] | None:
-    """The latest milestone or care-plan review of an enrollment: (what, when)."""
+def _recorded(
+    enrollment: Enrollment, review_date: Callable[..., sa.ColumnElement]
+) -> list[tuple[str, dt.date]]:
+    """The milestones of an enrollment that are recorded, and the care-plan review that
+    ``review_date`` (``sa.func.min`` or ``sa.func.max``) picks: (what, when) pairs."""
     recorded = [
         (label, getattr(enrollment, name))
         for name, label in MILESTONE_LABELS.items()
         if getattr(enrollment, name) is not None
     ]
-    last_review = db.session.scalar(
-        sa.select(sa.func.max(CarePlanReview.reviewed_on)).where(
+    review = db.session.scalar(
+        sa.select(review_date(CarePlanReview.reviewed_on)).where(
             CarePlanReview.enrollment_id == enrollment.id
         )
     )
-    if last_review is not None:
-        recorded.append(("care-plan review", last_review))
+    if review is not None:
+        recorded.append(("care-plan review", review))
+    return recorded
+
+
+def _last_recorded(enrollment: Enrollment) -> tuple[str, dt.date] | None:
+    """The latest milestone or care-plan review of an enrollment: (what, when)."""
+    recorded = _recorded(enrollment, sa.func.max)
     return max(recorded, key=lambda item: item[1]) if recorded else None
 
 
@@ -1166,18 +1175,7 @@ def _check_corrected_admission(enrollment: Enrollment, admitted_on: dt.date) -> 
 
 def _first_recorded(enrollment: Enrollment) -> tuple[str, dt.date] | None:
     """The earliest milestone or care-plan review of an enrollment: (what, when)."""
-    recorded = [
-        (label, getattr(enrollment, name))
-        for name, label in MILESTONE_LABELS.items()
-        if getattr(enrollment, name) is not None
-    ]
-    first_review = db.session.scalar(
-        sa.select(sa.func.min(CarePlanReview.reviewed_on)).where(
-            CarePlanReview.enrollment_id == enrollment.id
-        )
-    )
-    if first_review is not None:
-        recorded.append(("care-plan review", first_review))
+    recorded = _recorded(enrollment, sa.func.min)
     return min(recorded, key=lambda item: item[1]) if recorded else None
 
 
