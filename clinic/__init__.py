@@ -52,6 +52,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from clinic.audit import services as audit_services
     from clinic.audit import views as audit_views
     from clinic.main import views as main_views
+    from clinic.patients import access as patient_access
     from clinic.patients import program_views
     from clinic.patients import views as patient_views
 
@@ -62,6 +63,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     auth.register(app)
     errors.register(app)
     audit_services.register(app)
+    patient_access.register(app)  # after audit: a page shown again is recorded before commit
     cli.register(app)
     app.register_blueprint(main_views.bp)
     app.register_blueprint(account_views.bp)

@@ -1,8 +1,9 @@
 """Patient registry, chart, enrollment and deadline pages.
 
-Every page that shows a patient loads it through ``_patient_or_404`` /
-``_enrollment_or_404``: site scoping (404 outside the user's sites, unless break-glass),
-an ``access_denied`` event on refusal and one ``view`` event per page shown.
+Every page that shows a patient loads it through ``clinic.patients.access``
+(``patient_or_404`` / ``enrollment_or_404``): site scoping (404 outside the user's sites,
+unless break-glass), an ``access_denied`` event on refusal and one ``view`` event per page
+shown. The chart shows every domain's registered section (``clinic.charts``).
 """
 
 from __future__ import annotations
@@ -12,15 +13,16 @@ from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms import SelectChoice
 
+from clinic import charts
 from clinic.audit import AuditAction, record
 from clinic.errors import DomainError, record_denied
 from clinic.extensions import db
 from clinic.pagination import SortSpec, paginate_sorted
-from clinic.patients import services
+from clinic.patients import access, services
 from clinic.patients.contact import format_phone
 from clinic.patients.forms import (
     AdmitForm,
@@ -74,80 +76,6 @@ def _site_time(value: dt.datetime, site: Site) -> str:
     """An instant in the site's time zone: "26 Jan 2026 14:05 CST"."""
     local = value.astimezone(ZoneInfo(site.timezone))
     return f"{services.format_day(local.date())} {local:%H:%M} {local.tzname()}"
-
-
-# --- loading with access control and audit ----------------------------------------------
-
-
-# Emergency access opens the chart, nothing more (HIPAA 164.312(a)(2)(ii) is for reading
-# what an emergency needs): every other patient page is refused under a break-glass grant.
-BREAK_GLASS_PAGES = frozenset({"patients.chart"})
-
-
-def _refuse_unless_break_glass_page(patient: Patient, entity_type: str, entity_id: int) -> None:
-    """403 (recorded against the patient) for any page but the chart when the user reaches
-    this patient only through emergency access."""
-    sites = services.visible_site_ids(current_user)
-    if sites is None or patient.site_id in sites or request.endpoint in BREAK_GLASS_PAGES:
-        return
-    record_denied(entity_type, entity_id, patient.id)
-    abort(403)
-
-
-def _patient_or_404(patient_id: int) -> Patient:
-    patient = services.patient_for(current_user, patient_id)
-    if patient is None:
-        exists = db.session.get(Patient, patient_id) is not None
-        record_denied("patient", patient_id, patient_id if exists else None)
-        abort(404)
-    _refuse_unless_break_glass_page(patient, "patient", patient.id)
-    if request.method == "GET":
-        _record_view(patient, "patient", patient.id)
-    else:
-        _record_view_if_shown(patient, "patient", patient.id)
-    return patient
-
-
-def _enrollment_or_404(enrollment_id: int) -> Enrollment:
-    enrollment = services.enrollment_for(current_user, enrollment_id)
-    if enrollment is None:
-        found = db.session.get(Enrollment, enrollment_id)
-        record_denied("enrollment", enrollment_id, found.patient_id if found else None)
-        abort(404)
-    _refuse_unless_break_glass_page(enrollment.patient, "enrollment", enrollment.id)
-    if request.method == "GET":
-        _record_view(enrollment.patient, "enrollment", enrollment.id)
-    else:
-        _record_view_if_shown(enrollment.patient, "enrollment", enrollment.id)
-    return enrollment
-
-
-def _record_view_if_shown(patient: Patient, entity_type: str, entity_id: int) -> None:
-    """A POST that fails (bad input, a refused rule) shows the patient's page again: that
-    is an access too, recorded after the response unless the POST redirected."""
-    g.patient_shown = (patient, entity_type, entity_id)
-
-
-@bp.after_request
-def _record_page_shown_again(response):
-    shown = g.pop("patient_shown", None)
-    if shown is not None and (200 <= response.status_code < 300 or response.status_code == 400):
-        _record_view(*shown)
-    return response
-
-
-def _record_view(patient: Patient, entity_type: str, entity_id: int) -> None:
-    sites = services.visible_site_ids(current_user)
-    via_break_glass = sites is not None and patient.site_id not in sites
-    record(
-        AuditAction.VIEW,
-        actor=current_user,
-        entity_type=entity_type,
-        entity_id=entity_id,
-        patient_id=patient.id,
-        site_id=patient.site_id,
-        details={"page": request.endpoint, "break_glass": via_break_glass},
-    )
 
 
 # --- edit conflicts ----------------------------------------------------------------------
@@ -383,7 +311,7 @@ def register():
 @bp.get("/<int:patient_id>")
 @require_permission(Permission.PATIENTS_READ)
 def chart(patient_id: int):
-    patient = _patient_or_404(patient_id)
+    patient = access.patient_or_404(patient_id)
     today = site_today(patient.site)
     enrollments = services.chart_enrollments(patient)
     deadlines = {e.id: services.deadlines(e, today) for e in enrollments if e.active}
@@ -398,7 +326,8 @@ def chart(patient_id: int):
         deadlines=deadlines,
         alerts=alerts,
         active=[e for e in enrollments if e.active],
-        via_break_glass=not current_user.all_sites and patient.site_id not in current_user.site_ids,
+        via_break_glass=access.via_break_glass(patient),
+        sections=charts.sections_for(patient),
     )
 
 
@@ -415,7 +344,7 @@ def _entered_in_error_page(patient: Patient, title: str):
 @bp.route("/<int:patient_id>/edit", methods=["GET", "POST"])
 @require_permission(Permission.PATIENTS_REGISTER)
 def edit(patient_id: int):
-    patient = _patient_or_404(patient_id)
+    patient = access.patient_or_404(patient_id)
     if patient.entered_in_error:
         return _entered_in_error_page(patient, "Edit demographics")
     form = EditPatientForm(obj=patient) if request.method == "GET" else EditPatientForm()
@@ -485,7 +414,7 @@ def _demographic_values(patient: Patient) -> dict[str, str]:
 @bp.route("/<int:patient_id>/entered-in-error", methods=["GET", "POST"])
 @require_permission(Permission.PATIENTS_MARK_ERROR)
 def entered_in_error(patient_id: int):
-    patient = _patient_or_404(patient_id)
+    patient = access.patient_or_404(patient_id)
     if patient.entered_in_error:
         return _entered_in_error_page(patient, "Mark this record as entered in error")
     form = EnteredInErrorForm()
@@ -559,7 +488,7 @@ def _chart_url(enrollment: Enrollment) -> str:
 @bp.route("/<int:patient_id>/admit", methods=["GET", "POST"])
 @require_permission(Permission.ENROLLMENT_MANAGE)
 def admit(patient_id: int):
-    patient = _patient_or_404(patient_id)
+    patient = access.patient_or_404(patient_id)
     if patient.entered_in_error:
         return _entered_in_error_page(patient, "Admit to a program")
     form = AdmitForm()
@@ -618,7 +547,7 @@ def _ended_page(enrollment: Enrollment, title: str):
 @bp.route("/enrollments/<int:enrollment_id>/discharge", methods=["GET", "POST"])
 @require_permission(Permission.ENROLLMENT_MANAGE)
 def discharge(enrollment_id: int):
-    enrollment = _enrollment_or_404(enrollment_id)
+    enrollment = access.enrollment_or_404(enrollment_id)
     if enrollment.patient.entered_in_error:
         return _entered_in_error_page(enrollment.patient, "Discharge")
     if not enrollment.active and request.method == "GET":
@@ -683,7 +612,7 @@ def _enrollment_values(enrollment: Enrollment) -> dict[str, str]:
 @bp.route("/enrollments/<int:enrollment_id>/transfer", methods=["GET", "POST"])
 @require_permission(Permission.ENROLLMENT_MANAGE)
 def transfer(enrollment_id: int):
-    enrollment = _enrollment_or_404(enrollment_id)
+    enrollment = access.enrollment_or_404(enrollment_id)
     patient = enrollment.patient
     if patient.entered_in_error:
         return _entered_in_error_page(patient, "Transfer")
@@ -751,7 +680,7 @@ def correct(enrollment_id: int):
     """Correct the counselor, level of care or admission date of an enrollment in
     progress (each change kept with its reason); an ended one offers undoing the
     discharge instead."""
-    enrollment = _enrollment_or_404(enrollment_id)
+    enrollment = access.enrollment_or_404(enrollment_id)
     patient = enrollment.patient
     title = f"Correct the enrollment in {enrollment.program.name}"
     if patient.entered_in_error:
@@ -826,7 +755,7 @@ def _counselor_label(user) -> str:
 @require_permission(Permission.ENROLLMENT_MANAGE)
 def undo_discharge(enrollment_id: int):
     """Undo a mistaken discharge (the form is on the ended enrollment's correction page)."""
-    enrollment = _enrollment_or_404(enrollment_id)
+    enrollment = access.enrollment_or_404(enrollment_id)
     patient = enrollment.patient
     if patient.entered_in_error:
         return _entered_in_error_page(patient, "Undo a discharge"), 409
@@ -889,7 +818,7 @@ def _discharge_values(enrollment: Enrollment) -> dict[str, str]:
 @bp.route("/enrollments/<int:enrollment_id>/deadlines", methods=["GET", "POST"])
 @require_permission(Permission.DEADLINES_RECORD)
 def deadlines(enrollment_id: int):
-    enrollment = _enrollment_or_404(enrollment_id)
+    enrollment = access.enrollment_or_404(enrollment_id)
     if enrollment.patient.entered_in_error:
         return _entered_in_error_page(enrollment.patient, "Deadlines")
     form = MilestonesForm(obj=enrollment) if request.method == "GET" else MilestonesForm()
@@ -941,7 +870,7 @@ def _deadlines_page(
 @bp.post("/enrollments/<int:enrollment_id>/reviews")
 @require_permission(Permission.DEADLINES_RECORD)
 def add_review(enrollment_id: int):
-    enrollment = _enrollment_or_404(enrollment_id)
+    enrollment = access.enrollment_or_404(enrollment_id)
     if enrollment.patient.entered_in_error:
         return _entered_in_error_page(enrollment.patient, "Care-plan reviews"), 400
     review_form = ReviewForm()
