@@ -6,6 +6,7 @@ Every setting below can be overridden by an environment variable of the same nam
 
 from __future__ import annotations
 
+import math
 import os
 import secrets
 from pathlib import Path
@@ -28,8 +29,9 @@ class Config:
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
     SESSION_COOKIE_SECURE = False
-    SESSION_IDLE_TIMEOUT_MINUTES = 15
-    SESSION_ABSOLUTE_TIMEOUT_HOURS = 12
+    # Floats, so a decimal is accepted from the environment (0.5: a test of the idle warning).
+    SESSION_IDLE_TIMEOUT_MINUTES = 15.0
+    SESSION_ABSOLUTE_TIMEOUT_HOURS = 12.0
     # Rate limits: in-memory by default; set a Redis URL when several app servers run.
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_ENABLED = True
@@ -93,6 +95,11 @@ def _coerce(raw: str, default: object) -> object:
         raise ValueError(f"not a boolean: {raw!r}")
     if isinstance(default, int):
         return int(raw)
+    if isinstance(default, float):
+        value = float(raw)
+        if not math.isfinite(value):
+            raise ValueError(f"not a finite number: {raw!r}")
+        return value
     return raw
 
 

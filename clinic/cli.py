@@ -85,6 +85,14 @@ def seed_demo() -> None:
     admin.all_sites, admin.sites = True, []  # the demo director sees both sites
     count = demo.seed(site, east, counselors=[users["counselor"], users["nurse"]], actor=admin)
     click.echo(f"Created site {east.code}, {len(demo.PROGRAMS) + 1} programs, {count} patients.")
+    from clinic.medications import demo as medication_demo
+
+    written = medication_demo.seed(site, prescriber=users["prescriber"], nurse=users["nurse"])
+    click.echo(f"Created {written} medication orders, a hold and two flags.")
+    from clinic.medications import dosing_demo
+
+    doses = dosing_demo.seed(site, nurse=users["nurse"])
+    click.echo(f"Created {doses} dose ledger rows (three weeks of doses).")
     db.session.commit()
     # Last, after everything else the seeding printed, so it does not scroll past.
     click.echo(_password_box(passwords))

@@ -17,6 +17,7 @@ from flask import (
 )
 from flask_sqlalchemy.session import Session as FlaskSession
 from flask_wtf.csrf import CSRFError
+from markupsafe import escape
 from sqlalchemy import event
 from werkzeug.exceptions import HTTPException, InternalServerError
 
@@ -35,6 +36,22 @@ class DomainError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+CONFLICT_MESSAGE = (
+    "Someone else changed this record after you opened it. Your entries are still in the "
+    "form: check the record's current values, then save again."
+)
+
+
+class ConflictError(DomainError):
+    """Optimistic locking refused a save: the record changed after the user's form was
+    built from it (a service's version check, or the database's ``version_id_col``).
+    Recognised by its type (``clinic.web.conflict_rows`` then shows the record's values
+    beside the user's entries), never by its words."""
+
+    def __init__(self, message: str = CONFLICT_MESSAGE) -> None:
+        super().__init__(message)
 
 
 PAGES = {400, 403, 404, 405, 429, 500}
@@ -146,12 +163,26 @@ def _show_form_again(view: Callable[..., Any], http_error: Callable[[HTTPExcepti
         return _render(400, CSRF_REFUSED_DESCRIPTION)
     if refusal is not None:
         return http_error(refusal)
-    if not 200 <= response.status_code < 300 or not g.get("csrf_refusal_shown"):
+    if not 200 <= response.status_code < 300 or not _says_why(response):
         # A redirect or an error, or a page that does not say why the form was refused
-        # (its view never checked the form): the plain 400 page says it.
+        # (its view never checked the form, or its template did not show that form):
+        # the plain 400 page says it.
         return _render(400, CSRF_REFUSED_DESCRIPTION)
     response.status_code = 400
     return response
+
+
+def _says_why(response) -> bool:
+    """The page shown again carries the refusal message (the form checked it and the
+    template showed that form's errors)."""
+    from clinic.forms import CSRF_REFUSED_MESSAGE
+
+    if not g.get("csrf_refusal_shown"):
+        return False
+    body = response.get_data(as_text=True)
+    # The form_errors macro marks the expired-token box; a form without a token field
+    # shows the message among its form errors.
+    return "data-csrf-refused" in body or escape(CSRF_REFUSED_MESSAGE) in body
 
 
 def register(app: Flask) -> None:

@@ -2,6 +2,14 @@
 
 from clinic.accounts.models import RecoveryCode, User, UserSession
 from clinic.audit.models import AuditChainHead, AuditEvent, BreakGlassGrant
+from clinic.medications.models import (
+    DoseEntry,
+    FlagAcknowledgement,
+    MedicationHold,
+    MedicationOrder,
+    MissedDoseReview,
+    PatientFlag,
+)
 from clinic.patients.models import (
     CarePlanReview,
     Enrollment,
@@ -17,9 +25,15 @@ __all__ = [
     "AuditEvent",
     "BreakGlassGrant",
     "CarePlanReview",
+    "DoseEntry",
     "Enrollment",
+    "FlagAcknowledgement",
     "FormSubmission",
+    "MedicationHold",
+    "MedicationOrder",
+    "MissedDoseReview",
     "Patient",
+    "PatientFlag",
     "PatientNameToken",
     "Program",
     "RecoveryCode",

@@ -38,6 +38,10 @@ class Permission(StrEnum):
     DEADLINES_RECORD = "deadlines.record"  # exam, assessment, care plan and reviews
     PROGRAMS_MANAGE = "programs.manage"
     BREAK_GLASS = "break_glass"
+    MEDICATION_READ = "medication.read"  # dose details, orders, holds, flags
+    MEDICATION_ORDER = "medication.order"  # write orders: clinicians with the prescriber flag
+    MEDICATION_HOLD = "medication.hold"  # holds, flags, missed-dose reviews
+    DOSE_RECORD = "dose.record"  # record doses: clinicians with the may-dispense flag
 
 
 # What each role may do (DOMAIN.md, "Who uses it"). Later features add their rows.
@@ -52,6 +56,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ENROLLMENT_MANAGE,
             Permission.DEADLINES_RECORD,
             Permission.PROGRAMS_MANAGE,
+            Permission.MEDICATION_READ,
         }
     ),
     Role.CLINICIAN: frozenset(
@@ -60,9 +65,20 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ENROLLMENT_MANAGE,
             Permission.DEADLINES_RECORD,
             Permission.BREAK_GLASS,
+            Permission.MEDICATION_READ,
+            Permission.MEDICATION_ORDER,
+            Permission.MEDICATION_HOLD,
+            Permission.DOSE_RECORD,
         }
     ),
     Role.STAFF: frozenset({Permission.PATIENTS_READ, Permission.PATIENTS_REGISTER}),
+}
+
+# Permissions a role grants only to users who also carry a flag on their account (set by
+# administrators): ``User.can`` consults this, so ``@require_permission`` and templates agree.
+PERMISSION_USER_FLAGS: dict[Permission, str] = {
+    Permission.MEDICATION_ORDER: "is_prescriber",
+    Permission.DOSE_RECORD: "may_dispense",
 }
 
 SESSION_END_MESSAGES = {

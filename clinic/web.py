@@ -1,15 +1,23 @@
 """Small helpers every blueprint's views share.
 
 ``save()`` is the one place where a form's service call is committed and every way it can
-be refused becomes a message on the form: a service's ``DomainError``, an optimistic-lock
-conflict (``StaleDataError``) and a constraint the database enforced for a request that
-raced another past the service's check (``IntegrityError``, mapped by constraint name).
+be refused becomes a message on the form: a service's ``DomainError`` (a stale version is
+its subclass ``ConflictError``), an optimistic-lock conflict the database caught
+(``StaleDataError``, made a ``ConflictError``) and a constraint the database enforced
+for a request that raced another past the service's check (``IntegrityError``, mapped by
+constraint name).
 With ``once=``, it also makes a create idempotent: the same form posted twice (double
 click, resend) shows the first result instead of creating a second record.
+
+``conflict_rows()`` is the other half of an optimistic-lock refusal: the record's values
+now beside the user's entries, and the form re-armed with the record's current version
+(``templates/_conflict.html`` shows them). A conflict is recognised by its type
+(``clinic.errors.ConflictError``), never by its words.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -18,18 +26,16 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from flask import flash
 from sqlalchemy.orm.exc import StaleDataError
+from wtforms import SelectChoice
 
-from clinic.errors import DomainError
+from clinic.errors import CONFLICT_MESSAGE as CONFLICT_MESSAGE  # the pages' word for it
+from clinic.errors import ConflictError, DomainError
 from clinic.extensions import db
 from clinic.forms import ClinicForm as FlaskForm
 from clinic.submissions import FormSubmission
 
 T = TypeVar("T")
 
-CONFLICT_MESSAGE = (
-    "Someone else changed this record after you opened it. Your entries are still in the "
-    "form: check the record's current values, then save again."
-)
 MISSING_SUBMISSION_KEY_MESSAGE = (
     "This form was sent incomplete, so nothing was saved: reload the page and send it again."
 )
@@ -97,8 +103,8 @@ def save(
     """Run ``action`` (a service call), commit, and turn a refusal into the form's message.
 
     - ``DomainError``: its message next to its field (or on top of the form).
-    - ``StaleDataError`` (the row changed between the version check and the write):
-      ``CONFLICT_MESSAGE``.
+    - ``StaleDataError`` (the row changed between the version check and the write): a
+      ``ConflictError``, as a service's own version check raises.
     - ``IntegrityError``: the constraint's name (``constraint_name``) looked up in
       ``refusals``: a DomainError, a callable making one, or ``RECHECK`` (run ``action``
       again, rolled back: its checks now see the record that won). An unknown constraint
@@ -123,7 +129,7 @@ def save(
     except DomainError as error:
         return _refused(form, error, once)
     except StaleDataError:
-        return _refused(form, DomainError(CONFLICT_MESSAGE), once)
+        return _refused(form, ConflictError(), once)
     except sa.exc.IntegrityError as exc:
         name = constraint_name(exc)
         db.session.rollback()
@@ -160,7 +166,7 @@ def _recheck(action: Callable[[], Any]) -> DomainError:
         pass
     finally:
         db.session.rollback()
-    return DomainError(CONFLICT_MESSAGE)
+    return ConflictError()
 
 
 def _submitted(once: Once) -> str | None:
@@ -226,3 +232,82 @@ def _unique_named(qualified_columns: Sequence[str]) -> str | None:
         ):
             return constraint.name
     return None
+
+
+# --- edit conflicts ----------------------------------------------------------------------
+
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass
+class ConflictRow:
+    """One field of a conflict's comparison."""
+
+    label: str
+    saved: str  # the record's value now (someone else's change)
+    yours: str  # what this user entered
+
+    @property
+    def differs(self) -> bool:
+        return self.saved != self.yours
+
+
+def shown_day(day: dt.date) -> str:
+    """A date as the pages write dates: "26 Jan 2026" (English month names whatever the
+    server's locale; unambiguous, unlike 01/02/2026)."""
+    return f"{day.day} {_MONTHS[day.month - 1]} {day.year}"
+
+
+def shown(field: Any) -> str:
+    """A form field's value as the user sees it: a choice's label (several, for a
+    multiple choice), a date as the pages write dates, a check box as yes / no."""
+    data = field.data
+    if field.type in ("SelectField", "SelectMultipleField") or hasattr(field, "iter_choices"):
+        chosen = {str(d) for d in data} if isinstance(data, list | tuple) else {str(data)}
+        labels = []
+        for choice in field.choices or []:
+            value = choice.value if isinstance(choice, SelectChoice) else choice[0]
+            label = choice.label if isinstance(choice, SelectChoice) else choice[1]
+            if str(value) in chosen and value not in ("", 0):
+                labels.append(str(label))
+        return ", ".join(labels) or "—"
+    if isinstance(data, dt.date):
+        return shown_day(data)
+    if isinstance(data, bool):
+        return "yes" if data else "no"
+    return str(data).strip() if data not in (None, "") else "—"
+
+
+def is_conflict(outcome: Outcome) -> bool:
+    """Whether ``save()`` refused because someone else changed the record meanwhile
+    (a service's version check, or the database's version_id_col)."""
+    return isinstance(outcome.error, ConflictError)
+
+
+def conflict_rows(
+    outcome: Outcome,
+    form: FlaskForm,
+    record: Any,
+    saved_values: Callable[[Any], Mapping[str, str]],
+    *,
+    version_attr: str = "version",
+) -> list[ConflictRow] | None:
+    """After "someone else changed this record": the record's values now beside the
+    user's entries, and the form re-armed with the record's current version (its
+    ``version_attr``, into the form's ``version`` field), so saving again (having looked)
+    goes through instead of meeting the same refusal forever. None for any other outcome.
+
+    ``saved_values(record)`` maps form field names to the record's values as shown. A
+    form that came without a version never gets here: its version field refuses it (and
+    the service refuses a missing version the same way)."""
+    if not is_conflict(outcome):
+        return None
+    db.session.refresh(record)  # the committed values, after the rollback
+    form.version.data = getattr(record, version_attr)  # type: ignore[attr-defined]
+    rows = []
+    for name, saved in saved_values(record).items():
+        field = form._fields.get(name)
+        label = field.label.text if field is not None else name
+        yours = shown(field) if field is not None else "—"
+        rows.append(ConflictRow(label, saved or "—", yours))
+    return rows

@@ -23,6 +23,9 @@ from clinic.extensions import db
 
 TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL", "")
 ON_POSTGRES = TEST_DATABASE_URL.startswith(("postgres://", "postgresql"))
+# The walks over every endpoint sign in a clinician with every clinician flag (prescriber,
+# may dispense), so each endpoint the role may use is reached by the check under test.
+ALL_FLAGS = {"clinician": {"is_prescriber": True, "may_dispense": True}}
 CSRF_RE = re.compile(r'name="csrf_token"[^>]*? value="([^"]+)"')
 
 
@@ -367,3 +370,82 @@ def records(app, make_user, make_patient, make_program, make_enrollment) -> dict
         "enrollment_id": enrollment,
         "grant_id": grant_id,
     }
+
+
+# --- medications (issue 10) ----------------------------------------------------------------
+
+
+@pytest.fixture
+def make_order(app):
+    """Start a medication order for an enrollment through the service; returns its id.
+    ``prescriber_id`` must be a clinician with the prescriber flag."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from clinic.accounts.models import User
+    from clinic.medications import orders
+    from clinic.patients.models import Enrollment
+
+    def make(
+        enrollment_id: int,
+        prescriber_id: int,
+        *,
+        medication: str = "methadone",
+        product_form: str = "oral_liquid",
+        strength: str = "10 mg/mL",
+        dose_mg: str = "40",
+        schedule: str = "daily",
+        start_on: dt.date = dt.date(2026, 1, 5),
+        **fields,
+    ) -> int:
+        with app.test_request_context():
+            order = orders.start_order(
+                db.session.get(Enrollment, enrollment_id),
+                actor=db.session.get(User, prescriber_id),
+                data=orders.OrderInput(
+                    medication=medication,
+                    product_form=product_form,
+                    strength=strength,
+                    dose_mg=Decimal(dose_mg),
+                    schedule=schedule,
+                    start_on=start_on,
+                    **fields,
+                ),
+            )
+            db.session.commit()
+            return order.id
+
+    return make
+
+
+def medication_records(
+    app, records: dict[str, int], make_user, make_order, make_patient
+) -> dict[str, int]:
+    """The URL rules' variables of the medications endpoints: an order for the ``records``
+    patient starting today (so the dose pages show their forms: no missed days, no hold),
+    a flag of that patient, and a hold of another patient of the same site."""
+    from clinic.accounts.models import User
+    from clinic.medications import holds
+    from clinic.patients.models import Patient
+    from clinic.sites.time import site_today
+
+    prescriber = make_user("clinician", is_prescriber=True)
+    held_id = make_patient("Holly", "Held")
+    with app.app_context():
+        today = site_today(db.session.get(Patient, records["patient_id"]).site)
+    order_id = make_order(records["enrollment_id"], prescriber, start_on=today)
+    with app.test_request_context():
+        actor = db.session.get(User, prescriber)
+        patient = db.session.get(Patient, records["patient_id"])
+        held = db.session.get(Patient, held_id)
+        hold = holds.place_hold(held, actor=actor, reason="matrix hold", until_on=None)
+        flag = holds.add_flag(patient, actor=actor, category="info", text="matrix flag")
+        db.session.commit()
+        return {"order_id": order_id, "hold_id": hold.id, "flag_id": flag.id}
+
+
+@pytest.fixture
+def route_records(app, records, make_user, make_order, make_patient) -> dict[str, int]:
+    """The shared records and those of the medications endpoints: every URL rule's
+    variables, for the tests that walk every endpoint (matrix, CSRF)."""
+    return {**records, **medication_records(app, records, make_user, make_order, make_patient)}

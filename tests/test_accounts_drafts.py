@@ -84,6 +84,7 @@ def edit_form(target: int, token: str) -> dict:
         "email": "",
         "role": "staff",
         "sites": "1",
+        "version": "1",
         "submit": "Save",
     }
 

@@ -285,6 +285,7 @@ def test_control_character_in_a_user_edit_is_a_field_error(app, admin, make_user
         "email": "sam@example.org",
         "role": "staff",
         "sites": [site],
+        "version": 1,
     }
     data[field] = data[field][:2] + bad + data[field][2:]
 

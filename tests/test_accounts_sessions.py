@@ -348,7 +348,7 @@ def test_role_change_ends_the_users_sessions_at_once(app, admin, make_user, site
 
     response = admin.submit(
         f"/admin/users/{user_id}/edit",
-        {"full_name": "Nina Simone", "email": "", "role": "staff", "sites": [site]},
+        {"full_name": "Nina Simone", "email": "", "role": "staff", "sites": [site], "version": 1},
     )
 
     assert response.status_code == 302
@@ -364,7 +364,13 @@ def test_editing_a_user_without_changing_the_role_keeps_them_signed_in(app, admi
 
     response = admin.submit(
         f"/admin/users/{user_id}/edit",
-        {"full_name": "Nina Simone-Jones", "email": "", "role": "clinician", "sites": [site]},
+        {
+            "full_name": "Nina Simone-Jones",
+            "email": "",
+            "role": "clinician",
+            "sites": [site],
+            "version": 1,
+        },
     )
 
     assert response.status_code == 302

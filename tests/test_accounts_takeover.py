@@ -96,6 +96,7 @@ def edit_form(app, user_id: int, **changes) -> dict:
         "is_prescriber": "y" if user.is_prescriber else None,
         "all_sites": "y" if user.all_sites else None,
         "sites": sorted(user.site_ids),
+        "version": user.profile_version,  # the hidden field the page carries
     }
     data.update(changes)
     return {k: v for k, v in data.items() if v is not None}

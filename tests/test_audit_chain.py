@@ -427,6 +427,27 @@ def test_the_app_role_is_granted_insert_and_select_on_events_only():
     assert statements[0] == 'REVOKE ALL ON ALL TABLES IN SCHEMA "public" FROM "clinic_app"'
 
 
+@pytest.mark.skipif(not ON_POSTGRES, reason="the triggers are read from pg_trigger")
+def test_no_table_whose_triggers_refuse_delete_is_granted_delete(app):
+    """The append-only records (audit trail, enrollment corrections, dose ledger, orders):
+    the app's role is not granted what their triggers refuse, so a new append-only table
+    without its entry in TABLE_PRIVILEGES fails here."""
+    from clinic.audit.cli import DEFAULT_PRIVILEGES, TABLE_PRIVILEGES
+
+    with app.app_context():
+        guarded = set(
+            db.session.scalars(
+                sa.text(
+                    "SELECT DISTINCT c.relname FROM pg_trigger t JOIN pg_class c "
+                    "ON c.oid = t.tgrelid WHERE NOT t.tgisinternal AND (t.tgtype & 8) <> 0"
+                )
+            )
+        )
+    assert {"audit_event", "dose_entry", "enrollment_correction", "medication_order"} <= guarded
+    granted = {table: TABLE_PRIVILEGES.get(table, DEFAULT_PRIVILEGES) for table in guarded}
+    assert {table: p for table, p in granted.items() if "DELETE" in p} == {}
+
+
 @pytest.mark.skipif(ON_POSTGRES, reason="on PostgreSQL the role is granted for real below")
 def test_sqlite_has_no_roles_to_grant(app):
     result = app.test_cli_runner().invoke(args=["audit", "grant-app-role", "clinic_app"])

@@ -18,6 +18,9 @@ from tests.conftest import login
 from tests.test_patients_registry import send
 
 PATIENT_ARGS = {"patient_id", "enrollment_id"}
+# The walks' clinician also prescribes and dispenses, so the medication pages that need
+# those account flags (issue 10) are walked too.
+FLAGS = {"clinician": {"is_prescriber": True, "may_dispense": True}}
 
 
 def all_events(app, **where) -> list[AuditEvent]:
@@ -72,8 +75,9 @@ def test_every_patient_page_records_a_view_and_refuses_other_sites(
     rules = patient_rules(app)
     assert len(rules) >= 8, [r.rule for r in rules]
     east = make_site("EAST")
-    home = {role: client_as(role) for role in ("admin", "clinician", "staff")}
-    away = {role: client_as(role, site_ids=[east]) for role in ("admin", "clinician", "staff")}
+    roles = ("admin", "clinician", "staff")
+    home = {role: client_as(role, **FLAGS.get(role, {})) for role in roles}
+    away = {role: client_as(role, site_ids=[east], **FLAGS.get(role, {})) for role in roles}
     patient_id = records["patient_id"]
 
     for rule in rules:
@@ -110,7 +114,7 @@ def test_clinician_of_another_site_is_refused_everywhere_with_404(
 ):
     """The brief's literal case: a clinician of EAST on every patient page she may use."""
     east = make_site("EAST")
-    clinician = client_as("clinician", site_ids=[east])
+    clinician = client_as("clinician", site_ids=[east], **FLAGS["clinician"])
     for rule in patient_rules(app):
         if rule.endpoint in {
             "audit.patient_access",

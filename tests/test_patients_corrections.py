@@ -242,12 +242,12 @@ def _record_exam(app, enrolled, on: dt.date) -> None:
         (lambda: today() + dt.timedelta(days=1), "The admission date is in the future."),
         (
             lambda: dt.date(2026, 1, 4),
-            "The admission date is before the patient's intake date (2026-01-05).",
+            "The admission date is before the patient's intake date (5 Jan 2026).",
         ),
         (
             lambda: days_ago(9),
             f"The admission date is after the medical examination recorded on "
-            f"{days_ago(10).isoformat()}.",
+            f"{services.format_day(days_ago(10))}.",
         ),
         (lambda: dt.date(1979, 1, 1), "The admission date is before the date of birth."),
     ],

@@ -418,7 +418,7 @@ def enrolled(make_patient, make_program, make_enrollment) -> dict[str, int]:
         (
             {"discharged_on": "BEFORE", "reason": "1"},
             "discharged_on",
-            "The discharge date is before the admission date.",
+            "The discharge date is before the admission date (ADMITTED).",
         ),
         (
             {"discharged_on": "FUTURE", "reason": "1"},
@@ -437,6 +437,7 @@ def test_bad_discharge_is_refused(app, client_as, enrolled, data, field, message
         "TODAY": today().isoformat(),
     }
     data = {k: dates.get(v, v) for k, v in data.items()}
+    message = message.replace("ADMITTED", services.format_day(days_ago(20)))
     client = client_as("clinician")
     response = send(
         client,

@@ -778,7 +778,7 @@ def test_a_milestone_after_the_discharge_is_refused(app, client_as, enrolled, of
     if refused:
         assert response.status_code == 200
         assert field_error(response.get_data(as_text=True), "medical_exam_on") == (
-            f"That is after the discharge date ({discharged.isoformat()})."
+            f"That is after the discharge date ({services.format_day(discharged)})."
         )
         assert enrollment.medical_exam_on is None
     else:
@@ -818,7 +818,7 @@ def test_a_discharge_before_what_was_recorded_is_refused(
     if refused:
         assert response.status_code == 200
         assert field_error(response.get_data(as_text=True), "discharged_on") == (
-            f"The discharge date is before the {label} recorded on {recorded.isoformat()}."
+            f"The discharge date is before the {label} recorded on {services.format_day(recorded)}."
         )
         assert enrollment.active
     else:
@@ -849,7 +849,7 @@ def test_a_review_after_the_discharge_is_refused(app, client_as, enrolled, offse
     if refused:
         assert response.status_code == 400
         assert field_error(response.get_data(as_text=True), "reviewed_on") == (
-            f"That is after the discharge date ({discharged.isoformat()})."
+            f"That is after the discharge date ({services.format_day(discharged)})."
         )
         assert rows(app, CarePlanReview) == []
     else:
@@ -868,7 +868,7 @@ def test_the_initial_care_plan_cannot_move_after_or_drop_its_reviews(app, client
     )
     later = send(client, url, {"care_plan_on": days_ago(9).isoformat()})
     assert field_error(later.get_data(as_text=True), "care_plan_on") == (
-        f"That is after the first care-plan review ({days_ago(10).isoformat()})."
+        f"That is after the first care-plan review ({services.format_day(days_ago(10))})."
     )
     cleared = send(client, url, {"care_plan_on": ""})
     assert field_error(cleared.get_data(as_text=True), "care_plan_on") == (
@@ -912,7 +912,8 @@ def test_birth_and_intake_dates_cannot_move_after_an_admission(
     if refused:
         assert response.status_code == 200
         message = (
-            f"The date of birth is after the patient's first admission ({admitted.isoformat()})."
+            "The date of birth is after the patient's first admission "
+            f"({services.format_day(admitted)})."
             if field == "date_of_birth"
             else "The intake date is after the patient's first admission: the intake comes first."
         )
@@ -944,7 +945,10 @@ def test_an_admission_before_the_intake_is_refused(
     if refused:
         assert response.status_code == 200
         html = response.get_data(as_text=True)
-        expected = f"The admission date is before the patient's intake date ({intake.isoformat()})."
+        expected = (
+            "The admission date is before the patient's intake date "
+            f"({services.format_day(intake)})."
+        )
         assert field_error(html, "admitted_on") == expected
         assert html.count("before the patient&#39;s intake date") == 1
         assert rows(app, Enrollment) == []
@@ -959,7 +963,11 @@ def test_an_admission_before_the_intake_is_refused(
         ("same-program", "Not a valid choice."),  # the current program is not offered
         ("bad-level", "Not a valid choice."),  # 4th edition has no OTP level
         ("future", "The transfer date is in the future."),
-        ("before-admission", "The transfer date is before the admission date."),
+        (
+            "before-admission",
+            "The transfer date is before the admission date "
+            f"({services.format_day(days_ago(20))}).",
+        ),
         ("before-milestone", "The transfer date is before the medical examination recorded on"),
         ("already-enrolled", "The patient is already enrolled in this program."),
     ],
@@ -1127,7 +1135,7 @@ def test_a_discharge_racing_a_review_gets_the_services_message(
     )
     assert response.status_code == 400
     assert field_error(response.get_data(as_text=True), "reviewed_on") == (
-        f"That is after the discharge date ({days_ago(5).isoformat()})."
+        f"That is after the discharge date ({services.format_day(days_ago(5))})."
     )
     assert rows(app, CarePlanReview) == []
 

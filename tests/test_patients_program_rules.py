@@ -5,6 +5,7 @@ treatment programs (OTP) only; deadline wording people read ("overdue since 26 J
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from zoneinfo import ZoneInfo
 
@@ -332,3 +333,313 @@ def test_chart_milestone_recorded_late_shows_late(
         r' <span class="badge text-bg-warning">late</span>',
         html,
     )
+
+
+# --- dose steps (issue 10) ---------------------------------------------------------------------
+# A change of a patient's dose larger than the program's step needs a reason. The methadone
+# step is an OTP's; the buprenorphine step an OTP's or an office-based practice's. Any other
+# kind keeps the defaults (10 mg, 4 mg).
+
+STEPS = ("methadone_step_mg", "buprenorphine_step_mg")
+WHOLE_MG = "Use whole milligrams"
+
+
+def steps_of(program: Program) -> tuple[int, int]:
+    return (program.methadone_step_mg, program.buprenorphine_step_mg)
+
+
+def otp_form(site_id: int, **overrides) -> dict:
+    return program_form(site_id, name="Methadone", kind="methadone_otp", **overrides)
+
+
+def program_updates(app, program_id: int) -> list[dict]:
+    from clinic.audit.models import AuditEvent
+
+    with app.app_context():
+        return [
+            json.loads(event.details) if isinstance(event.details, str) else event.details
+            for event in db.session.scalars(
+                sa.select(AuditEvent)
+                .where(
+                    AuditEvent.entity_type == "program",
+                    AuditEvent.entity_id == str(program_id),
+                    AuditEvent.action == "update",
+                )
+                .order_by(AuditEvent.id)
+            )
+        ]
+
+
+def test_an_otp_is_created_with_its_dose_steps(app, client_as, site):
+    admin = client_as("admin")
+    page = admin.get("/admin/programs/new").get_data(as_text=True)
+    assert 'name="methadone_step_mg"' in page and 'name="buprenorphine_step_mg"' in page
+    form = otp_form(site, methadone_step_mg="15", buprenorphine_step_mg="6")
+    assert send(admin, "/admin/programs/new", form).status_code == 302
+    [program] = programs(app)
+    assert steps_of(program) == (15, 6)
+    listing = admin.get("/admin/programs/").get_data(as_text=True)
+    assert "methadone 15 mg, buprenorphine 6 mg" in listing
+
+
+def test_an_otp_without_steps_typed_gets_the_defaults(app, client_as, site):
+    admin = client_as("admin")
+    assert send(admin, "/admin/programs/new", otp_form(site)).status_code == 302
+    [program] = programs(app)
+    assert steps_of(program) == (10, 4)
+
+
+@pytest.mark.parametrize(
+    ("typed", "stored"), [("10.0", 10), (" 12 ", 12), ("20.000", 20), ("1", 1), ("100", 100)]
+)
+def test_a_step_is_read_as_an_exact_amount(app, client_as, site, typed, stored):
+    admin = client_as("admin")
+    response = send(admin, "/admin/programs/new", otp_form(site, methadone_step_mg=typed))
+    assert response.status_code == 302
+    [program] = programs(app)
+    assert program.methadone_step_mg == stored
+
+
+@pytest.mark.parametrize(
+    ("field", "typed", "message"),
+    [
+        ("methadone_step_mg", "ten", "Enter the methadone step as a number of mg, e.g. 10."),
+        ("methadone_step_mg", "10 mg", "Enter the methadone step as a number of mg, e.g. 10."),
+        ("methadone_step_mg", "NaN", "Enter the methadone step as a number of mg, e.g. 10."),
+        ("methadone_step_mg", "Infinity", "Enter the methadone step as a number of mg, e.g. 10."),
+        ("methadone_step_mg", "0", "Use 1 to 100 mg."),
+        ("methadone_step_mg", "-5", "Use 1 to 100 mg."),
+        ("methadone_step_mg", "100.5", "Use 1 to 100 mg."),
+        ("methadone_step_mg", "1e9", "Use 1 to 100 mg."),
+        ("methadone_step_mg", "7.5", "Use whole milligrams (1 to 100 mg), e.g. 10."),
+        ("buprenorphine_step_mg", "33", "Use 1 to 32 mg."),
+        ("buprenorphine_step_mg", "0.5", "Use 1 to 32 mg."),
+        ("buprenorphine_step_mg", "2.5", "Use whole milligrams (1 to 32 mg), e.g. 4."),
+        (
+            "buprenorphine_step_mg",
+            "four",
+            "Enter the buprenorphine step as a number of mg, e.g. 4.",
+        ),
+    ],
+)
+def test_a_step_out_of_range_or_not_a_number_is_refused_next_to_the_field(
+    app, client_as, site, field, typed, message
+):
+    admin = client_as("admin")
+    response = send(admin, "/admin/programs/new", otp_form(site, **{field: typed}))
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert field_error(html, field) == message
+    assert 'value="Methadone"' in html  # the other input is kept
+    assert programs(app) == []
+
+
+def test_a_step_is_refused_on_the_edit_page_too_and_nothing_is_saved(
+    app, client_as, site, make_program
+):
+    program_id = make_program("Methadone")
+    admin = client_as("admin")
+    url = f"/admin/programs/{program_id}/edit"
+    response = send(
+        admin, url, otp_form(site, care_plan_review_days="60", buprenorphine_step_mg="40")
+    )
+    assert response.status_code == 200
+    html = response.get_data(as_text=True)
+    assert field_error(html, "buprenorphine_step_mg") == "Use 1 to 32 mg."
+    [program] = programs(app)
+    assert (program.care_plan_review_days, *steps_of(program)) == (90, 10, 4)
+    assert program_updates(app, program_id) == []
+
+
+def test_the_service_refuses_a_step_the_database_would(app, site):
+    from clinic.sites.models import Site
+
+    with app.app_context():
+        for field, value in [("methadone_step_mg", 101), ("buprenorphine_step_mg", "2.5")]:
+            with pytest.raises(DomainError) as error:
+                services.create_program(
+                    actor=User(**SETUP),
+                    site=db.session.get(Site, site),
+                    settings=services.ProgramSettings(
+                        name="Methadone",
+                        kind="methadone_otp",
+                        active=True,
+                        care_plan_review_days=90,
+                        **{field: value},
+                    ),
+                )
+            assert error.value.field == field
+        from decimal import Decimal
+
+        program = services.create_program(
+            actor=User(**SETUP),
+            site=db.session.get(Site, site),
+            settings=services.ProgramSettings(
+                name="Methadone",
+                kind="methadone_otp",
+                active=True,
+                care_plan_review_days=90,
+                methadone_step_mg=Decimal("20.00"),
+                buprenorphine_step_mg=8,
+            ),
+        )
+        assert steps_of(program) == (20, 8)
+
+
+def test_editing_the_steps_of_an_otp_is_saved_and_audited(app, client_as, site, make_program):
+    program_id = make_program("Methadone")
+    admin = client_as("admin")
+    url = f"/admin/programs/{program_id}/edit"
+    page = admin.get(url).get_data(as_text=True)
+    assert 'name="methadone_step_mg" type="text" value="10"' in page
+    assert 'name="buprenorphine_step_mg" type="text" value="4"' in page
+    form = otp_form(site, methadone_step_mg="5", buprenorphine_step_mg="4", **dict.fromkeys(CAPS))
+    assert send(admin, url, form).status_code == 302
+    [program] = programs(app)
+    assert steps_of(program) == (5, 4)
+    [event] = program_updates(app, program_id)
+    assert event == {"fields": ["methadone_step_mg"]}  # names only, as for every field
+
+
+def test_office_buprenorphine_sets_only_the_buprenorphine_step(app, client_as, site, make_program):
+    program_id = make_program("Suboxone clinic", kind="office_buprenorphine", **dict.fromkeys(CAPS))
+    admin = client_as("admin")
+    url = f"/admin/programs/{program_id}/edit"
+    page = admin.get(url).get_data(as_text=True)
+    assert 'name="buprenorphine_step_mg"' in page
+    assert 'name="methadone_step_mg"' not in page
+    form = program_form(
+        site, name="Suboxone clinic", kind="office_buprenorphine", buprenorphine_step_mg="2"
+    )
+    assert send(admin, url, form).status_code == 302
+    [program] = programs(app)
+    assert steps_of(program) == (10, 2)
+    listing = admin.get("/admin/programs/").get_data(as_text=True)
+    assert "buprenorphine 2 mg" in listing and "methadone 10 mg" not in listing
+
+
+@pytest.mark.parametrize(
+    ("kind", "field"),
+    [
+        ("office_buprenorphine", "methadone_step_mg"),
+        ("xr_naltrexone", "methadone_step_mg"),
+        ("xr_naltrexone", "buprenorphine_step_mg"),
+        ("outpatient", "buprenorphine_step_mg"),
+    ],
+)
+def test_a_step_typed_for_a_kind_it_does_not_apply_to_is_refused(app, client_as, site, kind, field):
+    from clinic.patients.forms import DOSE_STEP_NOT_APPLICABLE_MESSAGES
+
+    admin = client_as("admin")
+    response = send(admin, "/admin/programs/new", program_form(site, kind=kind, **{field: "8"}))
+    assert response.status_code == 200
+    assert (
+        field_error(response.get_data(as_text=True), field)
+        == (DOSE_STEP_NOT_APPLICABLE_MESSAGES[field])
+    )
+    assert programs(app) == []
+
+
+@pytest.mark.parametrize("kind", ["xr_naltrexone", "intensive_outpatient", "outpatient"])
+def test_a_program_ordering_neither_keeps_the_default_steps(app, client_as, site, kind):
+    admin = client_as("admin")
+    assert send(admin, "/admin/programs/new", program_form(site, kind=kind)).status_code == 302
+    [program] = programs(app)
+    assert steps_of(program) == (10, 4)
+    edit = admin.get(f"/admin/programs/{program.id}/edit").get_data(as_text=True)
+    assert 'data-testid="no-dose-steps"' in edit
+    assert not any(f'name="{step}"' in edit for step in STEPS)
+    listing = admin.get("/admin/programs/").get_data(as_text=True)
+    assert "methadone 10 mg" not in listing and "buprenorphine 4 mg" not in listing
+
+
+def test_an_otp_changed_to_another_kind_goes_back_to_the_default_steps(
+    app, client_as, site, make_program
+):
+    program_id = make_program("Methadone", methadone_step_mg=20, buprenorphine_step_mg=2)
+    admin = client_as("admin")
+    url = f"/admin/programs/{program_id}/edit"
+    form = program_form(site, name="Methadone", kind="outpatient")
+    assert send(admin, url, form).status_code == 302
+    [program] = programs(app)
+    assert steps_of(program) == (10, 4)
+    [event] = program_updates(app, program_id)
+    assert set(STEPS) <= set(event["fields"])
+
+
+def test_the_service_keeps_the_default_steps_for_other_kinds(app, site):
+    from clinic.sites.models import Site
+
+    with app.app_context():
+        program = services.create_program(
+            actor=User(**SETUP),
+            site=db.session.get(Site, site),
+            settings=services.ProgramSettings(
+                name="IOP",
+                kind="intensive_outpatient",
+                active=True,
+                care_plan_review_days=90,
+                methadone_step_mg="50",
+                buprenorphine_step_mg="abc",  # not read: the kind has no step
+            ),
+        )
+        assert steps_of(program) == (10, 4)
+
+
+@pytest.mark.parametrize("role", ["clinician", "staff"])
+def test_only_administrators_set_dose_steps(app, client_as, site, make_program, role):
+    program_id = make_program("Methadone")
+    client = client_as(role)
+    response = client.submit(
+        f"/admin/programs/{program_id}/edit",
+        otp_form(site, methadone_step_mg="50"),
+        form_url="/patients/",
+    )
+    assert response.status_code == 403
+    [program] = programs(app)
+    assert steps_of(program) == (10, 4)
+
+
+def test_the_step_set_by_the_administrator_is_the_one_orders_check(
+    app, client_as, site, make_program, make_user, make_patient, make_enrollment
+):
+    from clinic.accounts.models import User as Account
+    from clinic.medications import orders
+    from clinic.medications.models import MedicationOrder
+
+    program_id = make_program("Methadone")
+    admin = client_as("admin")
+    url = f"/admin/programs/{program_id}/edit"
+    assert send(admin, url, otp_form(site, methadone_step_mg="20")).status_code == 302
+    prescriber = make_user("clinician", is_prescriber=True, full_name="Dr Prescriber")
+    start = dt.date(2026, 1, 5)
+    enrollment_id = make_enrollment(make_patient(), program_id, admitted_on=start)
+
+    def order(dose: str, on: dt.date, previous: int | None = None) -> int:
+        data = orders.OrderInput(
+            medication="methadone",
+            product_form="oral_liquid",
+            strength="10 mg/mL",
+            dose_mg=dose,
+            schedule="daily",
+            start_on=on,
+        )
+        with app.test_request_context():
+            actor = db.session.get(Account, prescriber)
+            if previous is None:
+                made = orders.start_order(
+                    db.session.get(Enrollment, enrollment_id), actor=actor, data=data
+                )
+            else:
+                made = orders.change_dose(
+                    db.session.get(MedicationOrder, previous), actor=actor, data=data
+                )
+            db.session.commit()
+            return made.id
+
+    first = order("40", start)
+    later = start + dt.timedelta(days=3)
+    with pytest.raises(DomainError, match=r"larger than the program's step \(20 mg\)") as caught:
+        order("60.5", later, first)  # 20.5 mg: beyond the program's 20
+    assert caught.value.field == "reason"
+    assert order("60", later, first)  # 20 mg: within it, no reason asked (the default: 10)

@@ -16,7 +16,7 @@ def _post_routes(app):
 
 
 @pytest.mark.parametrize("token", [None, "wrong-token"])
-def test_every_post_without_a_valid_csrf_token_is_refused(app, client_as, records, token):
+def test_every_post_without_a_valid_csrf_token_is_refused(app, client_as, route_records, token):
     """Walk every POST as an administrator: the CSRF refusal (400 with its message), or
     403 where the role may not use the page at all — and nothing changes."""
     from tests.test_security_csrf_origin import (
@@ -27,12 +27,12 @@ def test_every_post_without_a_valid_csrf_token_is_refused(app, client_as, record
         _snapshot,
     )
 
-    target = records["user_id"]
+    target = route_records["user_id"]
     admin = client_as("admin")
     before, seq = _snapshot(app), _last_seq(app)
     wrong = {}
     for rule in _post_routes(app):
-        values = {**records, "action": "deactivate"}
+        values = {**route_records, "action": "deactivate"}
         with app.test_request_context():
             url = url_for(rule.endpoint, **{k: values[k] for k in rule.arguments})
         data = {} if token is None else {"csrf_token": token}

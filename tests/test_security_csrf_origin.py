@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from flask import request, url_for
 
 from clinic.extensions import db
-from tests.conftest import PASSWORD
+from tests.conftest import ALL_FLAGS, PASSWORD
 
 # Behind a proxy that terminates TLS, as the README's production set-up.
 TLS = {"X-Forwarded-Proto": "https", "X-Forwarded-For": "203.0.113.9"}
@@ -218,14 +218,14 @@ def _role_may(app, role: str, endpoint: str) -> bool:
 
 
 @pytest.mark.parametrize("role", ["admin", "clinician"])
-def test_no_post_acts_when_its_origin_check_fails(app, role, client_as, records):
+def test_no_post_acts_when_its_origin_check_fails(app, role, client_as, route_records):
     """Walk every POST: with a valid token but from another site, nothing changes. The
     answer is the CSRF refusal, or 403 where the role may not use the page at all."""
-    user = client_as(role)
+    user = client_as(role, **ALL_FLAGS.get(role, {}))
     before, seq = _snapshot(app), _last_seq(app)
     wrong = {}
     for rule in _post_routes(app):
-        values = {**records, "action": "deactivate"}
+        values = {**route_records, "action": "deactivate"}
         with app.test_request_context():
             url = url_for(rule.endpoint, **{k: values[k] for k in rule.arguments})
         data = {**ACTING_DATA.get(rule.endpoint, {}), "csrf_token": user.csrf_token("/")}
@@ -243,16 +243,16 @@ def test_no_post_acts_when_its_origin_check_fails(app, role, client_as, records)
 
 @pytest.mark.parametrize("role", ["admin", "clinician"])
 def test_no_post_is_refused_by_the_origin_check_from_our_own_page_behind_tls(
-    app, role, client_as, records
+    app, role, client_as, route_records
 ):
     """The other half: the same POSTs from our own page pass the check (whatever the
     view then answers to a form sent empty)."""
-    user = client_as(role)
+    user = client_as(role, **ALL_FLAGS.get(role, {}))
     refused = []
     for rule in _post_routes(app):
         if rule.endpoint == "accounts.logout":
             continue  # would end this walk; signing out behind TLS has its own tests
-        values = {**records, "action": "unlock"}
+        values = {**route_records, "action": "unlock"}
         with app.test_request_context():
             url = url_for(rule.endpoint, **{k: values[k] for k in rule.arguments})
         data = {"csrf_token": user.csrf_token("/")}

@@ -32,6 +32,8 @@ ADMIN_ONLY = row(staff=DENY, clinician=DENY)
 NOT_CLINICIAN = row(clinician=DENY)
 NOT_STAFF = row(staff=DENY)
 CLINICIAN_ONLY = row(staff=DENY, admin=DENY)
+# A permission the role grants only with a flag on the account (prescriber, may dispense).
+NOBODY_WITHOUT_FLAG = row(staff=DENY, clinician=DENY, admin=DENY)
 
 # (endpoint, method) -> expected outcome per role
 MATRIX: dict[tuple[str, str], dict[str, str]] = {
@@ -84,16 +86,56 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("patients.correct", "GET"): NOT_STAFF,
     ("patients.correct", "POST"): NOT_STAFF,
     ("patients.undo_discharge", "POST"): NOT_STAFF,
+    ("patients.undo_discharge", "GET"): NOT_STAFF,
     ("patients.deadlines", "GET"): NOT_STAFF,
     ("patients.deadlines", "POST"): NOT_STAFF,
     ("patients.add_review", "POST"): NOT_STAFF,
+    ("patients.add_review", "GET"): NOT_STAFF,
     ("patients.break_glass", "GET"): CLINICIAN_ONLY,
     ("patients.break_glass", "POST"): CLINICIAN_ONLY,
+    ("patients.emergency_lookup", "GET"): CLINICIAN_ONLY,
+    ("patients.emergency_lookup", "POST"): CLINICIAN_ONLY,
     ("programs.index", "GET"): ADMIN_ONLY,
     ("programs.create", "GET"): ADMIN_ONLY,
     ("programs.create", "POST"): ADMIN_ONLY,
     ("programs.edit", "GET"): ADMIN_ONLY,
     ("programs.edit", "POST"): ADMIN_ONLY,
+    # Medications (issue 10). The matrix's clinician has no prescriber flag: orders are
+    # refused to every role here (tests/test_medications_access.py: a prescriber).
+    ("medications.patient", "GET"): NOT_STAFF,
+    ("medications.new_order", "GET"): NOBODY_WITHOUT_FLAG,
+    ("medications.new_order", "POST"): NOBODY_WITHOUT_FLAG,
+    ("medications.change_dose", "GET"): NOBODY_WITHOUT_FLAG,
+    ("medications.change_dose", "POST"): NOBODY_WITHOUT_FLAG,
+    ("medications.switch", "GET"): NOBODY_WITHOUT_FLAG,
+    ("medications.switch", "POST"): NOBODY_WITHOUT_FLAG,
+    ("medications.end_order", "GET"): NOBODY_WITHOUT_FLAG,
+    ("medications.end_order", "POST"): NOBODY_WITHOUT_FLAG,
+    ("medications.place_hold", "GET"): CLINICIAN_ONLY,
+    ("medications.place_hold", "POST"): CLINICIAN_ONLY,
+    ("medications.lift_hold", "GET"): CLINICIAN_ONLY,
+    ("medications.lift_hold", "POST"): CLINICIAN_ONLY,
+    ("medications.add_flag", "GET"): CLINICIAN_ONLY,
+    ("medications.add_flag", "POST"): CLINICIAN_ONLY,
+    ("medications.clear_flag", "POST"): CLINICIAN_ONLY,
+    # The dosing window. Recording needs the may-dispense flag, which the matrix's
+    # clinician lacks (tests/test_medications_dosing_views.py: a dispenser).
+    ("dosing.screen", "GET"): NOT_STAFF,
+    ("dosing.screen_list", "GET"): NOT_STAFF,
+    ("dosing.dose", "GET"): NOBODY_WITHOUT_FLAG,
+    ("dosing.dose", "POST"): NOBODY_WITHOUT_FLAG,
+    ("dosing.held", "POST"): NOBODY_WITHOUT_FLAG,
+    ("dosing.acknowledge", "POST"): NOBODY_WITHOUT_FLAG,
+    ("dosing.reverse", "GET"): NOBODY_WITHOUT_FLAG,
+    ("dosing.reverse", "POST"): NOBODY_WITHOUT_FLAG,
+    ("dosing.injection", "GET"): NOBODY_WITHOUT_FLAG,
+    ("dosing.injection", "POST"): NOBODY_WITHOUT_FLAG,
+    ("dosing.review_list", "GET"): NOT_STAFF,
+    ("dosing.review", "GET"): CLINICIAN_ONLY,
+    ("dosing.review", "POST"): CLINICIAN_ONLY,
+    ("dosing.injections", "GET"): NOT_STAFF,
+    ("dosing.history", "GET"): NOT_STAFF,
+    ("dosing.log", "GET"): NOT_STAFF,
 }
 
 # Values for the URL rules' variables (records give the ids), by endpoint where they differ.
@@ -150,6 +192,12 @@ def _outcome(response) -> str:
     if response.status_code in (200, 302, 400):
         return OK
     return f"unexpected {response.status_code}"
+
+
+@pytest.fixture
+def records(route_records) -> dict[str, int]:
+    """Every URL rule's variables (``route_records``: medications' included)."""
+    return route_records
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from clinic.extensions import db
 from clinic.pagination import SortSpec, paginate_sorted
 from clinic.security import Permission, require_permission
 from clinic.sites.models import Site
-from clinic.web import show_domain_error
+from clinic.web import conflict_rows, save
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
 
@@ -85,23 +85,24 @@ def create():
     form = NewUserForm()
     _site_choices(form)
     if form.validate_on_submit():
-        try:
-            user = services.create_user(
+        outcome = save(
+            form,
+            lambda: services.create_user(
                 actor=current_user,
                 username=form.username.data,
                 full_name=form.full_name.data,
                 email=form.email.data,
                 role=form.role.data,
                 is_prescriber=form.is_prescriber.data,
+                may_dispense=form.may_dispense.data,
                 all_sites=form.all_sites.data,
                 sites=_chosen_sites(form),
                 password=form.password.data,
                 must_change_password=True,
-            )
-        except DomainError as error:
-            show_domain_error(form, error)
-        else:
-            db.session.commit()
+            ),
+        )
+        if outcome.saved:
+            user = outcome.result
             flash(
                 f"User {user.username} created. They must change the password at first login.",
                 "success",
@@ -149,9 +150,14 @@ def edit(user_id: int):
     if request.method == "GET" and not form.restored:
         form.role.data = user.role.value
         form.sites.data = [s.id for s in user.sites]
+        form.version.data = user.profile_version
+    conflict = None
     if form.validate_on_submit():
-        try:
-            changed = services.update_user(
+        # A refusal is shown once, next to its field or on top of the form (never also
+        # flashed), as on every other edit page.
+        outcome = save(
+            form,
+            lambda: services.update_user(
                 user,
                 actor=current_user,
                 full_name=form.full_name.data,
@@ -159,17 +165,33 @@ def edit(user_id: int):
                 role=form.role.data,
                 sites=_chosen_sites(form),
                 is_prescriber=form.is_prescriber.data,
+                may_dispense=form.may_dispense.data,
                 all_sites=form.all_sites.data,
-            )
-        except services.OutOfReachError as error:
-            return _refused(error, user)
-        except DomainError as error:
-            show_domain_error(form, error)
-        else:
-            db.session.commit()
-            flash("Saved." if changed else "Nothing changed.", "success")
+                expected_version=form.version_number,
+            ),
+        )
+        if isinstance(outcome.error, services.OutOfReachError):
+            return _refused(outcome.error, user)  # rolled back by save(); now recorded
+        if outcome.saved:
+            flash("Saved." if outcome.result else "Nothing changed.", "success")
             return redirect(url_for("users.detail", user_id=user.id))
-    return render_template("accounts/admin/form.html", form=form, user=user)
+        conflict = conflict_rows(
+            outcome, form, user, _profile_values, version_attr="profile_version"
+        )
+    return render_template("accounts/admin/form.html", form=form, user=user, conflict=conflict)
+
+
+def _profile_values(user: User) -> dict[str, str]:
+    """The profile as the edit form shows it, for a conflict's comparison."""
+    return {
+        "full_name": user.full_name,
+        "email": user.email or "—",
+        "role": user.role.label,
+        "is_prescriber": "yes" if user.is_prescriber else "no",
+        "may_dispense": "yes" if user.may_dispense else "no",
+        "all_sites": "yes" if user.all_sites else "no",
+        "sites": ", ".join(f"{s.code} — {s.name}" for s in user.sites) or "—",
+    }
 
 
 ACTIONS = {

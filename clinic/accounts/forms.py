@@ -3,9 +3,12 @@ live in services)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from wtforms import (
     BooleanField,
     EmailField,
+    HiddenField,
     PasswordField,
     SelectChoice,
     SelectField,
@@ -13,7 +16,7 @@ from wtforms import (
     StringField,
     SubmitField,
 )
-from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, ValidationError
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from clinic.accounts.models import USERNAME_MAX
@@ -108,16 +111,55 @@ class MultiCheckboxField(SelectMultipleField):
 ROLE_CHOICES = [SelectChoice(r.value, r.label) for r in Role]
 
 
+RELOAD_MESSAGE = (
+    "This form is incomplete or out of date, so nothing was saved: reload the page and "
+    "enter your changes again."
+)
+
+
+def _profile_version(form: Any, field: Any) -> None:
+    """The account's version the form was built from is required: without it the
+    optimistic lock could not tell an old form from a new one."""
+    try:
+        if int(field.data) < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValidationError(RELOAD_MESSAGE) from None
+
+
 class UserForm(ClinicForm):
+    """An administrator's edit of an account's profile. ``version``: the account's
+    ``profile_version`` when the form was built (optimistic lock)."""
+
     full_name = StringField("Full name", validators=[DataRequired(), Length(max=120)])
     email = EmailField(
         "Email", validators=[Optional(), Length(max=254), Email(check_deliverability=False)]
     )
     role = SelectField("Role", choices=ROLE_CHOICES, validators=[DataRequired()])
     is_prescriber = BooleanField("Prescriber (clinicians only: may write medication orders)")
+    may_dispense = BooleanField(
+        "May dispense (clinicians only: a practitioner, nurse or pharmacist who records doses)"
+    )
     all_sites = BooleanField("Works at all sites (administrators only)")
     sites = MultiCheckboxField("Sites", coerce=int)
+    version = HiddenField(validators=[_profile_version])
     submit = SubmitField("Save")
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        ok = super().validate(extra_validators=extra_validators)
+        version = self._fields.get("version")
+        # A hidden field's error has no place beside it: on top of the form.
+        for message in version.errors if version is not None else []:
+            if message not in self.form_errors:
+                self.form_errors.append(message)
+        return ok
+
+    @property
+    def version_number(self) -> int | None:
+        try:
+            return int(self.version.data)
+        except (AttributeError, TypeError, ValueError):
+            return None
 
 
 CHOOSE = "Choose…"
@@ -142,4 +184,5 @@ class NewUserForm(UserForm):
         description="The user must change it at first login.",
         render_kw={"autocomplete": "new-password"},
     )
+    version = None  # a new account has no version yet
     submit = SubmitField("Create user")

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from clinic.db import Base, utcnow
-from clinic.security import Permission, Role, role_can
+from clinic.security import PERMISSION_USER_FLAGS, Permission, Role, role_can
 from clinic.sites.models import Site
 
 USERNAME_MAX = 64
@@ -46,6 +46,9 @@ class User(Base):
         sa.CheckConstraint(
             "NOT is_prescriber OR role = 'clinician'", name="prescriber_is_clinician"
         ),
+        sa.CheckConstraint(
+            "NOT may_dispense OR role = 'clinician'", name="may_dispense_is_clinician"
+        ),
         sa.CheckConstraint("NOT all_sites OR role = 'admin'", name="all_sites_admin_only"),
         sa.CheckConstraint("failed_logins >= 0", name="failed_logins_positive"),
     )
@@ -56,6 +59,8 @@ class User(Base):
     email: Mapped[str | None] = mapped_column(sa.String(254))
     role: Mapped[Role] = mapped_column(role_enum())
     is_prescriber: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # May record doses (a practitioner, nurse or pharmacist: 21 CFR 1304.24, issue 10).
+    may_dispense: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # Organisation-wide administrators see every site.
     all_sites: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
@@ -70,6 +75,11 @@ class User(Base):
     mfa_enabled_at: Mapped[dt.datetime | None]
     # The last TOTP time step accepted: a code cannot be used twice.
     mfa_last_timestep: Mapped[int | None] = mapped_column(sa.BigInteger)
+    # Optimistic lock for administrators' profile edits (name, email, role, sites,
+    # prescriber, active), bumped by those only: a sign-in writes this row too
+    # (last_login_at, failed_logins), so a version_id_col would make every sign-in a
+    # "conflict" for an administrator editing the account.
+    profile_version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     sites: Mapped[list[Site]] = relationship(secondary=user_site, order_by=Site.code)
     recovery_codes: Mapped[list[RecoveryCode]] = relationship(
@@ -93,7 +103,10 @@ class User(Base):
         return str(self.id)
 
     def can(self, permission: Permission) -> bool:
-        return self.active and role_can(self.role, permission)
+        if not (self.active and role_can(self.role, permission)):
+            return False
+        flag = PERMISSION_USER_FLAGS.get(Permission(permission))
+        return flag is None or bool(getattr(self, flag))
 
     @property
     def mfa_enabled(self) -> bool:

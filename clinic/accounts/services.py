@@ -8,9 +8,11 @@ flushes; the caller commits.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Final
 
 import pyotp
 import sqlalchemy as sa
@@ -20,7 +22,7 @@ from clinic.accounts import passwords
 from clinic.accounts.models import USERNAME_MAX, RecoveryCode, User, UserSession
 from clinic.audit import AuditAction, AuditOutcome, record
 from clinic.db import utcnow
-from clinic.errors import DomainError
+from clinic.errors import ConflictError, DomainError
 from clinic.extensions import db
 from clinic.forms import CONTROL_CHARACTER_MESSAGE, has_control_characters
 from clinic.security import Role
@@ -38,6 +40,17 @@ OUT_OF_REACH = (
     "it also works at sites outside yours."
 )
 LAST_ADMIN = "The last active administrator cannot be removed."
+
+
+class _Unversioned(enum.Enum):
+    NOT_FROM_A_FORM = "not_from_a_form"
+
+
+# ``expected_version`` of a caller that holds no form (the operator's CLI, a script): it
+# reads the row under the lock, so there is no older copy whose change could be lost.
+# A form's version is always passed, None included (a form sent without it: refused).
+NOT_FROM_A_FORM: Final = _Unversioned.NOT_FROM_A_FORM
+ExpectedVersion = int | None | _Unversioned
 
 
 def _audit_user(
@@ -188,6 +201,7 @@ def _check_user_fields(
     is_prescriber: bool,
     all_sites: bool,
     actor: User | None,
+    may_dispense: bool = False,
 ) -> None:
     if username is not None and (
         not (2 <= len(username) <= USERNAME_MAX) or not set(username) <= USERNAME_CHARS
@@ -201,6 +215,8 @@ def _check_user_fields(
             raise DomainError(CONTROL_CHARACTER_MESSAGE, field=field)
     if is_prescriber and role != Role.CLINICIAN:
         raise DomainError("Only clinicians can be prescribers.", field="is_prescriber")
+    if may_dispense and role != Role.CLINICIAN:
+        raise DomainError("Only clinicians can dispense.", field="may_dispense")
     if all_sites and role != Role.ADMIN:
         raise DomainError("Only administrators can work at all sites.", field="all_sites")
     if all_sites and actor is not None and not actor.all_sites:
@@ -241,6 +257,7 @@ def create_user(
     is_prescriber: bool = False,
     all_sites: bool = False,
     must_change_password: bool = False,
+    may_dispense: bool = False,
 ) -> User:
     """Add a user. ``actor`` is None for the operator's CLI.
 
@@ -262,6 +279,7 @@ def create_user(
         is_prescriber=is_prescriber,
         all_sites=all_sites,
         actor=actor,
+        may_dispense=may_dispense,
     )
     if user_by_username(username) is not None:
         raise DomainError(USERNAME_TAKEN, field="username")
@@ -274,6 +292,7 @@ def create_user(
         email=(email or "").strip() or None,
         role=role,
         is_prescriber=is_prescriber,
+        may_dispense=may_dispense,
         all_sites=all_sites,
         password_hash=passwords.hash_password(password),
         must_change_password=must_change_password,
@@ -330,6 +349,26 @@ def _lock_for_change(user: User) -> None:
     db.session.expire(user)
 
 
+def check_profile_version(user: User, expected_version: ExpectedVersion) -> None:
+    """Optimistic locking of an account's profile (``User.profile_version``): the version
+    the administrator's form was built from must still be the account's. A form sent
+    without its version (None: a crafted POST) is refused the same way. Called under
+    ``_lock_for_change``, so two edits at the same moment take turns and the second is
+    refused. Sign-ins write the same row but not this column: they never conflict."""
+    if expected_version is NOT_FROM_A_FORM:
+        return
+    if expected_version is None or user.profile_version != expected_version:
+        # Every edit conflict's type: the page shows the record's values beside the
+        # user's (clinic.web.conflict_rows).
+        raise ConflictError()
+
+
+def _profile_changed(user: User) -> None:
+    """Every administrator's write to the profile (name, email, role, sites, prescriber,
+    active) makes the forms built from the previous one out of date."""
+    user.profile_version = (user.profile_version or 1) + 1
+
+
 def _refuse_losing_last_admin(user: User) -> None:
     """Refuse to demote or deactivate the last active administrator (DomainError).
     The caller has locked the rows (``_lock_for_change``), so the count holds until it
@@ -355,8 +394,14 @@ def update_user(
     sites: Iterable[Site],
     is_prescriber: bool,
     all_sites: bool,
+    expected_version: ExpectedVersion = NOT_FROM_A_FORM,
+    may_dispense: bool | None = None,
 ) -> list[str]:
     """Change a user's details, role and sites. A role change ends their sessions.
+
+    ``expected_version``: the ``profile_version`` the administrator's form was built
+    from; another administrator's change saved since is refused (``ConflictError``)
+    rather than silently undone, and so is a form sent without it.
 
     Raises OutOfReachError when ``actor`` may not change ``user`` (``may_manage``: a site
     administrator, a user who also works elsewhere), before anything is changed. A site
@@ -367,6 +412,7 @@ def update_user(
     """
     _lock_for_change(user)
     check_may_manage(user, actor=actor, action="edit")
+    check_profile_version(user, expected_version)
     role = Role(role)
     sites = list(sites)
     _check_user_fields(
@@ -378,6 +424,7 @@ def update_user(
         is_prescriber=is_prescriber,
         all_sites=all_sites,
         actor=actor,
+        may_dispense=bool(may_dispense),
     )
     if role != user.role:
         if user.id == actor.id:
@@ -391,6 +438,8 @@ def update_user(
         "is_prescriber": is_prescriber,
         "all_sites": all_sites,
     }
+    if may_dispense is not None:  # None: not on the caller's form (the CLI): unchanged
+        new_values["may_dispense"] = may_dispense
     for name, value in new_values.items():
         if getattr(user, name) != value:
             setattr(user, name, value)
@@ -398,6 +447,8 @@ def update_user(
     if {s.id for s in sites} != user.site_ids:
         user.sites = sites
         changed.append("sites")
+    if changed:
+        _profile_changed(user)
     if "role" in changed:
         revoke_all_sessions(user, reason="role_changed")
     db.session.flush()
@@ -406,28 +457,39 @@ def update_user(
     return changed
 
 
-def deactivate_user(user: User, *, actor: User | None) -> None:
+def deactivate_user(
+    user: User, *, actor: User | None, expected_version: ExpectedVersion = NOT_FROM_A_FORM
+) -> None:
     """Deactivate (never delete) a user; their sessions end at once. ``actor`` is None
     for the operator's CLI.
 
-    Raises OutOfReachError (``may_manage``) first; DomainError for oneself and for the
-    last active administrator.
+    Raises OutOfReachError (``may_manage``) first; DomainError for oneself, for the
+    last active administrator, and over a newer profile (``check_profile_version``).
     """
     _lock_for_change(user)
     check_may_manage(user, actor=actor, action="deactivate")
+    check_profile_version(user, expected_version)
     if actor is not None and user.id == actor.id:
         raise DomainError("You cannot deactivate yourself.")
     _refuse_losing_last_admin(user)
+    if user.active:
+        _profile_changed(user)
     user.active = False
     revoke_all_sessions(user, reason="deactivated")
     db.session.flush()
     _audit_user(AuditAction.DEACTIVATE, user.id, actor=actor, via="web" if actor else "cli")
 
 
-def reactivate_user(user: User, *, actor: User) -> None:
-    """Let a deactivated user sign in again. Raises OutOfReachError (``may_manage``)."""
+def reactivate_user(
+    user: User, *, actor: User, expected_version: ExpectedVersion = NOT_FROM_A_FORM
+) -> None:
+    """Let a deactivated user sign in again. Raises OutOfReachError (``may_manage``),
+    and DomainError over a newer profile (``check_profile_version``)."""
     _lock_for_change(user)
     check_may_manage(user, actor=actor, action="reactivate")
+    check_profile_version(user, expected_version)
+    if not user.active:
+        _profile_changed(user)
     user.active = True
     user.failed_logins = 0
     user.locked_until = None

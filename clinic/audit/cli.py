@@ -78,13 +78,21 @@ def anchor_command(output: Path | None) -> None:
         click.echo(f"Anchored event {anchor.seq} in {output}.", err=True)
 
 
-# What the application's role may do to each table: the audit trail is insert-and-read
-# only, its head is updated in place, break-glass grants are acknowledged but never
-# removed; every other table is ordinary application data.
-AUDIT_TABLE_PRIVILEGES = {
+# What the application's role may do to each table. The records the law says never change
+# are insert-and-read only, for the role as for the triggers: the audit trail, enrollment
+# corrections, the dose ledger (21 CFR 1304.24) and what is recorded against it; the
+# chain head is updated in place; break-glass grants are acknowledged and medication
+# orders ended, never removed. Every other table is ordinary application data.
+# tests/test_audit_chain.py checks that no table whose triggers refuse DELETE is granted it.
+TABLE_PRIVILEGES = {
     AuditEvent.__tablename__: "SELECT, INSERT",
     AuditChainHead.__tablename__: "SELECT, UPDATE",
     BreakGlassGrant.__tablename__: "SELECT, INSERT, UPDATE",
+    "enrollment_correction": "SELECT, INSERT",
+    "medication_order": "SELECT, INSERT, UPDATE",
+    "dose_entry": "SELECT, INSERT",
+    "flag_acknowledgement": "SELECT, INSERT",
+    "missed_dose_review": "SELECT, INSERT",
 }
 DEFAULT_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 
@@ -99,7 +107,7 @@ def app_role_grants(role: str, schema: str, tables: list[str], quote) -> list[st
         f"GRANT USAGE ON SCHEMA {s} TO {r}",
     ]
     for table in sorted(tables):
-        privileges = AUDIT_TABLE_PRIVILEGES.get(table, DEFAULT_PRIVILEGES)
+        privileges = TABLE_PRIVILEGES.get(table, DEFAULT_PRIVILEGES)
         statements.append(f"GRANT {privileges} ON {s}.{quote(table)} TO {r}")
     # nextval() for the id columns; never setval() (UPDATE on a sequence).
     statements.append(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r}")

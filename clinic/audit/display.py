@@ -68,6 +68,9 @@ ACTION_WORDS = {
     ("view", "enrollment"): "Viewed a program enrollment",
     ("view", "patient_access_report"): "Viewed this access report",
     ("view", "break_glass_grant"): "Opened the review of an emergency access",
+    # Searches that disclose only where the patient is treated and the MRN, not the record.
+    ("view", "duplicate_warning"): "Saw only the site and MRN (duplicate check at registration)",
+    ("view", "break_glass_lookup"): "Saw only the site and MRN (emergency-access search)",
     ("create", "patient"): "Registered the patient",
     ("update", "patient"): "Changed demographics",
     ("create", "enrollment"): "Admitted to a program",

@@ -35,7 +35,8 @@ from clinic.forms import ClinicForm
 EARLIEST_DATE = dt.date(2000, 1, 1)
 LATEST_DATE = dt.date(2999, 12, 31)
 DATE_MESSAGE = f"Enter a date from {EARLIEST_DATE.isoformat()} to {LATEST_DATE.isoformat()}."
-DATE_FORMAT = "Enter a date as YYYY-MM-DD, like 2026-03-31."
+# Shown only for a value a date input cannot send (the browser shows its own format).
+DATE_FORMAT = "Enter a valid date."
 REVERSED_RANGE_MESSAGE = "The To date is before the From date: enter a To date on or after it."
 FILTER_NAMES = ("user", "patient", "action", "entity", "date_from", "date_to")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from flask_wtf.form import _Auto
@@ -29,7 +30,9 @@ from wtforms.validators import (
     ValidationError,
 )
 
+from clinic.errors import DomainError
 from clinic.forms import ClinicForm
+from clinic.patients.contact import InvalidContact, normalise_phone, normalise_zip
 from clinic.patients.models import (
     ASAM_LEVELS,
     FEDERAL_TAKE_HOME_CAPS,
@@ -39,13 +42,13 @@ from clinic.patients.models import (
     SexAtBirth,
     Substance,
 )
+from clinic.patients.services import DOSE_STEPS, DoseStep, parse_step_mg
 
 TAKE_HOME_CAPS_NOT_OTP_MESSAGE = (
     "Take-home caps (42 CFR 8.12(i)) apply to opioid treatment programs only: leave this "
     "empty for this kind of program."
 )
 
-DATE_HELP = "YYYY-MM-DD"
 RELOAD_MESSAGE = (
     "This form is incomplete or out of date, so nothing was saved: reload the page and "
     "enter your changes again."
@@ -95,7 +98,12 @@ class CreateForm(PatientsBaseForm):
     submission_token = HiddenField(validators=[Length(min=16, max=64, message=RELOAD_MESSAGE)])
 
     def __init__(self, formdata: Any = _Auto, **kwargs: Any) -> None:
-        super().__init__(formdata=formdata, **kwargs)
+        if formdata is _Auto:
+            # Not passed on: ClinicForm restores a form kept across a sign-in only when
+            # the caller gave no formdata (clinic.accounts.drafts).
+            super().__init__(**kwargs)
+        else:
+            super().__init__(formdata=formdata, **kwargs)
         if not self.submission_token.data and (formdata is None or not self.is_submitted()):
             self.submission_token.data = secrets.token_urlsafe(24)
 
@@ -123,7 +131,7 @@ class PatientFields(PatientsBaseForm):
     first_name = StringField("First name", validators=[DataRequired(), Length(max=80)])
     last_name = StringField("Last name", validators=[DataRequired(), Length(max=80)])
     preferred_name = StringField("Preferred name", validators=[Optional(), Length(max=80)])
-    date_of_birth = DateField("Date of birth", validators=[InputRequired()], description=DATE_HELP)
+    date_of_birth = DateField("Date of birth", validators=[InputRequired()])
     sex_at_birth = SelectField(
         "Sex at birth", choices=_choices(SexAtBirth, "Choose…"), validators=[DataRequired()]
     )
@@ -161,13 +169,31 @@ class PatientFields(PatientsBaseForm):
     primary_substance = SelectField(
         "Primary substance", choices=_choices(Substance, "Choose…"), validators=[DataRequired()]
     )
-    intake_date = DateField("Intake date", validators=[InputRequired()], description=DATE_HELP)
+    intake_date = DateField("Intake date", validators=[InputRequired()])
     state_registry_id = StringField(
         "State central-registry id", validators=[Optional(), Length(max=40)]
     )
     confirm_duplicate = BooleanField("I checked: this is a different person")
     confirm_age = BooleanField("I checked: the date of birth and the intake date are right")
     submit = SubmitField("Save")
+
+    # The service checks these too (its DomainError names one field at a time); checked
+    # here as well, every wrong field shows its message in the same answer.
+    def validate_phone(self, field: Any) -> None:
+        _check_contact(normalise_phone, field.data)
+
+    def validate_emergency_contact_phone(self, field: Any) -> None:
+        _check_contact(normalise_phone, field.data)
+
+    def validate_postal_code(self, field: Any) -> None:
+        _check_contact(normalise_zip, field.data)
+
+
+def _check_contact(normalise: Any, value: str | None) -> None:
+    try:
+        normalise(value)
+    except InvalidContact as error:
+        raise ValidationError(str(error)) from None
 
 
 class PatientForm(CreateForm, PatientFields):
@@ -189,7 +215,7 @@ class EnteredInErrorForm(PatientsBaseForm):
 
 class AdmitForm(CreateForm):
     program_id = SelectField("Program", coerce=int, validators=[DataRequired()])
-    admitted_on = DateField("Admission date", validators=[InputRequired()], description=DATE_HELP)
+    admitted_on = DateField("Admission date", validators=[InputRequired()])
     level_of_care = SelectField(
         "Level of care (ASAM)", choices=LEVEL_OF_CARE_CHOICES, validators=[DataRequired()]
     )
@@ -199,13 +225,13 @@ class AdmitForm(CreateForm):
 
 class TransferForm(AdmitForm):
     program_id = SelectField("Transfer to program", coerce=int, validators=[DataRequired()])
-    admitted_on = DateField("Transfer date", validators=[InputRequired()], description=DATE_HELP)
+    admitted_on = DateField("Transfer date", validators=[InputRequired()])
     version = VersionField()
     submit = SubmitField("Transfer")
 
 
 class DischargeForm(PatientsBaseForm):
-    discharged_on = DateField("Discharge date", validators=[InputRequired()], description=DATE_HELP)
+    discharged_on = DateField("Discharge date", validators=[InputRequired()])
     reason = SelectField(
         "Reason (TEDS-D)",
         choices=[SelectChoice("", "Choose…")]
@@ -256,6 +282,60 @@ class ReviewForm(CreateForm):
     submit = SubmitField("Record review")
 
 
+def _step_text(value: Any) -> Any:
+    """A step typed as "10.0" or " 10 " reads "10" (the same exact amount), so the page
+    and a conflict's comparison show it as the record does."""
+    if not isinstance(value, str):
+        return value
+    value = value.strip()
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        return value
+    if amount.is_finite() and abs(amount) <= 10**6 and amount == amount.to_integral_value():
+        return str(int(amount))
+    return value
+
+
+def _dose_step(step: DoseStep) -> Any:
+    """A validator: the service's own reading of the step (exact decimal, whole mg within
+    the column's CHECK), its refusal next to the field."""
+
+    def check(form: Any, field: Any) -> None:
+        try:
+            parse_step_mg(field.data, step)
+        except DomainError as error:
+            raise ValidationError(error.message) from None
+
+    return check
+
+
+def DoseStepField(step: DoseStep, label: str, applies: str) -> StringField:
+    return StringField(
+        label,
+        filters=[_step_text],
+        validators=[Optional(), Length(max=12), _dose_step(step)],
+        description=(
+            f"A dose change larger than this asks the prescriber for a reason. {applies} "
+            f"1 to {step.maximum} mg, whole mg. Empty: {step.default} mg."
+        ),
+        render_kw={"inputmode": "decimal", "autocomplete": "off"},
+    )
+
+
+METHADONE_STEP, BUPRENORPHINE_STEP = DOSE_STEPS
+DOSE_STEP_NOT_APPLICABLE_MESSAGES = {
+    "methadone_step_mg": (
+        "The methadone step applies to opioid treatment programs only: leave this empty "
+        "for this kind of program."
+    ),
+    "buprenorphine_step_mg": (
+        "The buprenorphine step applies to opioid treatment programs and office-based "
+        "buprenorphine only: leave this empty for this kind of program."
+    ),
+}
+
+
 class ProgramForm(PatientsBaseForm):
     site_id = SelectField("Site", coerce=int, validators=[DataRequired()])
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
@@ -284,11 +364,21 @@ class ProgramForm(PatientsBaseForm):
         validators=[Optional(), NumberRange(min=0, max=FEDERAL_TAKE_HOME_CAPS["days_31_plus"])],
         description="At most 28. Empty: 28.",
     )
+    methadone_step_mg = DoseStepField(
+        METHADONE_STEP, "Methadone dose step (mg)", "Opioid treatment programs only."
+    )
+    buprenorphine_step_mg = DoseStepField(
+        BUPRENORPHINE_STEP,
+        "Buprenorphine dose step (mg)",
+        "Opioid treatment programs and office-based buprenorphine.",
+    )
+    version = VersionField()
     submit = SubmitField("Save")
 
     def validate(self, extra_validators: Any = None) -> bool:
         """Take-home caps typed for a program that is not an opioid treatment program are
-        refused next to the field (not dropped: the user typed them for a reason)."""
+        refused next to the field (not dropped: the user typed them for a reason); so is
+        a dose step typed for a kind of program it does not apply to."""
         ok = super().validate(extra_validators=extra_validators)
         if self.kind.data and self.kind.data != ProgramKind.METHADONE_OTP.value:
             for name in TAKE_HOME_CAP_COLUMNS:
@@ -296,11 +386,32 @@ class ProgramForm(PatientsBaseForm):
                 if field.data is not None and not field.errors:
                     field.errors = [*field.errors, TAKE_HOME_CAPS_NOT_OTP_MESSAGE]
                     ok = False
+        for step in DOSE_STEPS:
+            field = self[step.column]
+            typed = field.data not in (None, "") and not field.errors
+            known_kind = self.kind.data and not self.kind.errors
+            if typed and known_kind and not step.applies_to(self.kind.data):
+                field.errors = [*field.errors, DOSE_STEP_NOT_APPLICABLE_MESSAGES[step.column]]
+                ok = False
         return ok
 
 
 class NewProgramForm(CreateForm, ProgramForm):
     """A program's settings, as a create (idempotent)."""
+
+    version = None  # a new program has no version yet
+
+
+class EmergencyLookupForm(PatientsBaseForm):
+    """Find a patient of another site for emergency access (results: site and MRN)."""
+
+    name = StringField(
+        "Last name",
+        validators=[DataRequired(), Length(max=170)],
+        description='The last name, or "last name, first name": Torres, Ana.',
+    )
+    date_of_birth = DateField("Date of birth", validators=[InputRequired()])
+    submit = SubmitField("Find")
 
 
 class BreakGlassForm(CreateForm):

@@ -196,6 +196,8 @@ class ProgramKind(StrEnum):
 # may set lower caps, never higher.
 FEDERAL_TAKE_HOME_CAPS = {"days_0_14": 7, "days_15_30": 14, "days_31_plus": 28}
 DEFAULT_CARE_PLAN_REVIEW_DAYS = 90
+DEFAULT_METHADONE_STEP_MG = 10
+DEFAULT_BUPRENORPHINE_STEP_MG = 4
 TAKE_HOME_CAP_COLUMNS = (
     "take_home_cap_days_0_14",
     "take_home_cap_days_15_30",
@@ -232,6 +234,10 @@ class Program(Base):
             name="take_home_cap_31_plus",
         ),
         sa.CheckConstraint(TAKE_HOME_CAPS_OTP_ONLY, name="take_home_caps_otp_only"),
+        sa.CheckConstraint("methadone_step_mg BETWEEN 1 AND 100", name="methadone_step_range"),
+        sa.CheckConstraint(
+            "buprenorphine_step_mg BETWEEN 1 AND 32", name="buprenorphine_step_range"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -247,8 +253,20 @@ class Program(Base):
     take_home_cap_days_0_14: Mapped[int | None]
     take_home_cap_days_15_30: Mapped[int | None]
     take_home_cap_days_31_plus: Mapped[int | None]
+    # A dose change larger than this asks for a reason (DOMAIN.md; issue 10).
+    methadone_step_mg: Mapped[int] = mapped_column(
+        default=DEFAULT_METHADONE_STEP_MG, server_default=str(DEFAULT_METHADONE_STEP_MG)
+    )
+    buprenorphine_step_mg: Mapped[int] = mapped_column(
+        default=DEFAULT_BUPRENORPHINE_STEP_MG, server_default=str(DEFAULT_BUPRENORPHINE_STEP_MG)
+    )
+    # Optimistic lock: two administrators editing the same program cannot silently undo
+    # each other's change (the form carries the version it was built from).
+    version: Mapped[int] = mapped_column(default=1, server_default="1")
 
     site: Mapped[Site] = relationship()
+
+    __mapper_args__ = {"version_id_col": version}
 
 
 class AsamEdition(StrEnum):

@@ -12,7 +12,7 @@ from clinic.patients import services
 from clinic.patients.forms import NewProgramForm, ProgramForm
 from clinic.patients.models import Program, ProgramKind
 from clinic.security import Permission, require_permission
-from clinic.web import Once, save
+from clinic.web import Once, conflict_rows, save
 
 bp = Blueprint("programs", __name__, url_prefix="/admin/programs")
 
@@ -26,6 +26,8 @@ def _settings(form: ProgramForm) -> services.ProgramSettings:
         take_home_cap_days_0_14=form.take_home_cap_days_0_14.data,
         take_home_cap_days_15_30=form.take_home_cap_days_15_30.data,
         take_home_cap_days_31_plus=form.take_home_cap_days_31_plus.data,
+        methadone_step_mg=form.methadone_step_mg.data,
+        buprenorphine_step_mg=form.buprenorphine_step_mg.data,
     )
 
 
@@ -33,7 +35,9 @@ def _settings(form: ProgramForm) -> services.ProgramSettings:
 @require_permission(Permission.PROGRAMS_MANAGE)
 def index():
     return render_template(
-        "patients/programs/index.html", programs=services.programs_for(current_user)
+        "patients/programs/index.html",
+        programs=services.programs_for(current_user),
+        dose_steps=services.DOSE_STEPS,
     )
 
 
@@ -68,7 +72,12 @@ def create():
         if outcome.saved:
             flash(f"Program {outcome.result.name} created.", "success")
             return redirect(url_for("programs.index"))
-    return render_template("patients/programs/form.html", form=form, program=None)
+    return render_template(
+        "patients/programs/form.html",
+        form=form,
+        program=None,
+        dose_steps=_dose_steps_shown(form, None),
+    )
 
 
 def _program_or_404(program_id: int) -> Program:
@@ -89,15 +98,67 @@ def edit(program_id: int):
     form = ProgramForm(obj=program) if request.method == "GET" else ProgramForm()
     form.site_id.choices = [SelectChoice(program.site_id, program.site.name)]
     form.site_id.data = program.site_id
-    if request.method == "GET":
+    # A form kept across a sign-in (clinic.accounts.drafts) shows what was typed, and
+    # keeps the version it was built from: a change saved meanwhile is still a conflict.
+    if request.method == "GET" and not form.restored:
         form.kind.data = program.kind.value
+        form.version.data = program.version
+    conflict = None
     if form.validate_on_submit():
         outcome = save(
             form,
-            lambda: services.update_program(program, actor=current_user, settings=_settings(form)),
+            lambda: services.update_program(
+                program,
+                actor=current_user,
+                settings=_settings(form),
+                expected_version=form.version_number,
+            ),
             refusals=services.DATABASE_REFUSALS,
         )
         if outcome.saved:
             flash("Saved." if outcome.result else "Nothing changed.", "success")
             return redirect(url_for("programs.index"))
-    return render_template("patients/programs/form.html", form=form, program=program)
+        conflict = conflict_rows(outcome, form, program, _program_values)
+    return render_template(
+        "patients/programs/form.html",
+        form=form,
+        program=program,
+        conflict=conflict,
+        dose_steps=_dose_steps_shown(form, program),
+    )
+
+
+def _dose_steps_shown(form: ProgramForm, program: Program | None) -> set[str]:
+    """The dose steps the page asks for: every one on a new program's form (each says
+    which kinds it is for); on an edit, those of the program's kind or of the kind the
+    user chose (so a refused step stays shown next to its message)."""
+    kinds = {form.kind.data} | ({program.kind.value} if program is not None else set())
+    return {
+        step.column
+        for step in services.DOSE_STEPS
+        if program is None or any(step.applies_to(kind) for kind in kinds)
+    }
+
+
+def _program_values(program: Program) -> dict[str, str]:
+    """The settings as the edit form shows them, for a conflict's comparison."""
+
+    def days(value: int | None) -> str:
+        return "—" if value is None else str(value)
+
+    return {
+        "name": program.name,
+        "kind": program.kind.label,
+        "active": "yes" if program.active else "no",
+        "care_plan_review_days": str(program.care_plan_review_days),
+        "take_home_cap_days_0_14": days(program.take_home_cap_days_0_14),
+        "take_home_cap_days_15_30": days(program.take_home_cap_days_15_30),
+        "take_home_cap_days_31_plus": days(program.take_home_cap_days_31_plus),
+        # A step the program's kind has no use for is not shown on its form ("—").
+        **{
+            step.column: str(getattr(program, step.column))
+            if step.applies_to(program.kind)
+            else "—"
+            for step in services.DOSE_STEPS
+        },
+    }

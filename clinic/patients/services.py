@@ -12,6 +12,7 @@ import datetime as dt
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, fields
+from decimal import Decimal, InvalidOperation
 
 import sqlalchemy as sa
 from sqlalchemy.ext.compiler import compiles
@@ -22,12 +23,15 @@ from clinic.accounts.models import User
 from clinic.audit import AuditAction, record
 from clinic.audit.models import BreakGlassGrant
 from clinic.db import utcnow
-from clinic.errors import DomainError
+from clinic.errors import CONFLICT_MESSAGE as CONFLICT_MESSAGE  # re-exported for the pages
+from clinic.errors import ConflictError, DomainError
 from clinic.extensions import db
 from clinic.forms import CONTROL_CHARACTER_MESSAGE, has_control_characters
 from clinic.patients.contact import InvalidContact, normalise_phone, normalise_zip
 from clinic.patients.models import (
     ASAM_LEVELS,
+    DEFAULT_BUPRENORPHINE_STEP_MG,
+    DEFAULT_METHADONE_STEP_MG,
     AsamEdition,
     CarePlanReview,
     CorrectedField,
@@ -48,10 +52,6 @@ from clinic.sites.time import site_today
 
 DEADLINE_DAYS = 14  # 42 CFR 8.12(f)(2) and (f)(4), 2024 revision
 DUE_SOON_DAYS = 7
-CONFLICT_MESSAGE = (
-    "Someone else changed this record after you opened it. Your entries are still in the "
-    "form: check the record's current values, then save again."
-)
 ENTERED_IN_ERROR_MESSAGE = "This record was entered in error and can no longer be changed."
 ALREADY_ENROLLED_MESSAGE = "The patient is already enrolled in this program."
 REVIEW_EXISTS_MESSAGE = "A care-plan review on that date is already recorded."
@@ -220,6 +220,9 @@ def search_patients(user: User, text: str, *, include_in_error: bool = False) ->
     ]
     if matching:
         query = query.where(InAll(Patient.id, matching))
+    elif words:
+        # Only punctuation or symbols ("%", "*"): no name starts so, rather than everyone.
+        query = query.where(sa.false())
     return query
 
 
@@ -335,6 +338,26 @@ class PossibleDuplicate(DomainError):
         self.matches = matches
 
 
+def _born_on(date_of_birth: dt.date) -> sa.Select:
+    """Patients of every site born on ``date_of_birth``, not entered in error, with their
+    site: an index seek on the date of birth (a few patients a day)."""
+    return (
+        sa.select(Patient)
+        .where(Patient.date_of_birth == date_of_birth, Patient.entered_in_error_at.is_(None))
+        .options(selectinload(Patient.site))
+        .order_by(Patient.site_id, Patient.id)
+    )
+
+
+def same_names(patient: Patient, firsts: set[str], lasts: set[str]) -> bool:
+    """The patient's names are the typed names in some spelling: their ``name_keys`` meet
+    (with or without diacritics, in their own script or a common romanisation). An empty
+    ``firsts`` (no first name typed) matches any first name."""
+    if firsts and not firsts & name_keys(patient.first_name):
+        return False
+    return bool(lasts & name_keys(patient.last_name))
+
+
 def possible_duplicates(
     first_name: str,
     last_name: str,
@@ -348,19 +371,11 @@ def possible_duplicates(
     ``names.name_keys``). Organisation-wide on purpose: the same person registered at two
     sites is the error this check exists for. The date of birth is an index seek; the
     few patients born that day are compared here."""
-    query = (
-        sa.select(Patient)
-        .where(Patient.date_of_birth == date_of_birth, Patient.entered_in_error_at.is_(None))
-        .options(selectinload(Patient.site))
-    )
+    query = _born_on(date_of_birth)
     if exclude_id is not None:
         query = query.where(Patient.id != exclude_id)
-    firsts, lasts = name_keys(first_name), name_keys(last_name)
-    return [
-        patient
-        for patient in db.session.scalars(query.order_by(Patient.site_id, Patient.id))
-        if firsts & name_keys(patient.first_name) and lasts & name_keys(patient.last_name)
-    ]
+    firsts, lasts = name_keys(first_name) or {""}, name_keys(last_name)
+    return [p for p in db.session.scalars(query) if same_names(p, firsts, lasts)]
 
 
 def duplicate_warning(data: Demographics, *, exclude_id: int | None = None) -> DomainError:
@@ -400,7 +415,7 @@ def _check_demographics(data: Demographics, site: Site, patient: Patient | None 
     if first is not None and data.date_of_birth > first.admitted_on:
         raise DomainError(
             f"The date of birth is after the patient's first admission "
-            f"({first.admitted_on.isoformat()}).",
+            f"({format_day(first.admitted_on)}).",
             field="date_of_birth",
         )
     if data.intake_date > today:
@@ -548,7 +563,7 @@ def check_version(record_version: int, expected_version: int | None) -> None:
     """Optimistic locking: the version the user's form was built from must still be the
     record's. A form without its version (a crafted POST) is refused the same way."""
     if expected_version is None or record_version != expected_version:
-        raise DomainError(CONFLICT_MESSAGE)
+        raise ConflictError()
 
 
 def _refuse_if_entered_in_error(patient: Patient) -> None:
@@ -639,6 +654,71 @@ class ProgramSettings:
     take_home_cap_days_0_14: int | None = None
     take_home_cap_days_15_30: int | None = None
     take_home_cap_days_31_plus: int | None = None
+    # Dose steps in mg (text as typed, a Decimal or an int; None: the default), for the
+    # kinds of program a step applies to (DOSE_STEPS); any other kind keeps the default.
+    methadone_step_mg: Decimal | int | str | None = None
+    buprenorphine_step_mg: Decimal | int | str | None = None
+
+
+@dataclass(frozen=True)
+class DoseStep:
+    """A program's dose step: a change of a patient's dose larger than this asks the
+    prescriber for a reason (DOMAIN.md, issue 10; clinic.medications.orders reads it)."""
+
+    column: str
+    medication: str
+    kinds: frozenset[ProgramKind]
+    default: int
+    maximum: int  # the column's CHECK (methadone_step_range, buprenorphine_step_range)
+
+    def applies_to(self, kind: ProgramKind | str | None) -> bool:
+        return kind in {k.value for k in self.kinds}
+
+
+# Methadone is dispensed by opioid treatment programs only (42 CFR 8.12); buprenorphine
+# by an OTP or an office-based practice. Other kinds order neither, so they keep the
+# default step: the safe one, should an order ever be written there.
+DOSE_STEPS = (
+    DoseStep(
+        "methadone_step_mg",
+        "methadone",
+        frozenset({ProgramKind.METHADONE_OTP}),
+        DEFAULT_METHADONE_STEP_MG,
+        100,
+    ),
+    DoseStep(
+        "buprenorphine_step_mg",
+        "buprenorphine",
+        frozenset({ProgramKind.METHADONE_OTP, ProgramKind.OFFICE_BUPRENORPHINE}),
+        DEFAULT_BUPRENORPHINE_STEP_MG,
+        32,
+    ),
+)
+
+
+def parse_step_mg(value: Decimal | int | str | None, step: DoseStep) -> int | None:
+    """A dose step typed in mg, read as an exact decimal (never a float): "10", "10.0"
+    and "1e1" are 10 mg. None when empty. The step is stored in whole mg from 1 to the
+    column's maximum: anything else is a DomainError next to the field."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    example = f"e.g. {step.default}"
+    try:
+        amount = Decimal(value.strip() if isinstance(value, str) else value)
+    except (InvalidOperation, TypeError, ValueError):
+        amount = None
+    if isinstance(value, bool) or amount is None or not amount.is_finite():
+        raise DomainError(
+            f"Enter the {step.medication} step as a number of mg, {example}.",
+            field=step.column,
+        )
+    if not 1 <= amount <= step.maximum:
+        raise DomainError(f"Use 1 to {step.maximum} mg.", field=step.column)
+    if amount != amount.to_integral_value():
+        raise DomainError(
+            f"Use whole milligrams (1 to {step.maximum} mg), {example}.", field=step.column
+        )
+    return int(amount)
 
 
 def programs_for(
@@ -666,7 +746,11 @@ def _check_program(settings: ProgramSettings) -> ProgramSettings:
     0 up to the federal cap (empty: the federal cap); any other kind has none (the CHECK
     ``take_home_caps_otp_only``). A caller that passes caps for another kind (a program
     changed from OTP to another kind keeps the old values in its settings) gets them
-    dropped; the form refuses them where the user typed them."""
+    dropped; the form refuses them where the user typed them.
+
+    Dose steps (``DOSE_STEPS``): whole mg within the column's CHECK for the kinds a step
+    applies to (empty: the default); any other kind keeps the default, whatever was
+    passed (as for the caps, the form refuses a step typed for such a kind)."""
     from clinic.patients.models import FEDERAL_TAKE_HOME_CAPS
 
     caps = {
@@ -692,6 +776,9 @@ def _check_program(settings: ProgramSettings) -> ProgramSettings:
                 "set a lower cap.",
                 field=name,
             )
+    for step in DOSE_STEPS:
+        value = parse_step_mg(values[step.column], step) if kind in step.kinds else None
+        values[step.column] = step.default if value is None else value
     if not 1 <= settings.care_plan_review_days <= 365:
         raise DomainError("Use 1 to 365 days.", field="care_plan_review_days")
     if not settings.name.strip():
@@ -728,7 +815,13 @@ def _check_program_name_free(site_id: int, name: str, exclude_id: int | None = N
         raise DomainError(PROGRAM_NAME_TAKEN_MESSAGE, field="name")
 
 
-def update_program(program: Program, *, actor: User, settings: ProgramSettings) -> list[str]:
+def update_program(
+    program: Program, *, actor: User, settings: ProgramSettings, expected_version: int | None
+) -> list[str]:
+    """Change a program's settings. Saving over another administrator's newer change
+    (``expected_version``, the version the form was built from; None for a form sent
+    without it) is refused, not silently undone."""
+    check_version(program.version, expected_version)
     settings = _check_program(settings)
     _check_program_name_free(program.site_id, settings.name, exclude_id=program.id)
     changed = []
@@ -815,7 +908,7 @@ def _check_admission(
     if admitted_on < patient.intake_date:
         raise DomainError(
             f"The {date_label} date is before the patient's intake date "
-            f"({patient.intake_date.isoformat()}).",
+            f"({format_day(patient.intake_date)}).",
             field="admitted_on",
         )
     if primary_counselor is not None and (
@@ -913,16 +1006,32 @@ def _check_end_date(enrollment: Enrollment, on: dt.date, *, label: str, field: s
     and not before anything recorded in it (milestones and reviews: the same rule the
     milestones and reviews check from their side; CHECKs and a trigger in the database)."""
     if on < enrollment.admitted_on:
-        raise DomainError(f"The {label} date is before the admission date.", field=field)
+        raise DomainError(
+            f"The {label} date is before the admission date "
+            f"({format_day(enrollment.admitted_on)}).",
+            field=field,
+        )
     if on > site_today(enrollment.patient.site):
         raise DomainError(f"The {label} date is in the future.", field=field)
     last = _last_recorded(enrollment)
     if last is not None and on < last[1]:
         what, when = last
         raise DomainError(
-            f"The {label} date is before the {what} recorded on {when.isoformat()}.",
+            f"The {label} date is before the {what} recorded on {format_day(when)}.",
             field=field,
         )
+
+
+# Called with (enrollment, actor) after an enrollment is discharged (or transferred out),
+# in the same transaction: other domains end what belongs to the enrollment (medications:
+# its active orders). Registered at start-up, so patients never imports those domains.
+DischargeListener = Callable[[Enrollment, User], None]
+discharge_listeners: list[DischargeListener] = []
+
+
+def add_discharge_listener(listener: DischargeListener) -> None:
+    if listener not in discharge_listeners:
+        discharge_listeners.append(listener)
 
 
 def discharge(
@@ -957,6 +1066,8 @@ def discharge(
         actor=actor,
         details={"fields": ["discharged_on", "discharge_reason"]},
     )
+    for listener in discharge_listeners:
+        listener(enrollment, actor)
 
 
 def transfer(
@@ -1161,14 +1272,14 @@ def _check_corrected_admission(enrollment: Enrollment, admitted_on: dt.date) -> 
     if admitted_on < patient.intake_date:
         raise DomainError(
             f"The admission date is before the patient's intake date "
-            f"({patient.intake_date.isoformat()}).",
+            f"({format_day(patient.intake_date)}).",
             field="admitted_on",
         )
     first = _first_recorded(enrollment)
     if first is not None and admitted_on > first[1]:
         what, when = first
         raise DomainError(
-            f"The admission date is after the {what} recorded on {when.isoformat()}.",
+            f"The admission date is after the {what} recorded on {format_day(when)}.",
             field="admitted_on",
         )
 
@@ -1344,7 +1455,10 @@ def record_milestones(
     for name in MILESTONES:
         value = values.get(name)
         if value is not None and value < enrollment.admitted_on:
-            raise DomainError("That is before the admission date.", field=name)
+            raise DomainError(
+                f"That is before the admission date ({format_day(enrollment.admitted_on)}).",
+                field=name,
+            )
         if value is not None and value > today:
             raise DomainError("That date is in the future.", field=name)
         if (
@@ -1353,7 +1467,7 @@ def record_milestones(
             and value > enrollment.discharged_on
         ):
             raise DomainError(
-                f"That is after the discharge date ({enrollment.discharged_on.isoformat()}).",
+                f"That is after the discharge date ({format_day(enrollment.discharged_on)}).",
                 field=name,
             )
         if name == "care_plan_on" and first_review is not None:
@@ -1364,7 +1478,7 @@ def record_milestones(
                 )
             if value > first_review:
                 raise DomainError(
-                    f"That is after the first care-plan review ({first_review.isoformat()}).",
+                    f"That is after the first care-plan review ({format_day(first_review)}).",
                     field=name,
                 )
         if getattr(enrollment, name) != value:
@@ -1399,7 +1513,7 @@ def record_care_plan_review(
         raise DomainError("That date is in the future.", field="reviewed_on")
     if enrollment.discharged_on is not None and reviewed_on > enrollment.discharged_on:
         raise DomainError(
-            f"That is after the discharge date ({enrollment.discharged_on.isoformat()}).",
+            f"That is after the discharge date ({format_day(enrollment.discharged_on)}).",
             field="reviewed_on",
         )
     exists = db.session.scalar(
@@ -1489,17 +1603,131 @@ def chosen(items: Iterable, item_id: int | None):
 # --- break-glass -----------------------------------------------------------------------
 
 BREAK_GLASS_MINUTES = 60
+EMERGENCY_LOOKUP_LIMIT = 20  # matches shown at most: a lookup is not a browse
+LOOKUP_NAME_MESSAGE = 'Type the last name, or "last name, first name".'
 
 
 class PatientNotFound(DomainError):
     """A lookup by MRN found no patient: a refused object lookup (the view records it)."""
 
 
-def grant_break_glass(*, actor: User, mrn: str, reason: str) -> Patient:
+@dataclass
+class EmergencyMatch:
+    """A patient an emergency lookup found, as the results show it: where and under which
+    MRN, nothing of the record. ``own_site``: a patient of the user's sites (the chart
+    opens without emergency access)."""
+
+    patient_id: int
+    mrn: str
+    site_code: str
+    site_name: str
+    own_site: bool
+
+
+@dataclass
+class EmergencyLookup:
+    matches: list[EmergencyMatch]  # at most EMERGENCY_LOOKUP_LIMIT
+    total: int  # how many matched
+
+    @property
+    def more(self) -> bool:
+        return self.total > len(self.matches)
+
+
+def split_lookup_name(text: str) -> tuple[str, str]:
+    """ "Torres, Ana" -> ("Ana", "Torres"); "de la Cruz" -> ("", "de la Cruz"): a last
+    name, or "last, first" as the patient search takes it."""
+    last, _, first = " ".join(text.split()).partition(",")
+    return first.strip(), last.strip()
+
+
+def emergency_lookup(*, actor: User, name: str, date_of_birth: dt.date) -> EmergencyLookup:
+    """Find a patient for emergency access by last name (or "last, first") and date of
+    birth, at every site (HIPAA 164.312(a)(2)(ii), emergency access procedure).
+
+    Minimum necessary (45 CFR 164.502(b), 42 CFR 2.13): a match shows its site and MRN
+    only, and at most EMERGENCY_LOOKUP_LIMIT of them. The names are compared as the
+    duplicate check compares them (``same_names``). The lookup is recorded without what
+    was typed: one ``break_glass_lookup`` event with the number of matches, and one per
+    patient of another site shown (a disclosure of where they are treated)."""
+    first, last = split_lookup_name(name)
+    if not has_letter(last):
+        raise DomainError(LOOKUP_NAME_MESSAGE, field="name")
+    firsts = name_keys(first) if has_letter(first) else set()
+    lasts = name_keys(last)
+    found = [p for p in db.session.scalars(_born_on(date_of_birth)) if same_names(p, firsts, lasts)]
+    sites = visible_site_ids(actor)
+    matches = [
+        EmergencyMatch(
+            patient_id=p.id,
+            mrn=p.mrn,
+            site_code=p.site.code,
+            site_name=p.site.name,
+            own_site=sites is None or p.site_id in sites,
+        )
+        for p in found[:EMERGENCY_LOOKUP_LIMIT]
+    ]
+    record(
+        AuditAction.VIEW,
+        actor=actor,
+        entity_type="break_glass_lookup",
+        details={"results": len(found), "shown": len(matches)},
+    )
+    for match in matches:
+        if not match.own_site:
+            record(
+                AuditAction.VIEW,
+                actor=actor,
+                entity_type="break_glass_lookup",
+                entity_id=match.patient_id,
+                patient_id=match.patient_id,
+                site_id=next(p.site_id for p in found if p.id == match.patient_id),
+                details={"shown": ["site", "mrn"]},
+            )
+    return EmergencyLookup(matches=matches, total=len(found))
+
+
+@dataclass
+class EmergencyAccess:
+    """A live grant of emergency access; ``repeated``: it was already live (a second
+    request got the same grant, not a new one)."""
+
+    patient: Patient
+    grant: BreakGlassGrant
+    repeated: bool
+
+
+def live_grant(
+    user: User, patient_id: int, now: dt.datetime | None = None
+) -> BreakGlassGrant | None:
+    """The user's grant for the patient live at ``now`` (the latest, if history holds
+    several), or None."""
+    return db.session.scalar(
+        sa.select(BreakGlassGrant)
+        .where(
+            BreakGlassGrant.user_id == user.id,
+            BreakGlassGrant.patient_id == patient_id,
+            BreakGlassGrant.expires_at > (now or utcnow()),
+        )
+        .order_by(BreakGlassGrant.expires_at.desc())
+        .limit(1)
+    )
+
+
+def grant_break_glass(*, actor: User, mrn: str, reason: str) -> EmergencyAccess:
     """Emergency access to a patient outside the clinician's sites (HIPAA 164.312(a)(2)(ii)).
 
     Lasts BREAK_GLASS_MINUTES, is recorded as a ``break_glass`` event and waits on the
-    administrators' review list until acknowledged."""
+    administrators' review list until acknowledged.
+
+    One live grant per clinician and patient: asking again while a grant is live returns
+    that grant, unchanged — its expiry is NOT extended (access that outlives the hour
+    needs a new request after it, reviewed on its own; a silent extension would hide
+    how long the record was open). The repeat is recorded as a ``break_glass`` event on
+    the same grant (``"repeat": true``; the reason stays out of the audit trail, as the
+    first one does). The clinician's user row is locked first (``FOR NO KEY UPDATE`` on
+    PostgreSQL; SQLite runs one writer at a time), so two requests at once make one
+    grant: the second waits, then finds the first's."""
     reason = reason.strip()
     if len(reason) < 10:
         raise DomainError("Give the reason in at least 10 characters.", field="reason")
@@ -1511,7 +1739,23 @@ def grant_break_glass(*, actor: User, mrn: str, reason: str) -> Patient:
         raise DomainError(
             "This patient is at your site: open the chart from the patient list.", field="mrn"
         )
+    # Serialise this clinician's grant requests (key_share: a foreign key to the user
+    # row, e.g. an audit event of another request, is not blocked).
+    db.session.execute(
+        sa.select(User.id).where(User.id == actor.id).with_for_update(key_share=True)
+    )
     now = utcnow()
+    grant = live_grant(actor, patient.id, now)
+    if grant is not None:
+        _audit_patient(
+            patient,
+            AuditAction.BREAK_GLASS,
+            "break_glass_grant",
+            grant.id,
+            actor=actor,
+            details={"repeat": True},
+        )
+        return EmergencyAccess(patient, grant, repeated=True)
     grant = BreakGlassGrant(
         user_id=actor.id,
         patient_id=patient.id,
@@ -1529,7 +1773,7 @@ def grant_break_glass(*, actor: User, mrn: str, reason: str) -> Patient:
         actor=actor,
         details={"minutes": BREAK_GLASS_MINUTES},
     )
-    return patient
+    return EmergencyAccess(patient, grant, repeated=False)
 
 
 # --- what the database refuses, in the services' words ---------------------------------

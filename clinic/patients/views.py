@@ -18,7 +18,7 @@ from flask_login import current_user
 from wtforms import SelectChoice
 
 from clinic import charts
-from clinic.audit import AuditAction, record
+from clinic.audit import AuditAction, AuditOutcome, record
 from clinic.errors import DomainError, record_denied
 from clinic.extensions import db
 from clinic.pagination import SortSpec, paginate_sorted
@@ -30,6 +30,7 @@ from clinic.patients.forms import (
     CorrectEnrollmentForm,
     DischargeForm,
     EditPatientForm,
+    EmergencyLookupForm,
     EnteredInErrorForm,
     MilestonesForm,
     PatientFields,
@@ -43,7 +44,8 @@ from clinic.patients.models import Enrollment, Patient
 from clinic.security import Permission, require_permission
 from clinic.sites.models import Site
 from clinic.sites.time import site_today
-from clinic.web import CONFLICT_MESSAGE, RECHECK, Once, save
+from clinic.web import RECHECK, ConflictRow, Once, put_error_on_form, save
+from clinic.web import conflict_rows as _conflict  # shared by patients, programs, users
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
 
@@ -76,61 +78,6 @@ def _site_time(value: dt.datetime, site: Site) -> str:
     """An instant in the site's time zone: "26 Jan 2026 14:05 CST"."""
     local = value.astimezone(ZoneInfo(site.timezone))
     return f"{services.format_day(local.date())} {local:%H:%M} {local.tzname()}"
-
-
-# --- edit conflicts ----------------------------------------------------------------------
-
-
-@dataclass
-class ConflictRow:
-    label: str
-    saved: str  # the record's value now (someone else's change)
-    yours: str  # what this user entered
-
-    @property
-    def differs(self) -> bool:
-        return self.saved != self.yours
-
-
-def _shown(field) -> str:
-    """A form field's value as the user sees it: a choice's label, a date as the pages
-    write dates, a check box as yes / no."""
-    data = field.data
-    if field.type == "SelectField":
-        for choice in field.choices or []:
-            value = choice.value if isinstance(choice, SelectChoice) else choice[0]
-            label = choice.label if isinstance(choice, SelectChoice) else choice[1]
-            if str(value) == str(data):
-                return label if value not in ("", 0) else "—"
-        return "—"
-    if isinstance(data, dt.date):
-        return services.format_day(data)
-    if isinstance(data, bool):
-        return "yes" if data else "no"
-    return str(data).strip() if data not in (None, "") else "—"
-
-
-def _conflict(outcome, form, record, saved_values) -> list[ConflictRow] | None:
-    """After "someone else changed this record": the record's values now beside the
-    user's entries, and the form re-armed with the record's current version, so saving
-    again (having looked) goes through instead of meeting the same refusal forever.
-
-    ``saved_values(record)`` maps form field names to the record's values as shown. A
-    form that came without a version never gets here: its version field refuses it."""
-    if outcome.error is None or outcome.error.message not in (
-        services.CONFLICT_MESSAGE,
-        CONFLICT_MESSAGE,
-    ):
-        return None
-    db.session.refresh(record)  # the committed values, after the rollback
-    form.version.data = record.version
-    rows = []
-    for name, saved in saved_values(record).items():
-        field = form._fields.get(name)
-        label = field.label.text if field is not None else name
-        yours = _shown(field) if field is not None else "—"
-        rows.append(ConflictRow(label, saved or "—", yours))
-    return rows
 
 
 # --- search and registration -------------------------------------------------------------
@@ -350,7 +297,7 @@ def edit(patient_id: int):
     form = EditPatientForm(obj=patient) if request.method == "GET" else EditPatientForm()
     form.site_id.choices = [SelectChoice(patient.site_id, patient.site.name)]
     form.site_id.data = patient.site_id
-    if request.method == "GET":
+    if request.method == "GET" and not form.restored:
         form.version.data = patient.version
         # Stored in E.164; shown (and sent back) as people write them.
         form.phone.data = format_phone(patient.phone) or None
@@ -493,7 +440,7 @@ def admit(patient_id: int):
         return _entered_in_error_page(patient, "Admit to a program")
     form = AdmitForm()
     programs, counselors = _enrollment_choices(form, patient)
-    if request.method == "GET":
+    if request.method == "GET" and not form.restored:
         form.admitted_on.data = site_today(patient.site)
     if form.validate_on_submit():
         edition, level = split_level_of_care(form.level_of_care.data)
@@ -553,7 +500,7 @@ def discharge(enrollment_id: int):
     if not enrollment.active and request.method == "GET":
         return _ended_page(enrollment, f"Discharge from {enrollment.program.name}")
     form = DischargeForm()
-    if request.method == "GET":
+    if request.method == "GET" and not form.restored:
         form.discharged_on.data = site_today(enrollment.patient.site)
         form.version.data = enrollment.version
     conflict = None
@@ -620,7 +567,7 @@ def transfer(enrollment_id: int):
         return _ended_page(enrollment, f"Transfer from {enrollment.program.name}")
     form = TransferForm()
     programs, counselors = _enrollment_choices(form, patient, exclude_program=enrollment.program_id)
-    if request.method == "GET":
+    if request.method == "GET" and not form.restored:
         form.admitted_on.data = site_today(patient.site)
         form.version.data = enrollment.version
         form.level_of_care.data = f"{enrollment.asam_edition.value}:{enrollment.asam_level}"
@@ -698,7 +645,7 @@ def correct(enrollment_id: int):
     form.primary_counselor_id.choices = [SelectChoice(0, "None")] + [
         SelectChoice(u.id, u.full_name) for u in counselors
     ]
-    if request.method == "GET":
+    if request.method == "GET" and not form.restored:
         _fill_correction(form, enrollment)
     conflict = None
     if form.validate_on_submit():
@@ -751,14 +698,17 @@ def _counselor_label(user) -> str:
     return user.full_name if user is not None else "None"
 
 
-@bp.post("/enrollments/<int:enrollment_id>/undo-discharge")
+@bp.route("/enrollments/<int:enrollment_id>/undo-discharge", methods=["GET", "POST"])
 @require_permission(Permission.ENROLLMENT_MANAGE)
 def undo_discharge(enrollment_id: int):
-    """Undo a mistaken discharge (the form is on the ended enrollment's correction page)."""
+    """Undo a mistaken discharge. The form is on the ended enrollment's correction page;
+    a GET shows it here too: a form sent after the session ended comes back at its own
+    address once its user signs in again (``clinic.accounts.drafts``)."""
     enrollment = access.enrollment_or_404(enrollment_id)
     patient = enrollment.patient
     if patient.entered_in_error:
-        return _entered_in_error_page(patient, "Undo a discharge"), 409
+        page = _entered_in_error_page(patient, "Undo a discharge")
+        return (page, 409) if request.method == "POST" else page
     if enrollment.active:
         # Undone meanwhile (or never discharged): nothing to do, and nothing to fill in.
         return render_template(
@@ -769,6 +719,8 @@ def undo_discharge(enrollment_id: int):
             "discharge to undo.",
         )
     form = UndoDischargeForm()
+    if request.method == "GET" and not form.restored:
+        form.version.data = enrollment.version
     conflict = None
     if form.validate_on_submit():
         outcome = save(
@@ -824,8 +776,9 @@ def deadlines(enrollment_id: int):
     form = MilestonesForm(obj=enrollment) if request.method == "GET" else MilestonesForm()
     review_form = ReviewForm(formdata=None)
     if request.method == "GET":
-        form.version.data = enrollment.version
         review_form.reviewed_on.data = site_today(enrollment.patient.site)
+        if not form.restored:
+            form.version.data = enrollment.version
     conflict = None
     if form.validate_on_submit():
         outcome = save(
@@ -867,13 +820,19 @@ def _deadlines_page(
     )
 
 
-@bp.post("/enrollments/<int:enrollment_id>/reviews")
+@bp.route("/enrollments/<int:enrollment_id>/reviews", methods=["GET", "POST"])
 @require_permission(Permission.DEADLINES_RECORD)
 def add_review(enrollment_id: int):
+    """Record a care-plan review (the form is on the deadlines page). A GET shows that page
+    here: a review form sent after the session ended comes back at its own address once
+    its user signs in again (``clinic.accounts.drafts``)."""
     enrollment = access.enrollment_or_404(enrollment_id)
+    status = 400 if request.method == "POST" else 200
     if enrollment.patient.entered_in_error:
-        return _entered_in_error_page(enrollment.patient, "Care-plan reviews"), 400
+        return _entered_in_error_page(enrollment.patient, "Care-plan reviews"), status
     review_form = ReviewForm()
+    if request.method == "GET" and not review_form.restored:
+        review_form.reviewed_on.data = site_today(enrollment.patient.site)
     if review_form.validate_on_submit():
         outcome = save(
             review_form,
@@ -890,7 +849,7 @@ def add_review(enrollment_id: int):
             return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
     form = MilestonesForm(obj=enrollment, formdata=None)
     form.version.data = enrollment.version
-    return _deadlines_page(enrollment, form, review_form), 400
+    return _deadlines_page(enrollment, form, review_form), status
 
 
 @bp.get("/deadlines")
@@ -921,6 +880,9 @@ def _int(value) -> int | None:
 @require_permission(Permission.BREAK_GLASS)
 def break_glass():
     form = BreakGlassForm()
+    if request.method == "GET" and not form.restored and request.args.get("mrn"):
+        # From the emergency lookup's "Request emergency access": the MRN chosen there.
+        form.mrn.data = request.args.get("mrn", "")[:24]
     if form.validate_on_submit():
         outcome = save(
             form,
@@ -929,20 +891,64 @@ def break_glass():
             ),
             refusals=services.DATABASE_REFUSALS,
             once=_once(
-                form, "break_glass_grant", lambda p: url_for("patients.chart", patient_id=p.id)
+                form,
+                "break_glass_grant",
+                lambda access: url_for("patients.chart", patient_id=access.patient.id),
             ),
         )
         if outcome.repeated_url:
             return _already_saved(outcome)
         if outcome.saved:
-            flash(
-                f"Emergency access granted for {services.BREAK_GLASS_MINUTES} minutes. "
-                "It is recorded and will be reviewed.",
-                "warning",
-            )
-            return redirect(url_for("patients.chart", patient_id=outcome.result.id))
+            granted = outcome.result
+            until = _site_time(granted.grant.expires_at, granted.patient.site)
+            if granted.repeated:
+                flash(
+                    f"You already have emergency access to this record until {until}: "
+                    "it was not extended. This request is recorded too.",
+                    "warning",
+                )
+            else:
+                flash(
+                    f"Emergency access granted for {services.BREAK_GLASS_MINUTES} minutes "
+                    f"(until {until}). It is recorded and will be reviewed.",
+                    "warning",
+                )
+            return redirect(url_for("patients.chart", patient_id=granted.patient.id))
         if isinstance(outcome.error, services.PatientNotFound):
             record_denied("patient")  # a refused lookup (the MRN is not recorded)
     return render_template(
         "patients/break_glass.html", form=form, minutes=services.BREAK_GLASS_MINUTES
+    )
+
+
+@bp.route("/break-glass/find", methods=["GET", "POST"])
+@require_permission(Permission.BREAK_GLASS)
+def emergency_lookup():
+    """Find a patient of another site for emergency access by last name (or "last, first")
+    and date of birth. A POST (the name and date of birth stay out of URLs and browser
+    history); the results show site and MRN only (``services.emergency_lookup``)."""
+    form = EmergencyLookupForm()
+    lookup = None
+    if form.validate_on_submit():
+        try:
+            lookup = services.emergency_lookup(
+                actor=current_user, name=form.name.data, date_of_birth=form.date_of_birth.data
+            )
+        except DomainError as error:
+            put_error_on_form(form, error)
+    if form.is_submitted() and lookup is None:
+        # A refused lookup is recorded too (without what was typed).
+        record(
+            AuditAction.VIEW,
+            actor=current_user,
+            outcome=AuditOutcome.FAILURE,
+            entity_type="break_glass_lookup",
+            details={"refused": True},
+        )
+    return render_template(
+        "patients/emergency_lookup.html",
+        form=form,
+        lookup=lookup,
+        limit=services.EMERGENCY_LOOKUP_LIMIT,
+        minutes=services.BREAK_GLASS_MINUTES,
     )

@@ -1,13 +1,21 @@
 """Accessibility of the platform pages in a real browser (issue 9, "Forms and
 accessibility"): focus moves to the first error after a failed submit, keyboard focus is
 visible on the dark navigation bar (WCAG 2.2 2.4.11, 1.4.11: at least 3:1), and axe finds
-no violation of any impact on the pages this part touches."""
+no violation of any impact on every page, in every state each role meets (the tours
+below, the medication and dosing pages' among them; a GET page on no tour fails
+test_every_get_page_is_on_a_tour)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+from urllib.parse import urlsplit
+
+import pyotp
 import pytest
 from playwright.sync_api import expect
+from werkzeug.exceptions import HTTPException
 
+from clinic.audit.models import BreakGlassGrant
 from tests.conftest import PASSWORD
 
 
@@ -91,23 +99,715 @@ def test_keyboard_focus_on_the_dark_navigation_bar_is_visible(ui, make_user, use
     assert _contrast(_rgb(style[2]), _rgb(bar)) >= 3, (style, bar)
 
 
-@pytest.mark.parametrize(
-    "path",
-    ["/", "/account", "/account/password", "/account/mfa", "/admin/users/", "/admin/users/new"],
-)
-def test_platform_pages_have_no_axe_violation_of_any_impact(ui, make_user, username_of, path):
-    sign_in(ui, username_of(make_user("admin")))
-    page = ui.goto(path, all_impacts=True)
-    assert page.locator("h1").count() == 1
+# --- every platform page, in every state a user meets, for every role -------------------
+#
+# Each role's tour walks its pages (and the states they reach: results, empty results,
+# errors shown, warnings, conflicts, refusals) and runs axe with ``all_impacts`` on each.
+# TOURS declares the endpoints each tour must show; the tour fails if it did not show one,
+# and test_every_get_page_is_on_a_tour fails for a GET endpoint no tour shows, so a new
+# page cannot go unchecked.
+
+# GET endpoints that are not pages, and why.
+NOT_PAGES = {
+    "static": "files (CSS, scripts)",
+    "bootstrap.static": "Bootstrap's files",
+    "main.healthz": "the load balancer's health check (JSON)",
+    "audit.export": "a CSV download",
+    "dosing.screen_list": "the dosing screen's list alone, which dosing.js swaps into the "
+    "screen (checked there, after typing in the filter)",
+}
+
+TOURS: dict[str, set[str]] = {
+    "anonymous": {"accounts.login", "accounts.second_factor"},
+    "admin": {
+        "main.home",
+        "accounts.account",
+        "accounts.change_password",
+        "accounts.mfa_setup",
+        "users.index",
+        "users.create",
+        "users.detail",
+        "users.edit",
+        "users.act",
+        "programs.index",
+        "programs.create",
+        "programs.edit",
+        "audit.index",
+        "audit.break_glass",
+        "audit.acknowledge",
+        "audit.patient_access",
+        "patients.index",
+        "patients.chart",
+        "patients.register",
+        "patients.edit",
+        "patients.entered_in_error",
+        "patients.admit",
+        "patients.transfer",
+        "patients.discharge",
+        "patients.deadlines",
+        "patients.add_review",
+        "patients.correct",
+        "patients.undo_discharge",
+        "patients.worklist",
+    },
+    "clinician": {
+        "main.home",
+        "accounts.account",
+        "patients.index",
+        "patients.chart",
+        "patients.admit",
+        "patients.transfer",
+        "patients.discharge",
+        "patients.deadlines",
+        "patients.correct",
+        "patients.add_review",
+        "patients.undo_discharge",
+        "patients.worklist",
+        "patients.break_glass",
+        "patients.emergency_lookup",
+    },
+    "staff": {
+        "main.home",
+        "accounts.account",
+        "patients.index",
+        "patients.chart",
+        "patients.register",
+        "patients.edit",
+        "patients.worklist",
+    },
+    # The medication pages (issue 10), by the users who meet them.
+    "prescriber": {
+        "patients.chart",
+        "medications.patient",
+        "medications.new_order",
+        "medications.change_dose",
+        "medications.switch",
+        "medications.end_order",
+        "medications.place_hold",
+        "medications.lift_hold",
+        "medications.add_flag",
+        "dosing.screen",
+        "dosing.review_list",
+        "dosing.review",
+        "dosing.injections",
+        "dosing.history",
+        "dosing.log",
+    },
+    "nurse": {
+        "patients.chart",
+        "medications.patient",
+        "dosing.screen",
+        "dosing.dose",
+        "dosing.reverse",
+        "dosing.injection",
+        "dosing.history",
+        "dosing.log",
+        "dosing.review_list",
+        "dosing.review",
+        "dosing.injections",
+    },
+    "admin, medications": {
+        "patients.chart",
+        "medications.patient",
+        "dosing.screen",
+        "dosing.review_list",
+        "dosing.injections",
+        "dosing.history",
+        "dosing.log",
+    },
+}
 
 
-def test_user_pages_have_no_axe_violation_of_any_impact(ui, make_user, username_of):
-    target = make_user("clinician")
-    sign_in(ui, username_of(make_user("admin")))
-    for path in (
-        f"/admin/users/{target}",
-        f"/admin/users/{target}/edit",
-        f"/admin/users/{target}/reset-password",
-    ):
-        page = ui.goto(path, all_impacts=True)
-        assert page.locator("h1").count() == 1, path
+def test_every_get_page_is_on_a_tour(app):
+    pages = {
+        rule.endpoint
+        for rule in app.url_map.iter_rules()
+        if "GET" in (rule.methods or set()) and rule.endpoint not in NOT_PAGES
+    }
+    toured = set().union(*TOURS.values())
+    assert sorted(pages - toured) == [], "GET pages no tour shows: add them to a tour"
+    assert sorted(toured - pages) == [], "TOURS names endpoints that do not exist"
+    assert sorted(set(NOT_PAGES) - {r.endpoint for r in app.url_map.iter_rules()}) == []
+
+
+class Tour:
+    """Pages shown and checked with axe (any impact); problems collected, so one tour
+    reports every page's violations at once."""
+
+    def __init__(self, ui, app) -> None:
+        self.ui = ui
+        self.page = ui.page
+        self.adapter = app.url_map.bind("localhost")
+        self.shown: set[str] = set()
+        self.problems: list[str] = []
+
+    def endpoint(self) -> str | None:
+        path = urlsplit(self.page.url).path
+        try:
+            return self.adapter.match(path, method="GET")[0]
+        except HTTPException:
+            return None
+
+    def check(self, state: str) -> None:
+        self.page.wait_for_load_state()
+        try:
+            self.ui.check(all_impacts=True)
+        except AssertionError as failure:
+            self.problems.append(f"[{state}] {failure}")
+            self.ui.unchecked.clear()
+        headings = self.page.locator("main h1").count()
+        if headings != 1:
+            self.problems.append(f"[{state}] {self.page.url}: {headings} <h1> in <main>")
+        endpoint = self.endpoint()
+        if endpoint:
+            self.shown.add(endpoint)
+
+    def visit(self, path: str, state: str | None = None, *, status: int = 200):
+        response = self.page.goto(self.ui.base_url + path)
+        if response is None or response.status != status:
+            got = response.status if response else None
+            self.problems.append(f"[{state or path}] {path}: status {got}, expected {status}")
+        self.check(state or path)
+        return self.page
+
+    def submit(self, button: str | None, state: str) -> None:
+        """Send the page's form (as filled so far) with ``button`` (default: the first
+        form of the page's main content) and check the page it answers with."""
+        main = self.page.locator("main")
+        if button is None:
+            target = main.locator("form[method=post] [type=submit]").first
+        else:
+            target = main.get_by_role("button", name=button, exact=True).first
+        if not target.count():
+            self.problems.append(f"[{state}] {self.page.url}: no form to send")
+            return
+        with self.page.expect_navigation():
+            target.click()
+        self.check(state)
+
+    def finish(self, role: str) -> None:
+        missing = sorted(TOURS[role] - self.shown)
+        assert not missing, f"the {role} tour did not show {missing}"
+        assert not self.problems, "\n\n".join(self.problems)
+
+
+@pytest.fixture
+def clinic(app, site, make_site, make_user, make_program, make_patient, make_enrollment):
+    """Two sites; programs of two kinds; two patients of the same name and birth date (one
+    active, one discharged), one entered in error, one at the other site; a user to
+    manage; a clinician of the other site with emergency access to a MAIN patient."""
+    import datetime as dt
+
+    from clinic.accounts.models import User
+    from clinic.extensions import db
+    from clinic.patients import services
+    from clinic.patients.models import Enrollment, Patient
+
+    east = make_site("EAST", "East Side Clinic", "America/New_York")
+    methadone = make_program("Methadone maintenance")
+    office = make_program("Office buprenorphine", kind="office_buprenorphine")
+    make_program("Methadone maintenance", site_id=east)
+    born = dt.date(1991, 7, 30)
+    ana = make_patient("Ana", "Torres", date_of_birth=born, phone="312-555-0142")
+    other_ana = make_patient("Ana", "Torres", date_of_birth=born)
+    active = make_enrollment(ana, methadone, admitted_on=dt.date(2026, 1, 6))
+    make_enrollment(ana, office, admitted_on=dt.date(2026, 1, 12))
+    ended = make_enrollment(other_ana, methadone, admitted_on=dt.date(2026, 1, 7))
+    mistake = make_patient("Mistaken", "Entry")
+    ruiz = make_patient("Luis", "Ruiz", site_id=east, date_of_birth=dt.date(1975, 2, 11))
+    admin = make_user("admin", "ada.admin", full_name="Ada Admin")
+    target = make_user("clinician", "cal.clinician", full_name="Cal Clinician")
+    staff = make_user("staff", "sky.staff", full_name="Sky Staff")
+    east_clinician = make_user("clinician", "eve.east", full_name="Eve East", site_ids=[east])
+    with app.app_context():
+        actor = db.session.get(User, admin)
+        enrollment = db.session.get(Enrollment, ended)
+        services.discharge(
+            enrollment,
+            actor=actor,
+            discharged_on=dt.date(2026, 1, 20),
+            reason=1,
+            expected_version=enrollment.version,
+        )
+        mistaken = db.session.get(Patient, mistake)
+        services.mark_entered_in_error(
+            mistaken,
+            actor=actor,
+            reason="Registered twice by mistake",
+            expected_version=mistaken.version,
+        )
+        # Eve (EAST) opened Ana's record with emergency access a minute ago.
+        now = dt.datetime.now(dt.UTC)
+        grant = BreakGlassGrant(
+            user_id=east_clinician,
+            patient_id=ana,
+            reason="Patient arrived at the East clinic in withdrawal",
+            granted_at=now - dt.timedelta(minutes=1),
+            expires_at=now + dt.timedelta(minutes=30),
+        )
+        db.session.add(grant)
+        db.session.commit()
+        grant_id = grant.id
+    return SimpleNamespace(
+        east=east,
+        methadone=methadone,
+        ana=ana,
+        other_ana=other_ana,
+        active=active,
+        ended=ended,
+        mistake=mistake,
+        ruiz=ruiz,
+        admin=admin,
+        target=target,
+        staff=staff,
+        east_clinician=east_clinician,
+        grant=grant_id,
+    )
+
+
+def tour_sign_in(tour: Tour, username: str) -> None:
+    page = tour.visit("/login", "sign-in page")
+    page.get_by_label("Username").fill(username)
+    page.get_by_label("Password").fill(PASSWORD)
+    tour.submit(None, "home page")
+
+
+def change_patient_meanwhile(app, patient_id: int) -> None:
+    """Someone else saves the record while the tour's form is open."""
+    from clinic.extensions import db
+    from clinic.patients.models import Patient
+
+    with app.app_context():
+        db.session.get(Patient, patient_id).preferred_name = "Annie"
+        db.session.commit()
+
+
+def patient_pages(tour: Tour, app, clinic, *, manages: bool, registers: bool) -> None:
+    """The patient pages every role meets, as far as the role may go."""
+    tour.visit("/patients/", "patient list")
+    tour.visit("/patients/?q=torres", "search with results")
+    tour.visit("/patients/?q=nobody+here", "search without a match")
+    tour.visit(f"/patients/{clinic.ana}", "chart with enrollments")
+    tour.visit(f"/patients/{clinic.other_ana}", "chart with a discharged enrollment")
+    tour.visit(f"/patients/{clinic.mistake}", "chart entered in error")
+    tour.visit("/patients/deadlines", "deadline worklist")
+    tour.visit("/patients/999999", "patient not found", status=404)
+    if registers:
+        tour.visit("/patients/new", "registration form")
+        tour.submit(None, "registration with errors shown")
+        tour.visit("/patients/new?q=torres+ana+1991-07-30", "registration from a search")
+        register(tour, "Ana", "Torres", "1991-07-30", "duplicate warning")
+        tour.visit(f"/patients/{clinic.ana}/edit", "edit demographics")
+        change_patient_meanwhile(app, clinic.ana)
+        tour.submit(None, "edit conflict")
+        tour.visit(f"/patients/{clinic.mistake}/edit", "edit of a record entered in error")
+    if manages:
+        tour.visit(f"/patients/{clinic.ana}/admit", "admission form")
+        tour.submit(None, "admission with errors shown")
+        tour.visit(f"/patients/enrollments/{clinic.active}/transfer", "transfer form")
+        tour.submit(None, "transfer with errors shown")
+        tour.visit(f"/patients/enrollments/{clinic.active}/discharge", "discharge form")
+        tour.submit(None, "discharge with errors shown")
+        tour.visit(f"/patients/enrollments/{clinic.ended}/discharge", "discharge of an ended")
+        tour.visit(f"/patients/enrollments/{clinic.active}/deadlines", "deadlines")
+        tour.submit(None, "deadlines saved")
+        tour.visit(f"/patients/enrollments/{clinic.active}/reviews", "care-plan review")
+        tour.visit(f"/patients/enrollments/{clinic.active}/correct", "correction form")
+        tour.submit(None, "correction with errors shown")
+        tour.visit(f"/patients/enrollments/{clinic.ended}/correct", "undo discharge form")
+        tour.visit(f"/patients/enrollments/{clinic.ended}/undo-discharge", "undo discharge")
+        tour.submit(None, "undo discharge with errors shown")
+        tour.visit(f"/patients/enrollments/{clinic.active}/undo-discharge", "nothing to undo")
+
+
+def show_idle_warning(tour: Tour) -> None:
+    """The idle warning, as session.js shows it a minute before the sign-out."""
+    tour.page.evaluate("document.getElementById('session-warning').hidden = false")
+    tour.check("idle warning shown")
+
+
+def narrow_screen_menu(tour: Tour) -> None:
+    """On a phone-sized screen the menu folds behind its button: both states."""
+    page = tour.page
+    page.set_viewport_size({"width": 375, "height": 740})
+    tour.visit("/patients/", "narrow screen, menu folded")
+    page.get_by_role("button", name="Toggle navigation").click()
+    expect(page.locator("#main-nav")).to_be_visible()
+    tour.check("narrow screen, menu open")
+    page.set_viewport_size({"width": 1280, "height": 720})
+
+
+def register(tour: Tour, first: str, last: str, born: str, state: str) -> None:
+    page = tour.visit("/patients/new", "registration form")
+    site = page.get_by_label("Site")
+    if site.count() and not site.input_value():
+        site.select_option(index=1)
+    page.get_by_label("First name").fill(first)
+    page.get_by_label("Last name").fill(last)
+    page.get_by_label("Date of birth").fill(born)
+    page.get_by_label("Sex at birth").select_option("male")
+    page.get_by_label("Primary substance").select_option("fentanyl")
+    tour.submit(None, state)
+
+
+def test_admin_tour(ui, app, clinic):
+    tour = Tour(ui, app)
+    page = tour.page
+    tour_sign_in(tour, "ada.admin")
+    tour.visit("/account", "account")
+    tour.visit("/account/password", "change password")
+    tour.submit(None, "change password with errors shown")
+    tour.visit("/account/mfa", "two-step set-up")
+    tour.submit(None, "two-step set-up with errors shown")
+    secret = page.get_by_test_id("mfa-secret").inner_text()
+    page.get_by_label("Your password").fill(PASSWORD)
+    page.get_by_label("Code from the app").fill(pyotp.TOTP(secret).now())
+    tour.submit(None, "recovery codes")
+    tour.visit("/account/mfa", "two-step set-up when already on")
+    tour.visit("/account", "account with two-step verification on")
+    show_idle_warning(tour)
+    narrow_screen_menu(tour)
+    tour.visit("/admin/users/", "user list")
+    tour.visit("/admin/users/?q=cal", "user search")
+    tour.visit("/admin/users/new", "new user form")
+    tour.submit(None, "new user with errors shown")
+    tour.visit(f"/admin/users/{clinic.target}", "user")
+    tour.visit(f"/admin/users/{clinic.target}/edit", "edit user")
+    for action in ("deactivate", "reset-password", "unlock", "end-sessions", "reset-mfa"):
+        tour.visit(f"/admin/users/{clinic.target}/{action}", f"confirm {action}")
+    tour.visit(f"/admin/users/{clinic.target}/reset-password", "reset password")
+    tour.submit(None, "temporary password")
+    tour.visit(f"/admin/users/{clinic.target}/deactivate", "deactivate")
+    tour.submit(None, "user deactivated")
+    tour.visit(f"/admin/users/{clinic.target}/reactivate", "confirm reactivate")
+    tour.visit("/admin/programs/", "programs")
+    tour.visit("/admin/programs/new", "new program")
+    tour.submit(None, "new program with errors shown")
+    tour.visit(f"/admin/programs/{clinic.methadone}/edit", "edit program")
+    tour.visit("/admin/audit/", "audit viewer with results")
+    tour.visit("/admin/audit/?user=eve", "audit viewer filtered")
+    tour.visit(
+        "/admin/audit/?date_from=2026-02-01&date_to=2026-01-01",
+        "audit viewer, reversed range",
+        status=400,
+    )
+    tour.visit("/admin/audit/?user=nobody-at-all", "audit viewer without results")
+    tour.visit("/admin/audit/break-glass", "emergency access reviews")
+    tour.visit(f"/admin/audit/break-glass/{clinic.grant}/acknowledge", "review form")
+    tour.submit(None, "review with errors shown")
+    tour.visit("/admin/audit/break-glass?all=1", "all emergency accesses")
+    tour.visit(f"/admin/audit/patients/{clinic.ana}", "patient access report")
+    tour.visit(
+        f"/admin/audit/patients/{clinic.ana}?date_from=2026-02-01&date_to=2026-01-01",
+        "patient access report, reversed period",
+        status=400,
+    )
+    patient_pages(tour, app, clinic, manages=True, registers=True)
+    tour.visit(f"/patients/{clinic.ana}/entered-in-error", "entered in error form")
+    tour.submit(None, "entered in error with errors shown")
+    tour.visit("/logout", "a page that answers only POST", status=405)
+    tour.finish("admin")
+
+
+def test_clinician_tour(ui, app, clinic, username_of):
+    tour = Tour(ui, app)
+    tour_sign_in(tour, username_of(clinic.target))
+    tour.visit("/account", "account")
+    patient_pages(tour, app, clinic, manages=True, registers=False)
+    tour.visit("/patients/break-glass", "emergency access form")
+    tour.submit(None, "emergency access with errors shown")
+    tour.visit("/patients/break-glass/find", "emergency lookup")
+    tour.submit(None, "emergency lookup with errors shown")
+    tour.visit("/admin/users/", "refused (403)", status=403)
+    tour.finish("clinician")
+
+
+def test_clinician_of_another_site_meets_emergency_access(ui, app, clinic):
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "eve.east")
+    tour.visit(f"/patients/{clinic.ana}", "chart opened with emergency access")
+    tour.visit(f"/patients/{clinic.other_ana}", "patient of another site", status=404)
+    tour.visit(f"/patients/{clinic.ana}/admit", "write refused under emergency access", status=403)
+    tour.visit("/patients/break-glass/find", "emergency lookup")
+    tour.page.get_by_label("Last name").fill("Torres")
+    tour.page.get_by_label("Date of birth").fill("1991-07-30")
+    tour.submit(None, "emergency lookup with results")
+    assert not tour.problems, "\n\n".join(tour.problems)
+
+
+def test_staff_tour(ui, app, clinic):
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "sky.staff")
+    tour.visit("/account", "account")
+    patient_pages(tour, app, clinic, manages=False, registers=True)
+    tour.visit(f"/patients/{clinic.ana}/admit", "refused (403)", status=403)
+    tour.visit("/admin/audit/", "refused (403)", status=403)
+    register(tour, "Luis", "Ruiz", "1975-02-11", "duplicate at another site")
+    register(tour, "Old", "Timer", "1899-11-02", "implausible age")
+    show_idle_warning(tour)
+    with tour.page.expect_navigation():
+        tour.page.get_by_role("button", name="Sign out").click()
+    tour.check("signed out")
+    tour.finish("staff")
+
+
+def test_anonymous_tour(ui, app, make_user):
+    from clinic.accounts.models import User
+    from clinic.accounts.services import enable_mfa, new_mfa_secret
+    from clinic.extensions import db
+
+    user_id = make_user("staff", "mo.mfa")
+    with app.app_context():
+        secret = new_mfa_secret()
+        enable_mfa(
+            db.session.get(User, user_id),
+            password=PASSWORD,
+            secret=secret,
+            code=pyotp.TOTP(secret).now(),
+        )
+        db.session.commit()
+    tour = Tour(ui, app)
+    page = tour.page
+    tour.visit("/login", "sign-in page")
+    tour.submit(None, "sign-in with errors shown")
+    page.get_by_label("Username").fill("mo.mfa")
+    page.get_by_label("Password").fill("not the password at all")
+    tour.submit(None, "sign-in refused")
+    page.get_by_label("Username").fill("mo.mfa")
+    page.get_by_label("Password").fill(PASSWORD)
+    tour.submit(None, "second step")
+    tour.submit(None, "second step with errors shown")
+    tour.visit("/patients/999999", "signed out: sent to sign in")
+    tour.finish("anonymous")
+
+
+# --- the medication and dosing pages (issue 10) -------------------------------------------
+
+
+@pytest.fixture
+def medication_clinic(app, clinic, site, make_user, make_patient, make_program, make_enrollment):
+    """On top of ``clinic``: Ana Torres on methadone 40 mg since yesterday (dosed
+    yesterday; a warning and an information flag), Rita Paz never dosed in 3 days (on the
+    review list), Hal Hold on a stop-dose hold, Sam Split on a split dose (first portion
+    given), Nia Needle's naltrexone injection overdue; a prescriber of both sites and a
+    nurse who may dispense."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from clinic.accounts.models import User
+    from clinic.extensions import db
+    from clinic.medications import dosing, holds, orders
+    from clinic.patients.models import Enrollment, Patient
+    from clinic.sites.models import Site
+    from clinic.sites.time import site_today
+
+    prescriber = make_user(
+        "clinician",
+        "pat.prescriber",
+        full_name="Pat Prescriber",
+        is_prescriber=True,
+        site_ids=[site, clinic.east],
+    )
+    nurse = make_user("clinician", "nora.nurse", full_name="Nora Nurse", may_dispense=True)
+    methadone = make_program("Methadone clinic two")
+    with app.app_context():
+        main = db.session.get(Site, site)
+        today = site_today(main)
+        tz = ZoneInfo(main.timezone)
+    yesterday = today - dt.timedelta(days=1)
+    people = {"paz": ("Rita", "Paz", 3), "hal": ("Hal", "Hold", 1), "sam": ("Sam", "Split", 1)}
+    people["nia"] = ("Nia", "Needle", 40)
+    enrollments = {"ana": clinic.active}
+    patients = {"ana": clinic.ana}
+    for key, (first, last, days) in people.items():
+        patients[key] = make_patient(first, last)
+        enrollments[key] = make_enrollment(
+            patients[key], methadone, admitted_on=today - dt.timedelta(days=days)
+        )
+
+    def order(key: str, start: dt.date, dose: str, **fields) -> orders.OrderInput:
+        return orders.OrderInput(
+            medication=fields.pop("medication", "methadone"),
+            product_form=fields.pop("product_form", "oral_liquid"),
+            strength=fields.pop("strength", "10 mg/mL"),
+            dose_mg=dose,
+            schedule=fields.pop("schedule", "daily"),
+            start_on=start,
+            **fields,
+        )
+
+    with app.test_request_context():
+        doctor = db.session.get(User, prescriber)
+        giver = db.session.get(User, nurse)
+        inputs = {
+            "ana": order("ana", yesterday, "40"),
+            "paz": order("paz", today - dt.timedelta(days=3), "40"),
+            "hal": order("hal", yesterday, "40"),
+            "sam": order(
+                "sam",
+                yesterday,
+                "50",
+                schedule="split",
+                split_first_mg="30",
+                split_second_mg="20",
+            ),
+            "nia": order(
+                "nia",
+                today - dt.timedelta(days=40),
+                "380",
+                medication="xr_naltrexone",
+                product_form="injection",
+                strength="380 mg",
+                schedule="every_4_weeks",
+                justification="Opioid-free for 10 days per urine testing.",
+            ),
+        }
+        order_ids = {}
+        for key, data in inputs.items():
+            made = orders.start_order(
+                db.session.get(Enrollment, enrollments[key]), actor=doctor, data=data
+            )
+            order_ids[key] = made.id
+        db.session.commit()
+        ana = db.session.get(Patient, patients["ana"])
+        at_nine = dt.datetime.combine(yesterday, dt.time(9), tz).astimezone(dt.UTC)
+        dosing.record_dose(ana, actor=giver, amount_mg="40", station="Window 1", now=at_nine)
+        dosing.record_dose(db.session.get(Patient, patients["sam"]), actor=giver, amount_mg="30")
+        holds.add_flag(ana, actor=doctor, category="warning", text="Sedated on Friday: assess")
+        holds.add_flag(ana, actor=doctor, category="info", text="Prefers Spanish")
+        hold = holds.place_hold(
+            db.session.get(Patient, patients["hal"]),
+            actor=doctor,
+            reason="Awaiting liver function results",
+            until_on=None,
+        )
+        db.session.commit()
+        hold_id = hold.id
+    return SimpleNamespace(
+        clinic=clinic,
+        prescriber=prescriber,
+        nurse=nurse,
+        patients=SimpleNamespace(**patients),
+        orders=SimpleNamespace(**order_ids),
+        hold=hold_id,
+    )
+
+
+def dosing_history_and_lists(tour: Tour, med) -> None:
+    """The read-only dosing pages every medication reader meets."""
+    p = med.patients
+    tour.visit("/dosing/review", "review list with a patient and an overdue injection")
+    tour.visit("/dosing/injections", "injections due")
+    tour.visit(f"/dosing/patients/{p.ana}/history", "dose history")
+    tour.visit(f"/dosing/patients/{med.clinic.other_ana}/history", "dose history, empty")
+    tour.visit("/dosing/log?site=MAIN", "dispensing log")
+    tour.visit("/dosing/log?site=MAIN&day=2026-01-02", "dispensing log, empty day")
+    tour.visit(f"/medications/patients/{p.ana}", "medication page")
+    tour.visit(f"/medications/patients/{med.clinic.other_ana}", "medication page, no order")
+    tour.visit(f"/patients/{p.ana}", "chart with the medication sections")
+
+
+def test_nurse_dosing_tour(ui, app, medication_clinic, username_of):
+    med = medication_clinic
+    p = med.patients
+    tour = Tour(ui, app)
+    page = tour.page
+    tour_sign_in(tour, "nora.nurse")
+    tour.visit("/dosing/", "dosing screen")
+    page.get_by_label("Find a patient").fill("torr")
+    expect(page.get_by_test_id("dosing-count")).to_have_attribute("data-count", "1")
+    tour.check("dosing screen, list filtered in place")
+    page.get_by_label("Find a patient").fill("nobody here")
+    expect(page.get_by_test_id("dosing-count")).to_have_attribute("data-count", "0")
+    tour.check("dosing screen, no patient matches")
+    tour.visit(f"/dosing/patients/{p.ana}/dose", "dose page, warning to acknowledge")
+    tour.submit("Acknowledge for today", "dose page, warning acknowledged")
+    tour.submit("Record dose", "dose with errors shown (date of birth not confirmed)")
+    expect(page.get_by_text("Confirm the date of birth with the patient")).to_be_visible()
+    page.get_by_label("Amount (mg)").fill("abc")
+    page.get_by_label("Date of birth confirmed with the patient").check()
+    tour.submit("Record dose", "dose with a bad amount")
+    page.get_by_label("Amount (mg)").fill("35")
+    page.get_by_label("Date of birth confirmed with the patient").check()
+    tour.submit("Record dose", "dose differing from the order without a reason")
+    page.get_by_label("Amount (mg)").fill("40")
+    page.get_by_label("Date of birth confirmed with the patient").check()
+    tour.submit("Record dose", "dosing screen after a dose")
+    expect(page.get_by_text("Recorded 40 mg observed for Torres, Ana.")).to_be_visible()
+    tour.visit(f"/dosing/patients/{p.ana}/dose", "dose page, already dosed")
+    tour.visit(f"/dosing/patients/{p.paz}/dose", "dose refused: missed-dose review")
+    expect(page.get_by_test_id("missed-alert")).to_contain_text("review is needed")
+    tour.submit("Record as held", "held dose with errors shown")
+    tour.visit(f"/dosing/patients/{p.hal}/dose", "dose refused: stop-dose hold")
+    expect(page.get_by_test_id("hold-alert")).to_be_visible()
+    tour.visit(f"/dosing/patients/{p.sam}/dose", "split dose, second portion")
+    tour.visit(f"/dosing/patients/{med.clinic.other_ana}/dose", "no active order")
+    tour.visit(f"/dosing/patients/{p.nia}/injection", "injection form")
+    page.get_by_label("Lot number").fill("")
+    tour.submit(None, "injection with errors shown")
+    expect(page.locator("main [aria-invalid=true]").first).to_be_visible()
+    tour.visit(f"/dosing/patients/{p.ana}/injection", "injection without an order")
+    tour.visit(f"/dosing/patients/{p.ana}/reverse", "reverse a dose")
+    tour.submit(None, "reversal with errors shown")
+    tour.visit(f"/dosing/patients/{med.clinic.other_ana}/reverse", "nothing to reverse")
+    tour.visit(f"/dosing/patients/{p.paz}/review", "missed-dose review form")
+    tour.submit(None, "review with errors shown")
+    dosing_history_and_lists(tour, med)
+    tour.visit(f"/medications/patients/{p.ana}/orders/new", "refused (403)", status=403)
+    tour.finish("nurse")
+
+
+def test_prescriber_medication_tour(ui, app, medication_clinic):
+    med = medication_clinic
+    p = med.patients
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "pat.prescriber")
+    tour.visit("/dosing/", "dosing: choose the site")
+    tour.visit("/dosing/?site=EAST", "dosing screen, nobody due")
+    tour.visit("/dosing/?site=MAIN", "dosing screen, read only")
+    dosing_history_and_lists(tour, med)
+    tour.visit(f"/dosing/patients/{p.paz}/review", "missed-dose review form")
+    tour.submit(None, "review with errors shown")
+    tour.visit(f"/medications/patients/{p.ana}/orders/new", "new order form")
+    tour.submit(None, "new order with errors shown")
+    tour.visit(f"/medications/orders/{med.orders.ana}/change", "dose change form")
+    tour.page.get_by_label("Dose (mg)").fill("")
+    tour.submit(None, "dose change with errors shown")
+    expect(tour.page.locator("main [aria-invalid=true]").first).to_be_visible()
+    tour.visit(f"/medications/orders/{med.orders.ana}/switch", "switch form")
+    tour.submit(None, "switch with errors shown")
+    tour.visit(f"/medications/orders/{med.orders.ana}/end", "end order form")
+    tour.submit(None, "end order with errors shown")
+    tour.visit(f"/medications/patients/{p.ana}/holds/new", "hold form")
+    tour.submit(None, "hold with errors shown")
+    tour.visit(f"/medications/holds/{med.hold}/lift", "lift hold form")
+    tour.submit(None, "lift hold with errors shown")
+    expect(tour.page.locator("main [aria-invalid=true]").first).to_be_visible()
+    tour.visit(f"/medications/patients/{p.ana}/flags/new", "flag form")
+    tour.submit(None, "flag with errors shown")
+    tour.visit(f"/dosing/patients/{p.ana}/dose", "dosing refused (403)", status=403)
+    tour.finish("prescriber")
+
+
+def test_admin_medication_tour(ui, app, medication_clinic):
+    med = medication_clinic
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "ada.admin")
+    tour.visit("/dosing/", "dosing screen")
+    dosing_history_and_lists(tour, med)
+    tour.visit(f"/dosing/patients/{med.patients.ana}/dose", "dosing refused (403)", status=403)
+    tour.visit(
+        f"/medications/patients/{med.patients.ana}/orders/new", "order refused (403)", status=403
+    )
+    tour.finish("admin, medications")
+
+
+def test_staff_meet_no_medication_page(ui, app, medication_clinic):
+    med = medication_clinic
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "sky.staff")
+    tour.visit(f"/patients/{med.patients.ana}", "chart: on MOUD, no doses")
+    expect(tour.page.get_by_text("Dose history")).to_have_count(0)
+    tour.visit("/dosing/", "dosing refused (403)", status=403)
+    tour.visit(f"/medications/patients/{med.patients.ana}", "medications refused", status=403)
+    assert not tour.problems, "\n\n".join(tour.problems)
