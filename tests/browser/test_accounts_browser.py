@@ -7,8 +7,16 @@ from tests.conftest import PASSWORD
 
 # The links in the main navigation each role should see; later features add theirs.
 NAVIGATION = {
-    "admin": ["Patients", "Deadlines", "Programs", "Users", "Audit trail", "Emergency access"],
-    "clinician": ["Patients", "Deadlines"],
+    "admin": [
+        "Patients",
+        "Deadlines",
+        "Dosing",
+        "Programs",
+        "Users",
+        "Audit trail",
+        "Emergency-access review",
+    ],
+    "clinician": ["Patients", "Deadlines", "Dosing", "Emergency access"],
     "staff": ["Patients", "Deadlines"],
 }
 
