@@ -76,12 +76,21 @@ def test_operator_creates_a_prescribing_clinician(app, flask, site):
     assert f"Created clinician maria (id {maria.id})." in result.output
     assert maria.role == Role.CLINICIAN
     assert maria.is_prescriber
+    assert not maria.may_dispense
     assert maria.full_name == "Maria Lopez"
     assert maria.email == "maria@example.org"
     assert [s.code for s in maria.sites] == ["MAIN"]
     assert maria.active
     assert STRONG not in result.output
     assert login(app.test_client(), "maria", STRONG).status_code == 302
+
+
+def test_operator_creates_a_nurse_who_may_dispense(app, flask, site):
+    result = create_maria(flask, "--dispense")
+    assert result.exit_code == 0, result.output
+    maria = users(app)["maria"]
+    assert maria.may_dispense
+    assert not maria.is_prescriber
 
 
 def test_created_user_name_defaults_to_the_username_in_lower_case(app, flask, site):
@@ -211,6 +220,11 @@ BAD_CREATES = {
         [*STAFF_AT_MAIN, "--prescriber"],
         STRONG,
         "Only clinicians can be prescribers.",
+    ),
+    "dispenser who is not a clinician": (
+        [*STAFF_AT_MAIN, "--dispense"],
+        STRONG,
+        "Only clinicians can dispense.",
     ),
     "clinician without a site": (
         ["users", "create", "sam", "--role", "clinician"],

@@ -43,6 +43,11 @@ def _fail(message: str) -> None:
     "--site works at all sites.",
 )
 @click.option("--prescriber", is_flag=True, help="Clinicians only: may write medication orders.")
+@click.option(
+    "--dispense",
+    is_flag=True,
+    help="Clinicians only (a practitioner, nurse or pharmacist): may record doses.",
+)
 @click.option("--full-name", default=None, help="Defaults to the username.")
 @click.option("--email", default=None)
 @click.option(
@@ -50,7 +55,9 @@ def _fail(message: str) -> None:
     is_flag=True,
     help="Read the password from standard input instead of prompting twice.",
 )
-def create_command(username, role, site_codes, prescriber, full_name, email, password_stdin):
+def create_command(
+    username, role, site_codes, prescriber, dispense, full_name, email, password_stdin
+):
     """Create user USERNAME."""
     sites = []
     for code in site_codes:
@@ -71,6 +78,7 @@ def create_command(username, role, site_codes, prescriber, full_name, email, pas
             role=Role(role),
             sites=sites,
             is_prescriber=prescriber,
+            may_dispense=dispense,
             all_sites=role == Role.ADMIN and not sites,
             password=password,
         )
