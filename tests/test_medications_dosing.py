@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 
 from clinic.accounts.models import User
 from clinic.errors import DomainError
@@ -27,6 +28,17 @@ from clinic.patients.models import Enrollment, Patient
 from clinic.sites.time import site_today
 
 CHICAGO = ZoneInfo("America/Chicago")
+
+
+@pytest.fixture(autouse=True)
+def site_noon():
+    """Every test runs from a site-local noon (Chicago, the test site's zone): "today" is
+    the same day in a fixture and in the test body, and UTC's date is the site's. (A test
+    that ran across the site's midnight saw its fixture's "today" become yesterday: a dose
+    recorded for "yesterday" then counted as a missed day — the cause of an intermittent
+    failure of test_a_reversed_dose_does_not_end_a_run_of_missed_days.)"""
+    with time_machine.travel(dt.datetime(2026, 3, 18, 17, 0, tzinfo=dt.UTC), tick=True):
+        yield
 
 
 def at(day: dt.date, hour: int = 9) -> dt.datetime:
@@ -245,9 +257,14 @@ def test_an_acknowledgement_lasts_one_day(world):
         ("0", dosing.AMOUNT_POSITIVE_MESSAGE),
         ("-5", dosing.AMOUNT_POSITIVE_MESSAGE),
         ("10000", dosing.AMOUNT_TOO_LARGE_MESSAGE),
-        ("abc", "Enter the amount in mg, e.g. 85 or 62.5."),
-        ("NaN", "Enter the amount in mg, e.g. 85 or 62.5."),
-        ("40.005", "Enter the amount to at most two decimals."),
+        ("abc", "Enter the amount as a number of mg, e.g. 62.5."),
+        ("NaN", "Enter the amount as a number of mg, e.g. 62.5."),
+        ("40.005", "Give the amount to at most two decimals (0.01 mg)."),
+        # Read by Decimal() as 100, 10, 50 and 15 mg: refused as typed (orders.parse_mg).
+        ("1e2", "Enter the amount as a number of mg, e.g. 62.5."),
+        ("1_0", "Enter the amount as a number of mg, e.g. 62.5."),
+        ("\u0665\u0660", "Enter the amount as a number of mg, e.g. 62.5."),
+        ("1,5", "Write the amount with a point for decimals and no commas, e.g. 62.5."),
     ],
 )
 def test_bad_amounts_are_refused_next_to_the_amount(world, amount, message):

@@ -12,6 +12,7 @@ from html import unescape
 
 import pytest
 import sqlalchemy as sa
+import time_machine
 
 from clinic.audit.models import AuditEvent
 from clinic.extensions import db
@@ -23,6 +24,18 @@ from clinic.sites.time import site_today
 from tests.conftest import CSRF_RE
 
 TOKEN_RE = re.compile(r'name="submission_token"[^>]*? value="([^"]+)"')
+GIVEN_RE = re.compile(r'name="given_count"[^>]*? value="([^"]*)"')
+
+
+@pytest.fixture(autouse=True)
+def site_noon():
+    """Every test runs from a site-local noon (Chicago, the test site's zone): "today" is
+    the same day in a fixture and in the test body, and UTC's date is the site's. (A test
+    that ran across the site's midnight saw its fixture's "today" become yesterday: a dose
+    recorded for "yesterday" then counted as a missed day — the cause of an intermittent
+    failure of test_a_reversed_dose_does_not_end_a_run_of_missed_days.)"""
+    with time_machine.travel(dt.datetime(2026, 3, 18, 17, 0, tzinfo=dt.UTC), tick=True):
+        yield
 
 
 @pytest.fixture
@@ -66,6 +79,8 @@ def dose_form(client, patient_id: int, **values) -> dict:
     data = {
         "csrf_token": CSRF_RE.search(html).group(1),
         "submission_token": TOKEN_RE.search(html).group(1),
+        # What the page showed as given today (None: no dose form on the page).
+        "given_count": (found := GIVEN_RE.search(html)) and found.group(1),
         "dob_confirmed": "y",
         "amount_mg": "40",
         "reason": "",
@@ -188,7 +203,11 @@ def test_the_date_of_birth_must_be_confirmed(app, nurse, patient_on):
         ("-5", dosing.AMOUNT_POSITIVE_MESSAGE),
         ("0", dosing.AMOUNT_POSITIVE_MESSAGE),
         ("10000", dosing.AMOUNT_TOO_LARGE_MESSAGE),
-        ("forty", "Enter the amount in mg, e.g. 85 or 62.5."),
+        ("forty", "Enter the amount as a number of mg, e.g. 62.5."),
+        ("1e2", "Enter the amount as a number of mg, e.g. 62.5."),
+        ("1_0", "Enter the amount as a number of mg, e.g. 62.5."),
+        ("\u0665\u0660", "Enter the amount as a number of mg, e.g. 62.5."),
+        ("1,5", "Write the amount with a point for decimals and no commas, e.g. 62.5."),
         ("", "Enter the amount in mg."),
     ],
 )
@@ -229,9 +248,15 @@ def test_a_second_dose_is_refused_with_the_reason(app, nurse, patient_on):
     nurse.post(dose_url(patient), data=dose_form(nurse, patient))
     page = nurse.get(dose_url(patient)).get_data(as_text=True)
     assert "Already dosed today." in page and 'id="dose-form"' not in page
-    # A form opened before the first dose was saved, sent after it:
+    # A form opened before the first dose was saved, sent after it: a conflict.
     response = nurse.post(dose_url(patient), data=opened_before)
-    assert dosing.ALREADY_DOSED_MESSAGE in response.get_data(as_text=True)
+    assert response.status_code == 409
+    assert dosing.RACE_MESSAGE in text(response)
+    assert len(doses(app)) == 1
+    # A form without what the page showed (an old page): still refused as already dosed.
+    del opened_before["given_count"]
+    response = nurse.post(dose_url(patient), data=opened_before)
+    assert dosing.ALREADY_DOSED_MESSAGE in text(response)
     assert len(doses(app)) == 1
 
 
@@ -245,11 +270,54 @@ def test_two_nurses_dosing_at_once_save_one_dose(app, nurse, client_as, patient_
     monkeypatch.setattr(dosing, "given_on", lambda patient_id, day: [])
     monkeypatch.setattr(dosing, "_next_slot", lambda patient_id, day: 1)
     response = other.post(dose_url(patient), data=late_form)
-    assert response.status_code == 200
-    assert "Already dosed: another dose for this patient was recorded" in response.get_data(
-        as_text=True
-    )
+    assert response.status_code == 409
+    error = re.search(r'id="amount_mg-error"[^>]*>([^<]*)<', text(response))
+    assert error and "at the same moment" in error.group(1)
     assert len(doses(app)) == 1
+
+
+def _amount_error(response) -> str:
+    found = re.search(r'id="amount_mg-error"[^>]*>([^<]*)<', text(response))
+    return found.group(1) if found else ""
+
+
+def test_two_nurses_with_the_page_open_the_later_one_is_refused_as_a_race(
+    app, nurse, client_as, patient_on
+):
+    """Two clients open the dose page; the first records; the second's request is a 409
+    with the race message next to the amount, and nothing more is saved."""
+    patient = patient_on()
+    other = client_as("clinician", may_dispense=True)
+    late_form = dose_form(other, patient)
+    first = nurse.post(dose_url(patient), data=dose_form(nurse, patient))
+    assert first.status_code == 302
+    response = other.post(dose_url(patient), data=late_form)
+    assert response.status_code == 409
+    assert "already dosed" in _amount_error(response).lower()
+    assert "at the same moment" in _amount_error(response)
+    assert len(doses(app)) == 1
+
+
+def test_a_split_portion_given_meanwhile_is_a_race_not_the_second_portion(
+    app, nurse, client_as, patient_on
+):
+    patient = patient_on(
+        dose_mg="80",
+        schedule="split",
+        split_first_mg="50",
+        split_second_mg="30",
+        justification="Rapid metaboliser, documented.",
+    )
+    other = client_as("clinician", may_dispense=True)
+    late_form = dose_form(other, patient, amount_mg="30")
+    nurse.post(dose_url(patient), data=dose_form(nurse, patient, amount_mg="50"))
+    response = other.post(dose_url(patient), data=late_form)
+    assert response.status_code == 409 and "at the same moment" in _amount_error(response)
+    assert len(doses(app)) == 1
+    # Seen now: the second portion is recorded from the page shown with the refusal.
+    again = dose_form(other, patient, amount_mg="30")
+    assert other.post(dose_url(patient), data=again).status_code == 302
+    assert len(doses(app)) == 2
 
 
 def test_a_split_dose_asks_for_the_remaining_portion(app, nurse, patient_on):
@@ -417,6 +485,8 @@ def test_an_injection_through_the_page(app, nurse, patient_on, today):
     data = {
         "csrf_token": CSRF_RE.search(html).group(1),
         "submission_token": TOKEN_RE.search(html).group(1),
+        # What the page showed as given today (None: no dose form on the page).
+        "given_count": (found := GIVEN_RE.search(html)) and found.group(1),
         "dob_confirmed": "y",
         "amount_mg": "300",
         "lot": "",

@@ -298,7 +298,9 @@ def test_a_dose_change_ends_the_current_order_and_starts_the_next(app, setup):
         assert new.replaces_id == first
         assert new.status == OrderStatus.ACTIVE
         assert [o.id for o in orders.active_orders([old.patient_id], later)] == [second]
-        assert [o.id for o in orders.active_orders([old.patient_id], later - dt.timedelta(1))] == []
+        # The day before the change the old order is still the one in force (its last day).
+        day_before = later - dt.timedelta(1)
+        assert [o.id for o in orders.active_orders([old.patient_id], day_before)] == [first]
 
 
 def test_a_switch_ends_the_old_medication_and_needs_a_reason(app, setup):

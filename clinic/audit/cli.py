@@ -90,6 +90,8 @@ TABLE_PRIVILEGES = {
     BreakGlassGrant.__tablename__: "SELECT, INSERT, UPDATE",
     "enrollment_correction": "SELECT, INSERT",
     "medication_order": "SELECT, INSERT, UPDATE",
+    "medication_hold": "SELECT, INSERT, UPDATE",
+    "patient_flag": "SELECT, INSERT, UPDATE",
     "dose_entry": "SELECT, INSERT",
     "flag_acknowledgement": "SELECT, INSERT",
     "missed_dose_review": "SELECT, INSERT",

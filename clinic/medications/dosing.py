@@ -30,7 +30,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
@@ -41,6 +41,7 @@ from clinic.audit import AuditAction, record
 from clinic.db import utcnow
 from clinic.errors import DomainError
 from clinic.extensions import db
+from clinic.medications import orders
 from clinic.medications.models import (
     DOSE_CEILING_MG,
     DoseEntry,
@@ -51,7 +52,6 @@ from clinic.medications.models import (
     MedicationHold,
     MedicationOrder,
     MissedDoseReview,
-    OrderStatus,
     PatientFlag,
     ReviewDecision,
     Schedule,
@@ -93,9 +93,15 @@ UNACKNOWLEDGED_MESSAGE = "Acknowledge today's warning flag before dosing."
 ALREADY_DOSED_MESSAGE = "Already dosed today."
 BOTH_PORTIONS_MESSAGE = "Both portions of today's split dose are already given."
 ALREADY_INJECTED_MESSAGE = "The injection was already given today."
-AMOUNT_POSITIVE_MESSAGE = "Enter an amount above 0 mg."
-AMOUNT_TOO_LARGE_MESSAGE = f"Enter an amount up to {format_mg(DOSE_CEILING_MG)} mg."
+AMOUNT_POSITIVE_MESSAGE = "The amount must be more than 0 mg."
+AMOUNT_TOO_LARGE_MESSAGE = (
+    f"An amount above {format_mg(DOSE_CEILING_MG)} mg is not possible: check the amount."
+)
 AMOUNT_DIFFERS_MESSAGE = "The amount differs from the order ({expected} mg): give a reason."
+RACE_MESSAGE = (
+    "Already dosed: another dose for this patient was recorded at the same moment. "
+    "Check today's doses before giving more."
+)
 REVERSAL_REASON_MESSAGE = "Say why this dose is reversed."
 ALREADY_REVERSED_MESSAGE = "This dose was already reversed."
 NOT_REVERSIBLE_MESSAGE = "Only a dose given (observed or injected) can be reversed."
@@ -144,21 +150,11 @@ def _require_dispenser(actor: User) -> None:
 
 
 def parse_mg(value: object, *, field_name: str = "amount_mg") -> Decimal:
-    """An amount typed in mg as an exact decimal with at most two places, above 0 and
-    at most ``DOSE_CEILING_MG``; anything else is a DomainError on ``field_name``."""
-    try:
-        amount = Decimal(str(value).strip())
-    except (InvalidOperation, ValueError):
-        raise DomainError("Enter the amount in mg, e.g. 85 or 62.5.", field=field_name) from None
-    if not amount.is_finite():
-        raise DomainError("Enter the amount in mg, e.g. 85 or 62.5.", field=field_name)
-    if amount <= 0:
-        raise DomainError(AMOUNT_POSITIVE_MESSAGE, field=field_name)
-    if amount > DOSE_CEILING_MG:
-        raise DomainError(AMOUNT_TOO_LARGE_MESSAGE, field=field_name)
-    if amount != amount.quantize(Decimal("0.01")):
-        raise DomainError("Enter the amount to at most two decimals.", field=field_name)
-    return amount
+    """An amount typed in mg: the package's one parser (``orders.parse_mg``: ASCII
+    digits and one decimal point only — "1e2", "1_0", Arabic-Indic digits and "1,5" are
+    refused, not read as 100, 10, 50 and 15 mg), above 0, at most ``DOSE_CEILING_MG``, to
+    0.01 mg."""
+    return orders.parse_mg(value, field=field_name, label="amount")
 
 
 def _clean(text: str | None) -> str | None:
@@ -200,15 +196,22 @@ def given_on(patient_id: int, day: dt.date) -> list[DoseEntry]:
 
 
 def first_day_total_mg(patient: Patient | int, day: dt.date) -> Decimal:
-    """Methadone given (observed, not reversed) to the patient on ``day``: what the
-    first-day 50 mg rule (42 CFR 8.12(h)(3)(ii)) adds to the day's orders."""
+    """Methadone dispensed to the patient on ``day`` and not reversed — observed and taken
+    home alike (``amount_mg`` and ``take_home_mg`` of observed and take-home rows): what
+    the first-day 50 mg rule (42 CFR 8.12(h)(3)(ii)) counts with the day's order.
+    Injections are never methadone. One statement."""
     patient_id = patient if isinstance(patient, int) else patient.id
+    rows = db.session.execute(
+        sa.select(DoseEntry.amount_mg, DoseEntry.take_home_mg).where(
+            DoseEntry.patient_id == patient_id,
+            DoseEntry.dispensed_on == day,
+            DoseEntry.medication == Medication.METHADONE,
+            DoseEntry.kind.in_((DoseKind.OBSERVED, DoseKind.TAKE_HOME)),
+            _not_reversed(),
+        )
+    )
     return sum(
-        (
-            e.amount_mg or Decimal(0)
-            for e in given_on(patient_id, day)
-            if e.medication == "methadone" and e.kind == DoseKind.OBSERVED
-        ),
+        ((observed or Decimal(0)) + (taken or Decimal(0)) for observed, taken in rows),
         Decimal(0),
     )
 
@@ -259,19 +262,33 @@ class DoseDue:
         return self.order.dose_mg
 
 
-def _daily_order_query(patient_id: int, day: dt.date) -> sa.Select:
-    return (
-        sa.select(MedicationOrder)
-        .where(
-            MedicationOrder.patient_id == patient_id,
-            MedicationOrder.status == OrderStatus.ACTIVE,
-            MedicationOrder.schedule.in_(DAILY_SCHEDULES),
-            MedicationOrder.start_on <= day,
-            sa.or_(MedicationOrder.end_on.is_(None), MedicationOrder.end_on >= day),
+def _in_force_on(day: dt.date, order: type[MedicationOrder] = MedicationOrder):
+    return sa.and_(order.start_on <= day, sa.or_(order.end_on.is_(None), order.end_on >= day))
+
+
+def orders_in_force(day: dt.date, *, daily: bool | None) -> sa.Select:
+    """A SELECT of the orders in force on the site-local ``day`` — the one rule the dosing
+    screen, the dose page, missed days and the first-day total share: started on or before
+    ``day`` and not ended before it (``end_on`` is the last day in force, whatever the
+    status: an order ended today still gives today's dose), and not replaced by a change
+    starting on or before ``day`` (a same-day change: the replacement is in force, not the
+    order it replaced). ``daily``: daily and split orders; False: injections; None: all.
+    Newest first (start, id), so a caller taking one row per patient takes the newest."""
+    schedule = MedicationOrder.schedule
+    successor = aliased(MedicationOrder)
+    query = sa.select(MedicationOrder)
+    if daily is not None:
+        query = query.where(
+            schedule.in_(DAILY_SCHEDULES) if daily else schedule.not_in(DAILY_SCHEDULES)
         )
-        .order_by(MedicationOrder.start_on.desc(), MedicationOrder.id.desc())
-        .limit(1)
-    )
+    return query.where(
+        _in_force_on(day),
+        ~sa.exists().where(successor.replaces_id == MedicationOrder.id, successor.start_on <= day),
+    ).order_by(MedicationOrder.start_on.desc(), MedicationOrder.id.desc())
+
+
+def _daily_order_query(patient_id: int, day: dt.date) -> sa.Select:
+    return orders_in_force(day, daily=True).where(MedicationOrder.patient_id == patient_id).limit(1)
 
 
 def daily_order(patient: Patient, day: dt.date, *, lock: bool = False) -> MedicationOrder | None:
@@ -334,16 +351,45 @@ def _next_slot(patient_id: int, day: dt.date) -> int:
     return (highest or 0) + 1
 
 
-def _check_can_dose(patient: Patient, order: MedicationOrder, day: dt.date) -> None:
+def _can_dose_refusal(patient: Patient, order: MedicationOrder, day: dt.date) -> str | None:
     if patient.entered_in_error_at is not None:
-        raise DomainError(ENTERED_IN_ERROR_MESSAGE)
+        return ENTERED_IN_ERROR_MESSAGE
     enrollment: Enrollment = order.enrollment
     if enrollment.discharged_on is not None and enrollment.discharged_on <= day:
-        raise DomainError(DISCHARGED_MESSAGE)
+        return DISCHARGED_MESSAGE
     if hold_in_force(patient.id, day) is not None:
-        raise DomainError(ON_HOLD_MESSAGE)
+        return ON_HOLD_MESSAGE
     if unacknowledged_warnings(patient.id, day):
-        raise DomainError(UNACKNOWLEDGED_MESSAGE)
+        return UNACKNOWLEDGED_MESSAGE
+    return None
+
+
+def _check_can_dose(patient: Patient, order: MedicationOrder, day: dt.date) -> None:
+    refusal = _can_dose_refusal(patient, order, day)
+    if refusal is not None:
+        raise DomainError(refusal)
+
+
+def dose_refusal(
+    patient: Patient, day: dt.date, due: DoseDue | None, missed: MissedDays | None
+) -> str | None:
+    """Why no observed dose may be recorded on ``day``, whatever is typed — the refusals
+    known before the form is sent, shown by the dose page in place of the form and raised
+    by ``record_dose``: the record entered in error, no daily order in force, a discharged
+    enrollment, a hold in force, a warning not acknowledged today, missed days awaiting a
+    review (not between a split's portions), the day's dose given in full. None: dose."""
+    if patient.entered_in_error_at is not None:
+        return ENTERED_IN_ERROR_MESSAGE
+    if due is None:
+        return NO_ORDER_MESSAGE
+    refusal = _can_dose_refusal(patient, due.order, day)
+    if refusal is not None:
+        return refusal
+    if not due.given and missed is not None and missed.needs_review:
+        return review_needed_message(missed)
+    if due.done:
+        return BOTH_PORTIONS_MESSAGE if due.split else ALREADY_DOSED_MESSAGE
+    return None
 
 
 def _ledger_row(
@@ -379,6 +425,7 @@ def record_dose(
     amount_mg: object,
     reason: str | None = None,
     station: str | None = None,
+    seen_given: int | None = None,
     now: dt.datetime | None = None,
 ) -> DoseEntry:
     """Record an observed dose of the patient's daily (or split) order, given now by
@@ -391,22 +438,24 @@ def record_dose(
 
     Two nurses recording at once: the order row is locked (PostgreSQL) and each dose takes
     the next slot of the day (``uq_dose_entry_patient_day_slot``), so only one saves — the
-    view maps the constraint to "already dosed"."""
+    view maps the constraint to ``RACE_MESSAGE``. ``seen_given``: how many doses of the
+    day the form showed when it was opened; more now means another nurse dosed meanwhile
+    (``RACE_MESSAGE`` on the amount, rather than a dose counted as the next portion)."""
     _require_dispenser(actor)
     amount = parse_mg(amount_mg)
     now = now or utcnow()
     day = site_today(patient.site, now)
     order = daily_order(patient, day, lock=True)
-    if order is None:
-        raise DomainError(NO_ORDER_MESSAGE)
-    _check_can_dose(patient, order, day)
-    due = DoseDue(order, given_on(patient.id, day))
-    if not due.given:  # a split's second portion follows a first given today
-        missed = patient_missed_days(patient, order, day)
-        if missed.needs_review:
-            raise DomainError(review_needed_message(missed))
-    if due.done:
-        raise DomainError(BOTH_PORTIONS_MESSAGE if due.split else ALREADY_DOSED_MESSAGE)
+    due = DoseDue(order, given_on(patient.id, day)) if order is not None else None
+    if due is not None and seen_given is not None and len(due.given) > seen_given:
+        # The form was opened before another dose of the day was saved.
+        raise DomainError(RACE_MESSAGE, field="amount_mg")
+    # Missed days matter before the day's first dose only (not a split's second portion).
+    missed = patient_missed_days(patient, order, day) if due and not due.given else None
+    refusal = dose_refusal(patient, day, due, missed)
+    if refusal is not None:
+        raise DomainError(refusal)
+    assert due is not None and order is not None
     if amount > due.remaining_mg:
         if due.split and due.given:
             raise DomainError(
@@ -568,17 +617,9 @@ def acknowledge_flag(
 
 
 def injection_order(patient: Patient, day: dt.date, *, lock: bool = False):
+    """The patient's injection order in force on ``day`` (``orders_in_force``)."""
     query = (
-        sa.select(MedicationOrder)
-        .where(
-            MedicationOrder.patient_id == patient.id,
-            MedicationOrder.status == OrderStatus.ACTIVE,
-            MedicationOrder.schedule.not_in(DAILY_SCHEDULES),
-            MedicationOrder.start_on <= day,
-            sa.or_(MedicationOrder.end_on.is_(None), MedicationOrder.end_on >= day),
-        )
-        .order_by(MedicationOrder.start_on.desc(), MedicationOrder.id.desc())
-        .limit(1)
+        orders_in_force(day, daily=False).where(MedicationOrder.patient_id == patient.id).limit(1)
     )
     if lock:
         query = query.with_for_update()
@@ -952,17 +993,13 @@ class ScreenRow:
 
 def _due_orders(site: Site, day: dt.date) -> sa.Select:
     return (
-        sa.select(MedicationOrder)
+        orders_in_force(day, daily=True)
         .join(MedicationOrder.patient)
         .join(MedicationOrder.enrollment)
         .where(
             Patient.site_id == site.id,
             Patient.entered_in_error_at.is_(None),
             Enrollment.discharged_on.is_(None),
-            MedicationOrder.status == OrderStatus.ACTIVE,
-            MedicationOrder.schedule.in_(DAILY_SCHEDULES),
-            MedicationOrder.start_on <= day,
-            sa.or_(MedicationOrder.end_on.is_(None), MedicationOrder.end_on >= day),
         )
     )
 
@@ -975,21 +1012,29 @@ def dosing_screen(
     statements whatever the number of patients. ``matching``: a patient search (a SELECT of
     patients, ``clinic.patients.services.search_patients``) narrowing the list.
 
-    Sorted: patients still to dose first, then by name."""
+    Sorted: patients still to dose first, those dosed fully today at the bottom, by name
+    within each group (SCENARIOS.md asks for arrival order: that needs a check-in, which the
+    clinic does not record yet)."""
     orders_query = _due_orders(site, day)
     if matching is not None:
         ids = matching.with_only_columns(Patient.id).order_by(None)
         orders_query = orders_query.where(MedicationOrder.patient_id.in_(ids))
     orders = list(
         db.session.scalars(
-            orders_query.options(contains_eager(MedicationOrder.patient)).order_by(
-                Patient.last_key, Patient.first_key, Patient.id, MedicationOrder.id
+            orders_query.options(contains_eager(MedicationOrder.patient))
+            .order_by(None)
+            .order_by(
+                Patient.last_key,
+                Patient.first_key,
+                Patient.id,
+                MedicationOrder.start_on.desc(),
+                MedicationOrder.id.desc(),
             )
         ).unique()
     )
     seen: set[int] = set()
     unique_orders = []
-    for order in orders:  # one row per patient (two daily orders: the newest... first found)
+    for order in orders:  # one row per patient: its newest order in force
         if order.patient_id not in seen:
             seen.add(order.patient_id)
             unique_orders.append(order)
@@ -1053,13 +1098,22 @@ def injections_due(
 ) -> list[InjectionRow]:
     """Active injection orders at the sites (None: all) whose next injection is overdue or
     due within ``within_days`` days (site-local), soonest first: three statements."""
+    # Orders in force today or later: the sites' days differ by a day at most around
+    # the UTC date, so the query keeps what may be in force and each row is checked with
+    # its site's own day below.
+    earliest = (now or utcnow()).date() - dt.timedelta(days=1)
+    successor = aliased(MedicationOrder)
     query = _visible(
         sa.select(MedicationOrder)
         .join(MedicationOrder.patient)
         .where(
-            MedicationOrder.status == OrderStatus.ACTIVE,
+            sa.or_(MedicationOrder.end_on.is_(None), MedicationOrder.end_on >= earliest),
             MedicationOrder.schedule.not_in(DAILY_SCHEDULES),
             Patient.entered_in_error_at.is_(None),
+            ~sa.exists().where(
+                successor.replaces_id == MedicationOrder.id,
+                successor.start_on <= MedicationOrder.end_on,
+            ),
         ),
         site_ids,
     )
@@ -1075,6 +1129,8 @@ def injections_due(
     for order in orders:
         today = site_today(order.patient.site, now)
         if order.start_on > today + dt.timedelta(days=within_days):
+            continue
+        if order.end_on is not None and order.end_on < today:
             continue
         due_on = next_injection_due(order, last.get(order.patient_id))
         if due_on <= today + dt.timedelta(days=within_days):

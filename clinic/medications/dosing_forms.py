@@ -59,6 +59,13 @@ class DoseForm(CreateForm):
         validators=[Optional(), Length(max=40)],
         render_kw={"autocomplete": "off"},
     )
+    # How many doses of the day the page showed (a later dose by someone else: a race).
+    given_count = HiddenField(validators=[Optional(), Length(max=2)])
+
+    @property
+    def seen_given(self) -> int | None:
+        raw = self.given_count.data or ""
+        return int(raw) if raw.isascii() and raw.isdigit() and len(raw) <= 2 else None
 
 
 class HeldForm(CreateForm):

@@ -49,12 +49,9 @@ from clinic.web import Once, save
 
 bp = Blueprint("dosing", __name__, url_prefix="/dosing")
 
-RACE_MESSAGE = (
-    "Already dosed: another dose for this patient was recorded at the same moment. "
-    "Check today's doses before giving more."
-)
+RACE_MESSAGE = dosing.RACE_MESSAGE
 LEDGER_REFUSALS = {
-    "uq_dose_entry_patient_day_slot": DomainError(RACE_MESSAGE),
+    "uq_dose_entry_patient_day_slot": DomainError(RACE_MESSAGE, field="amount_mg"),
     "uq_dose_entry_reverses_id": DomainError(dosing.ALREADY_REVERSED_MESSAGE),
 }
 STATION_KEY = "dosing_station"
@@ -226,6 +223,9 @@ def _dose_page(
     if due is not None and prefill:
         form.amount_mg.data = format_mg(due.expected_mg) if not due.done else ""
         form.station.data = session.get(STATION_KEY, "")
+    # What this page shows as given: a dose saved by someone else before the form is sent
+    # makes the service refuse it as a race (``dosing.RACE_MESSAGE``).
+    form.given_count.data = str(len(due.given)) if due is not None else "0"
     return (
         render_template(
             "medications/dosing/dose.html",
@@ -236,6 +236,8 @@ def _dose_page(
             hold=dosing.hold_in_force(patient.id, today),
             flags=holds.live_flags([patient.id]).get(patient.id, []),
             warnings=dosing.unacknowledged_warnings(patient.id, today),
+            refusal=dosing.dose_refusal(patient, today, due, missed),
+            discharged_message=dosing.DISCHARGED_MESSAGE,
             injection=dosing.injection_order(patient, today),
             form=form,
             held_form=held_form or HeldForm(formdata=None),
@@ -262,6 +264,7 @@ def dose(patient_id: int):
                 amount_mg=form.amount_mg.data,
                 reason=form.reason.data,
                 station=form.station.data,
+                seen_given=form.seen_given,
             ),
             refusals=LEDGER_REFUSALS,
             once=_once(form, "dose", lambda entry: _screen_url(patient)),
@@ -277,6 +280,9 @@ def dose(patient_id: int):
                 "success",
             )
             return redirect(_screen_url(patient))
+        if outcome.error is not None and outcome.error.message == RACE_MESSAGE:
+            # Another nurse's dose won: a conflict, nothing saved.
+            return _dose_page(patient, form=form, status=409)
     return _dose_page(patient, form=form)
 
 

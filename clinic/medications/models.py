@@ -239,7 +239,10 @@ class MedicationOrder(Base):
             f" OR (medication NOT IN ({INJECTIONS}) AND schedule IN ('daily', 'split'))",
             name="schedule_fits_medication",
         ),
-        sa.CheckConstraint("end_on IS NULL OR end_on >= start_on", name="end_after_start"),
+        # An order ended before its start was never in force: it ends the day before.
+        sa.CheckConstraint(
+            "end_on IS NULL OR end_on >= start_on OR status = 'ended'", name="end_after_start"
+        ),
         sa.CheckConstraint(
             "(status = 'ended') = (ended_at IS NOT NULL)"
             " AND (status <> 'ended' OR (end_on IS NOT NULL AND ended_reason IS NOT NULL"

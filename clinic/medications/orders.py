@@ -133,21 +133,19 @@ def order_for_any(order_id: int) -> MedicationOrder | None:
 
 
 def active_orders(patient_ids: Iterable[int], on: dt.date) -> list[MedicationOrder]:
-    """The orders in force on ``on`` for these patients, in one query: active, started on
-    or before ``on`` and not ended before it. (An order ended today with a successor
-    starting today is superseded: only the active one is returned.)"""
+    """The orders in force on ``on`` for these patients, in one query: the dosing side's
+    rule (``dosing.orders_in_force``: by start and end dates, a same-day replacement in
+    force rather than the order it replaced)."""
+    from clinic.medications import dosing  # dosing imports this module
+
     ids = list(patient_ids)
     if not ids:
         return []
     return list(
         db.session.scalars(
-            sa.select(MedicationOrder)
-            .where(
-                MedicationOrder.patient_id.in_(ids),
-                MedicationOrder.status == OrderStatus.ACTIVE,
-                MedicationOrder.start_on <= on,
-                sa.or_(MedicationOrder.end_on.is_(None), MedicationOrder.end_on >= on),
-            )
+            dosing.orders_in_force(on, daily=None)
+            .where(MedicationOrder.patient_id.in_(ids))
+            .order_by(None)
             .order_by(MedicationOrder.patient_id, MedicationOrder.id)
         )
     )
@@ -230,7 +228,8 @@ def parse_mg(value: Decimal | str | int | None, *, field: str, label: str = "dos
         raise DomainError(f"The {label} must be more than 0 mg.", field=field)
     if amount > DOSE_CEILING_MG:
         raise DomainError(
-            f"A {label} above {format_mg(DOSE_CEILING_MG)} mg is not possible: check the amount.",
+            f"{'An' if label[:1] in 'aeiou' else 'A'} {label} above "
+            f"{format_mg(DOSE_CEILING_MG)} mg is not possible: check the amount.",
             field=field,
         )
     if amount != amount.quantize(MG_QUANTUM):
@@ -544,9 +543,23 @@ def _insert(
     return created
 
 
-def _close(order: MedicationOrder, *, actor: User, end_on: dt.date, reason: str) -> None:
+def _close(
+    order: MedicationOrder,
+    *,
+    actor: User,
+    end_on: dt.date,
+    reason: str,
+    before_start: bool = False,
+) -> None:
+    """End the order: ``end_on`` is its last day in force (the dosing side reads orders
+    in force by their dates: ``dosing.orders_in_force``). A change on the order's own
+    start day ends it that day (its successor, starting the same day, is the one in
+    force). ``before_start``: an order ended (or discharged) before it started was never
+    in force: it ends the day before its start."""
     order.status = OrderStatus.ENDED
-    order.end_on = max(end_on, order.start_on)
+    if end_on < order.start_on:
+        end_on = order.start_on - dt.timedelta(days=1) if before_start else order.start_on
+    order.end_on = end_on
     order.ended_reason = reason
     order.ended_by_id = actor.id
     order.ended_at = utcnow()
@@ -681,7 +694,7 @@ def end_order(
             f"({patient_services.format_day(order.start_on)}).",
             field="end_on",
         )
-    _close(order, actor=actor, end_on=end_on, reason=why)
+    _close(order, actor=actor, end_on=end_on, reason=why, before_start=True)
     _audit(order, AuditAction.UPDATE, actor, fields=["status", "end_on", "ended_reason"])
 
 
@@ -703,6 +716,7 @@ def end_orders_of_enrollment(enrollment: Enrollment, actor: User) -> list[Medica
             actor=actor,
             end_on=enrollment.discharged_on or site_today(enrollment.patient.site),
             reason="enrollment discharged",
+            before_start=True,
         )
         _audit(order, AuditAction.UPDATE, actor, fields=["status", "end_on"], discharge=True)
     return ended

@@ -8,6 +8,8 @@ Issue 10: medication orders (one active per patient and medication; clinical col
 change after insert: a trigger on both engines refuses it, only the ending columns may be
 set, once), stop-dose holds (one live per patient), patient flags, ``app_user.may_dispense``
 (clinicians only) and the programs' dose-change steps (methadone 10 mg, buprenorphine 4 mg).
+Holds and flags are never edited or deleted: triggers let only a hold's lift and a flag's
+clear be set, once.
 """
 
 import sqlalchemy as sa
@@ -51,6 +53,78 @@ SQLITE_TRIGGERS = [
     ),
     ("medication_order_no_delete", "BEFORE DELETE ON medication_order", "1"),
 ]
+
+
+# Holds and flags are records of who decided what: once written, only their lift (hold) or
+# clear (flag) columns are set, once, from NULL; no row is deleted (nor the table
+# truncated). ``(table, rule, written-once columns, closing columns)``.
+CLOSED_ONCE = (
+    (
+        "medication_hold",
+        "medication_hold_lift_once",
+        ("id", "patient_id", "reason", "until_on", "placed_by_id", "placed_at"),
+        ("lifted_at", "lifted_by_id", "lift_reason"),
+    ),
+    (
+        "patient_flag",
+        "patient_flag_clear_once",
+        ("id", "patient_id", "category", "text", "created_by_id", "created_at"),
+        ("cleared_at", "cleared_by_id"),
+    ),
+)
+
+
+def _changed(columns, distinct: str) -> str:
+    return " OR ".join(f"OLD.{c} {distinct} NEW.{c}" for c in columns)
+
+
+def _create_closed_once_triggers() -> None:
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    for table, rule, written, closing in CLOSED_ONCE:
+        # Refused: any change of a written column, or a closing column set again.
+        already = " OR ".join(f"OLD.{c} IS NOT NULL" for c in closing)
+        if postgresql:
+            op.execute(
+                f"CREATE FUNCTION {rule}() RETURNS trigger LANGUAGE plpgsql AS $fn$\n"
+                "BEGIN\n"
+                f"  IF TG_OP <> 'UPDATE' OR {already} OR {_changed(written, 'IS DISTINCT FROM')}"
+                " THEN\n"
+                f"    RAISE EXCEPTION '{rule}: % refused', TG_OP\n"
+                f"      USING ERRCODE = 'check_violation', CONSTRAINT = '{rule}';\n"
+                "  END IF;\n"
+                "  RETURN NEW;\n"
+                "END\n$fn$"
+            )
+            op.execute(
+                f"CREATE TRIGGER {rule} BEFORE UPDATE OR DELETE ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION {rule}()"
+            )
+            op.execute(
+                f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {rule}()"
+            )
+        else:
+            op.execute(
+                f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table} FOR EACH ROW "
+                f"WHEN {already} OR {_changed(written, 'IS NOT')} "
+                f"BEGIN SELECT RAISE(ABORT, '{rule}'); END"
+            )
+            op.execute(
+                f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} FOR EACH ROW "
+                f"BEGIN SELECT RAISE(ABORT, '{rule}'); END"
+            )
+
+
+def _drop_closed_once_triggers() -> None:
+    postgresql = op.get_bind().dialect.name == "postgresql"
+    for table, rule, _written, _closing in CLOSED_ONCE:
+        if postgresql:
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
+            op.execute(f"DROP TRIGGER IF EXISTS {rule} ON {table}")
+            op.execute(f"DROP FUNCTION IF EXISTS {rule}()")
+        else:
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_update")
+            op.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
 
 
 def _create_triggers() -> None:
@@ -164,7 +238,7 @@ def upgrade() -> None:
     sa.CheckConstraint("(schedule = 'split' AND split_first_mg IS NOT NULL AND split_second_mg IS NOT NULL AND split_first_mg > 0 AND split_second_mg > 0 AND split_first_mg + split_second_mg = dose_mg) OR (schedule <> 'split' AND split_first_mg IS NULL AND split_second_mg IS NULL)", name=op.f('ck_medication_order_split_portions')),
     sa.CheckConstraint("(status = 'ended') = (ended_at IS NOT NULL) AND (status <> 'ended' OR (end_on IS NOT NULL AND ended_reason IS NOT NULL AND ended_by_id IS NOT NULL))", name=op.f('ck_medication_order_ended_complete')),
     sa.CheckConstraint('dose_mg > 0 AND dose_mg <= 1000', name=op.f('ck_medication_order_dose_in_range')),
-    sa.CheckConstraint('end_on IS NULL OR end_on >= start_on', name=op.f('ck_medication_order_end_after_start')),
+    sa.CheckConstraint("end_on IS NULL OR end_on >= start_on OR status = 'ended'", name=op.f('ck_medication_order_end_after_start')),
     sa.CheckConstraint('ended_reason IS NULL OR length(ended_reason) > 0', name=op.f('ck_medication_order_ended_reason_not_empty')),
     sa.CheckConstraint('justification IS NULL OR length(justification) > 0', name=op.f('ck_medication_order_justification_not_empty')),
     sa.CheckConstraint('last_opioid_use_on IS NULL OR last_opioid_use_on <= start_on', name=op.f('ck_medication_order_last_use_before_start')),
@@ -184,9 +258,11 @@ def upgrade() -> None:
         batch_op.create_index('ix_medication_order_status_start', ['status', 'start_on'], unique=False)
         batch_op.create_index('uq_medication_order_active_patient_medication', ['patient_id', 'medication'], unique=True, sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
     _create_triggers()
+    _create_closed_once_triggers()
 
 
 def downgrade() -> None:
+    _drop_closed_once_triggers()
     _drop_triggers()
     with op.batch_alter_table('medication_order', schema=None) as batch_op:
         batch_op.drop_index('uq_medication_order_active_patient_medication', sqlite_where=sa.text("status = 'active'"), postgresql_where=sa.text("status = 'active'"))
