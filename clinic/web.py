@@ -6,8 +6,10 @@ its subclass ``ConflictError``), an optimistic-lock conflict the database caught
 (``StaleDataError``, made a ``ConflictError``) and a constraint the database enforced
 for a request that raced another past the service's check (``IntegrityError``, mapped by
 constraint name).
-With ``once=``, it also makes a create idempotent: the same form posted twice (double
-click, resend) shows the first result instead of creating a second record.
+With ``once=``, it also makes a form idempotent: the same form posted twice (double
+click, resend) shows the first result instead of creating a second record, or, for an
+edit, instead of meeting its own first save as "someone else changed this record". A form
+carries its token in a hidden field (``submission_token_field`` and ``arm``).
 
 ``conflict_rows()`` is the other half of an optimistic-lock refusal: the record's values
 now beside the user's entries, and the form re-armed with the record's current version
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -26,7 +29,8 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from flask import flash
 from sqlalchemy.orm.exc import StaleDataError
-from wtforms import SelectChoice
+from wtforms import HiddenField, SelectChoice
+from wtforms.validators import Length, Optional
 
 from clinic.errors import CONFLICT_MESSAGE as CONFLICT_MESSAGE  # the pages' word for it
 from clinic.errors import ConflictError, DomainError
@@ -67,15 +71,47 @@ def put_error_on_form(form: FlaskForm, error: DomainError) -> None:
         form.form_errors.append(error.message)
 
 
+OUT_OF_DATE_FORM_MESSAGE = (
+    "This form is incomplete or out of date, so nothing was saved: reload the page and "
+    "enter your changes again."
+)
+
+
+def submission_token_field(*, required: bool = True) -> HiddenField:
+    """The hidden field holding a form's submission token (``arm`` fills it). Required on
+    a form that creates something (without it a double click creates twice); optional
+    on an edit, where the record's version already refuses a repeat (only less kindly)."""
+    checks = [Length(min=16, max=64, message=OUT_OF_DATE_FORM_MESSAGE)]
+    return HiddenField(validators=checks if required else [Optional(), *checks])
+
+
+def arm(form: FlaskForm, *, fresh: bool) -> None:
+    """A new random token on a ``fresh`` form (a page opened, not one sent back); a form
+    sent back with an error, or kept across a sign-in, keeps the token it had."""
+    field = form.submission_token  # type: ignore[attr-defined]
+    if fresh and not field.data:
+        field.data = secrets.token_urlsafe(24)
+
+
 @dataclass
 class Once:
     """An idempotency key: ``token`` is the form's hidden submission token, ``kind`` what
-    the form creates, ``result_url(result)`` where its first success led."""
+    the form creates or changes, ``result_url(result)`` where its first success led.
+    ``required``: a post without a token is refused (a create); an edit without one is
+    still saved once at most, by its version check."""
 
     token: str | None
     user_id: int
     kind: str
     result_url: Callable[[Any], str]
+    required: bool = True
+
+
+def already_sent(once: Once) -> str | None:
+    """Where the first post of this form led, if it was saved: a page that would refuse
+    the repeat before ``save()`` (a record marked entered in error, a discharge undone)
+    shows the first result instead."""
+    return _submitted(once) if once.token else None
 
 
 @dataclass
@@ -113,6 +149,8 @@ def save(
     Any refusal rolls the whole request back. With ``once``, a post whose token was saved
     before (or by a racing post of the same form) is not run again: ``repeated_url``."""
     refusals = refusals or {}
+    if once is not None and not once.token and not once.required:
+        once = None  # an edit's version check still refuses a repeat
     if once is not None:
         if not once.token:
             error = DomainError(MISSING_SUBMISSION_KEY_MESSAGE)

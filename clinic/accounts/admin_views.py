@@ -15,7 +15,7 @@ from clinic.extensions import db
 from clinic.pagination import SortSpec, paginate_sorted
 from clinic.security import Permission, require_permission
 from clinic.sites.models import Site
-from clinic.web import conflict_rows, save
+from clinic.web import Once, conflict_rows, save
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
 
@@ -169,7 +169,18 @@ def edit(user_id: int):
                 all_sites=form.all_sites.data,
                 expected_version=form.version_number,
             ),
+            # A double click shows the first save's result, not a conflict with itself.
+            once=Once(
+                token=form.submission_token.data,
+                user_id=current_user.id,
+                kind="user_edit",
+                result_url=lambda _result: url_for("users.detail", user_id=user.id),
+                required=False,
+            ),
         )
+        if outcome.repeated_url:
+            flash("This form had already been sent: it was saved once.", "info")
+            return redirect(outcome.repeated_url)
         if isinstance(outcome.error, services.OutOfReachError):
             return _refused(outcome.error, user)  # rolled back by save(); now recorded
         if outcome.saved:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from flask_wtf.form import _Auto
 from wtforms import (
     BooleanField,
     EmailField,
@@ -23,6 +24,7 @@ from clinic.accounts.models import USERNAME_MAX
 from clinic.accounts.passwords import MAX_LENGTH, MIN_LENGTH
 from clinic.forms import ClinicForm
 from clinic.security import Role
+from clinic.web import arm, submission_token_field
 
 # A typed password is checked in full up to this length (passwords are set with at most
 # MAX_LENGTH; a longer one cannot be right), so no input is hashed unbounded.
@@ -143,15 +145,25 @@ class UserForm(ClinicForm):
     all_sites = BooleanField("Works at all sites (administrators only)")
     sites = MultiCheckboxField("Sites", coerce=int)
     version = HiddenField(validators=[_profile_version])
+    # A double click shows the first save's result (clinic.web.save, once=).
+    submission_token = submission_token_field(required=False)
     submit = SubmitField("Save")
+
+    def __init__(self, formdata: Any = _Auto, **kwargs: Any) -> None:
+        if formdata is _Auto:
+            super().__init__(**kwargs)  # lets ClinicForm restore a form kept across a sign-in
+        else:
+            super().__init__(formdata=formdata, **kwargs)
+        arm(self, fresh=formdata is None or not self.is_submitted())
 
     def validate(self, extra_validators: Any = None) -> bool:
         ok = super().validate(extra_validators=extra_validators)
-        version = self._fields.get("version")
         # A hidden field's error has no place beside it: on top of the form.
-        for message in version.errors if version is not None else []:
-            if message not in self.form_errors:
-                self.form_errors.append(message)
+        for name in ("version", "submission_token"):
+            field = self._fields.get(name)
+            for message in field.errors if field is not None else []:
+                if message not in self.form_errors:
+                    self.form_errors.append(message)
         return ok
 
     @property

@@ -704,6 +704,12 @@ class GrantRow:
     reviewer: User | None
     pages_viewed: int
 
+    @property
+    def live(self) -> bool:
+        """The access has not ended yet: a review may come while it lasts, and must not
+        say it ended."""
+        return self.grant.expires_at > utcnow()
+
 
 def _grant_rows(query: sa.Select) -> list[GrantRow]:
     # One statement for the whole list: the people, the patient, the site and the

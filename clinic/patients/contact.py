@@ -9,6 +9,12 @@ ZIP codes follow the USPS format: five digits, or ZIP+4 ("12345-6789"; nine digi
 without the hyphen get one). No library is used for them: the format is all there is to
 check offline (the packages that know which ZIP codes exist ship census snapshots that
 age, and a patient's new ZIP code must not be refused for being newer than the data).
+
+States are the USPS two-letter codes (Publication 28, appendix B): the 50 states, DC, the
+territories, the freely associated states and the military "states" AA, AE and AP. The
+list is a constant: the maintained ``us`` package knows the states and territories but
+not the military codes, and would bring a compiled dependency (jellyfish) for 62 codes
+that have not changed in decades.
 """
 
 from __future__ import annotations
@@ -20,7 +26,26 @@ import phonenumbers
 DEFAULT_REGION = "US"
 PHONE_MESSAGE = "Enter a phone number with its area code, for example (312) 555-0147."
 ZIP_MESSAGE = "Enter a 5-digit ZIP code, or ZIP+4 such as 60601-1234."
+STATE_MESSAGE = (
+    "Enter the two-letter USPS code of a US state or territory, for example IL "
+    "(military mail: AA, AE or AP)."
+)
 _ZIP = re.compile(r"(\d{5})(?:-?(\d{4}))?")
+
+# fmt: off
+USPS_STATES = frozenset({
+    "AL", "AK", "AZ", "AR", "CA", "CO", "CT", "DE", "FL", "GA", "HI", "ID", "IL", "IN",
+    "IA", "KS", "KY", "LA", "ME", "MD", "MA", "MI", "MN", "MS", "MO", "MT", "NE", "NV",
+    "NH", "NJ", "NM", "NY", "NC", "ND", "OH", "OK", "OR", "PA", "RI", "SC", "SD", "TN",
+    "TX", "UT", "VT", "VA", "WA", "WV", "WI", "WY",
+})
+# fmt: on
+USPS_DISTRICT_AND_TERRITORIES = frozenset({"DC", "PR", "GU", "VI", "AS", "MP"})
+USPS_FREELY_ASSOCIATED = frozenset({"FM", "MH", "PW"})  # Micronesia, Marshall Is., Palau
+USPS_MILITARY = frozenset({"AA", "AE", "AP"})  # Armed Forces Americas, Europe, Pacific
+USPS_STATE_CODES = (
+    USPS_STATES | USPS_DISTRICT_AND_TERRITORIES | USPS_FREELY_ASSOCIATED | USPS_MILITARY
+)
 
 
 class InvalidContact(ValueError):
@@ -73,3 +98,14 @@ def normalise_zip(text: str | None) -> str | None:
         raise InvalidContact(ZIP_MESSAGE)
     five, four = match.groups()
     return f"{five}-{four}" if four else five
+
+
+def normalise_state(text: str | None) -> str | None:
+    """ "il" and " IL " -> "IL"; blank -> None. Raises InvalidContact for anything that is
+    not a USPS state or territory code ("ZZ", "Illinois")."""
+    if text is None or not text.strip():
+        return None
+    code = text.strip().upper()
+    if code not in USPS_STATE_CODES:
+        raise InvalidContact(STATE_MESSAGE)
+    return code

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -32,7 +31,12 @@ from wtforms.validators import (
 
 from clinic.errors import DomainError
 from clinic.forms import ClinicForm
-from clinic.patients.contact import InvalidContact, normalise_phone, normalise_zip
+from clinic.patients.contact import (
+    InvalidContact,
+    normalise_phone,
+    normalise_state,
+    normalise_zip,
+)
 from clinic.patients.models import (
     ASAM_LEVELS,
     FEDERAL_TAKE_HOME_CAPS,
@@ -43,6 +47,7 @@ from clinic.patients.models import (
     Substance,
 )
 from clinic.patients.services import DOSE_STEPS, DoseStep, parse_step_mg
+from clinic.web import arm, submission_token_field
 
 TAKE_HOME_CAPS_NOT_OTP_MESSAGE = (
     "Take-home caps (42 CFR 8.12(i)) apply to opioid treatment programs only: leave this "
@@ -90,12 +95,12 @@ class PatientsBaseForm(ClinicForm):
             return None
 
 
-class CreateForm(PatientsBaseForm):
-    """A form that creates a record: it carries a random submission token (an idempotency
-    key, see ``clinic.web.save``), new on each fresh form and kept when the form comes
-    back with an error."""
+class _TokenForm(PatientsBaseForm):
+    """A form carrying a random submission token (an idempotency key, see
+    ``clinic.web.save``), new on each fresh form and kept when the form comes back with
+    an error or across a sign-in."""
 
-    submission_token = HiddenField(validators=[Length(min=16, max=64, message=RELOAD_MESSAGE)])
+    submission_token = submission_token_field()
 
     def __init__(self, formdata: Any = _Auto, **kwargs: Any) -> None:
         if formdata is _Auto:
@@ -104,8 +109,20 @@ class CreateForm(PatientsBaseForm):
             super().__init__(**kwargs)
         else:
             super().__init__(formdata=formdata, **kwargs)
-        if not self.submission_token.data and (formdata is None or not self.is_submitted()):
-            self.submission_token.data = secrets.token_urlsafe(24)
+        arm(self, fresh=formdata is None or not self.is_submitted())
+
+
+class CreateForm(_TokenForm):
+    """A form that creates a record: sent twice, it creates once (the token is required)."""
+
+
+class EditForm(_TokenForm):
+    """A form that changes a record (it carries the record's ``version``): sent twice (a
+    double click), the second post shows the first one's result rather than a conflict
+    with itself. The token is optional here: without it the version check still refuses
+    the repeat."""
+
+    submission_token = submission_token_field(required=False)
 
 
 def _choices(enum, blank: str | None = None) -> list[SelectChoice]:
@@ -151,7 +168,12 @@ class PatientFields(PatientsBaseForm):
     address_line1 = StringField("Address", validators=[Optional(), Length(max=120)])
     address_line2 = StringField("Address line 2", validators=[Optional(), Length(max=120)])
     city = StringField("City", validators=[Optional(), Length(max=80)])
-    state = StringField("State", validators=[Optional(), Length(max=40)])
+    state = StringField(
+        "State",
+        validators=[Optional(), Length(max=40)],
+        description="Two-letter code, e.g. IL.",
+        render_kw={"autocomplete": "address-level1"},
+    )
     postal_code = StringField(
         "ZIP code",
         validators=[Optional(), Length(max=16)],
@@ -188,6 +210,15 @@ class PatientFields(PatientsBaseForm):
     def validate_postal_code(self, field: Any) -> None:
         _check_contact(normalise_zip, field.data)
 
+    # The state stored before states were checked ("Illinois"): an edit that leaves it as
+    # it is may keep it (set by the edit page; the service checks the same way).
+    kept_state: str | None = None
+
+    def validate_state(self, field: Any) -> None:
+        if self.kept_state is not None and (field.data or "").strip() == self.kept_state:
+            return
+        _check_contact(normalise_state, field.data)
+
 
 def _check_contact(normalise: Any, value: str | None) -> None:
     try:
@@ -200,11 +231,11 @@ class PatientForm(CreateForm, PatientFields):
     """Registration."""
 
 
-class EditPatientForm(PatientFields):
+class EditPatientForm(EditForm, PatientFields):
     version = VersionField()
 
 
-class EnteredInErrorForm(PatientsBaseForm):
+class EnteredInErrorForm(EditForm):
     reason = TextAreaField(
         "Why was this record entered in error?",
         validators=[DataRequired(), Length(min=10, max=500)],
@@ -230,7 +261,7 @@ class TransferForm(AdmitForm):
     submit = SubmitField("Transfer")
 
 
-class DischargeForm(PatientsBaseForm):
+class DischargeForm(EditForm):
     discharged_on = DateField("Discharge date", validators=[InputRequired()])
     reason = SelectField(
         "Reason (TEDS-D)",
@@ -242,7 +273,7 @@ class DischargeForm(PatientsBaseForm):
     submit = SubmitField("Discharge")
 
 
-class MilestonesForm(PatientsBaseForm):
+class MilestonesForm(EditForm):
     medical_exam_on = DateField("Full medical examination done on", validators=[Optional()])
     assessment_on = DateField("Psychosocial assessment done on", validators=[Optional()])
     care_plan_on = DateField("Initial care plan done on", validators=[Optional()])
@@ -250,7 +281,7 @@ class MilestonesForm(PatientsBaseForm):
     submit = SubmitField("Save dates")
 
 
-class CorrectEnrollmentForm(PatientsBaseForm):
+class CorrectEnrollmentForm(EditForm):
     """Corrections of an enrollment in progress; the reason is required."""
 
     primary_counselor_id = SelectField("Primary counselor", coerce=int, validators=[Optional()])
@@ -267,7 +298,7 @@ class CorrectEnrollmentForm(PatientsBaseForm):
     submit = SubmitField("Save the correction")
 
 
-class UndoDischargeForm(PatientsBaseForm):
+class UndoDischargeForm(EditForm):
     reason = TextAreaField(
         "Why was this discharge a mistake?",
         validators=[DataRequired(), Length(min=10, max=500)],
@@ -336,7 +367,7 @@ DOSE_STEP_NOT_APPLICABLE_MESSAGES = {
 }
 
 
-class ProgramForm(PatientsBaseForm):
+class ProgramForm(EditForm):
     site_id = SelectField("Site", coerce=int, validators=[DataRequired()])
     name = StringField("Name", validators=[DataRequired(), Length(max=120)])
     kind = SelectField(

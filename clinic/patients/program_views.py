@@ -114,7 +114,18 @@ def edit(program_id: int):
                 expected_version=form.version_number,
             ),
             refusals=services.DATABASE_REFUSALS,
+            # A double click shows the first save's result, not a conflict with itself.
+            once=Once(
+                token=form.submission_token.data,
+                user_id=current_user.id,
+                kind="program_edit",
+                result_url=lambda _result: url_for("programs.index"),
+                required=False,
+            ),
         )
+        if outcome.repeated_url:
+            flash("This form had already been sent: it was saved once.", "info")
+            return redirect(outcome.repeated_url)
         if outcome.saved:
             flash("Saved." if outcome.result else "Nothing changed.", "success")
             return redirect(url_for("programs.index"))

@@ -27,7 +27,12 @@ from clinic.errors import CONFLICT_MESSAGE as CONFLICT_MESSAGE  # re-exported fo
 from clinic.errors import ConflictError, DomainError
 from clinic.extensions import db
 from clinic.forms import CONTROL_CHARACTER_MESSAGE, has_control_characters
-from clinic.patients.contact import InvalidContact, normalise_phone, normalise_zip
+from clinic.patients.contact import (
+    InvalidContact,
+    normalise_phone,
+    normalise_state,
+    normalise_zip,
+)
 from clinic.patients.models import (
     ASAM_LEVELS,
     DEFAULT_BUPRENORPHINE_STEP_MG,
@@ -457,9 +462,11 @@ def _check_age(data: Demographics, *, confirmed: bool) -> None:
         raise ImplausibleAge(age)
 
 
-def _check_contact(data: Demographics) -> None:
-    """Phone numbers to E.164 and the ZIP code to the USPS format (``clinic.patients.
-    contact``), in place; DomainError naming the field otherwise."""
+def _check_contact(data: Demographics, *, kept_state: str | None = None) -> None:
+    """Phone numbers to E.164, the ZIP code to the USPS format and the state to its USPS
+    code (``clinic.patients.contact``), in place; DomainError naming the field otherwise.
+    ``kept_state``: the value stored before states were checked ("Illinois"), which an
+    edit that leaves it as it is keeps (stored values are never rewritten unasked)."""
     for name in ("phone", "emergency_contact_phone"):
         try:
             setattr(data, name, normalise_phone(getattr(data, name)))
@@ -469,6 +476,12 @@ def _check_contact(data: Demographics) -> None:
         data.postal_code = normalise_zip(data.postal_code)
     except InvalidContact as error:
         raise DomainError(error.message, field="postal_code") from None
+    if data.state is not None and data.state == kept_state:
+        return
+    try:
+        data.state = normalise_state(data.state)
+    except InvalidContact as error:
+        raise DomainError(error.message, field="state") from None
 
 
 INTAKE_AFTER_ADMISSION_MESSAGE = (
@@ -530,7 +543,8 @@ def register_patient(
     ``uq_patient_unconfirmed_identity`` refuses the second (IntegrityError; the views
     turn it into the same warning with ``duplicate_warning``). An age at intake outside
     PLAUSIBLE_AGE_AT_INTAKE raises ImplausibleAge unless ``confirm_age``. Phone numbers
-    are stored in E.164, the ZIP code in the USPS format (DomainError otherwise)."""
+    are stored in E.164, the ZIP code in the USPS format and the state as its USPS code
+    (DomainError otherwise)."""
     if visible_site_ids(actor) is not None and site.id not in actor.site_ids:
         raise DomainError("You can only register patients at your own sites.", field="site_id")
     _check_demographics(data, site)
@@ -587,7 +601,7 @@ def update_demographics(
     _refuse_if_entered_in_error(patient)
     check_version(patient.version, expected_version)
     _check_demographics(data, patient.site, patient)
-    _check_contact(data)
+    _check_contact(data, kept_state=patient.state)
     if (data.date_of_birth, data.intake_date) != (patient.date_of_birth, patient.intake_date):
         _check_age(data, confirmed=confirm_age)
     identity = (search_key(data.first_name), search_key(data.last_name), data.date_of_birth)
@@ -1397,6 +1411,25 @@ class Deadline:
     def wording(self) -> str:
         return deadline_wording(self.due_on, self.today, self.done_on)
 
+    @property
+    def badge(self) -> str | None:
+        """The word of the wording a page shows as a badge: "overdue", "due", "late";
+        None for a deadline met in time."""
+        if self.done_on is not None:
+            return "late" if self.late else None
+        return "overdue" if self.status == "overdue" else "due"
+
+    @property
+    def parts(self) -> tuple[str, str | None, str]:
+        """The wording split around its badge word, (before, badge, after), so a page
+        shows each word once ("overdue" in the badge, " since 26 Jan 2026 (1 day)" after
+        it) and a screen reader reads the one sentence."""
+        wording = self.wording
+        if self.badge is None or self.badge not in wording:
+            return wording, None, ""
+        before, word, after = wording.partition(self.badge)
+        return before, word, after
+
 
 def deadlines(enrollment: Enrollment, today: dt.date | None = None) -> list[Deadline]:
     """The deadlines of an enrollment, by its program's kind.
@@ -1430,6 +1463,7 @@ def open_deadlines(enrollment: Enrollment, today: dt.date | None = None) -> list
 
 
 MILESTONES = ("medical_exam_on", "assessment_on", "care_plan_on")
+NOTHING_TO_SAVE_MESSAGE = "Nothing to save: enter a date."
 
 
 def record_milestones(
@@ -1442,9 +1476,15 @@ def record_milestones(
     """Record when the examination, assessment and initial care plan were done (42 CFR
     8.12(f)): each between the admission and the discharge (or today). The initial care
     plan also comes before its reviews and stays while reviews are recorded. The same
-    rules hold from the other side (discharge) and in the database (CHECKs, a trigger)."""
+    rules hold from the other side (discharge) and in the database (CHECKs, a trigger).
+    A form with no date, for an enrollment with none recorded, is refused: there is
+    nothing to save (saying "saved" would mislead). Returns the fields changed."""
     _refuse_if_entered_in_error(enrollment.patient)
     check_version(enrollment.version, expected_version)
+    if all(values.get(name) is None for name in MILESTONES) and all(
+        getattr(enrollment, name) is None for name in MILESTONES
+    ):
+        raise DomainError(NOTHING_TO_SAVE_MESSAGE)
     today = site_today(enrollment.patient.site)
     first_review = db.session.scalar(
         sa.select(sa.func.min(CarePlanReview.reviewed_on)).where(

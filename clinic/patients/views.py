@@ -9,6 +9,7 @@ shown. The chart shows every domain's registered section (``clinic.charts``).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +18,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 from wtforms import SelectChoice
 
-from clinic import charts
+from clinic import charts, web
 from clinic.audit import AuditAction, AuditOutcome, record
 from clinic.errors import DomainError, record_denied
 from clinic.extensions import db
@@ -65,6 +66,25 @@ PATIENT_SORTS = SortSpec(
 def _day(value: dt.date | None) -> str:
     """A date as the patients pages show it: "26 Jan 2026" (``services.format_day``)."""
     return services.format_day(value) if value is not None else "—"
+
+
+_ISO_DAY = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
+
+
+@bp.app_template_filter("days_in")
+def _days_in(text: str | None) -> str | None:
+    """A stored text's ISO dates as people read them (a correction's "2026-01-05:
+    Completed" -> "5 Jan 2026: Completed"); the stored value stays ISO."""
+    if not text:
+        return text
+
+    def shown(match: re.Match) -> str:
+        try:
+            return services.format_day(dt.date(*(int(part) for part in match.groups())))
+        except ValueError:
+            return match.group(0)
+
+    return _ISO_DAY.sub(shown, text)
 
 
 @bp.app_template_filter("phone")
@@ -141,6 +161,35 @@ def _site_choices(form: PatientForm) -> list[Site]:
     return sites
 
 
+SITE_REFUSED_MESSAGE = "The site of this form is not one of yours; choose the site again."
+CHOOSE_SITE_MESSAGE = "Choose one of your sites."
+
+
+def _site_refused(form: PatientForm, sites: list[Site]) -> None:
+    """A site the form's own choices do not hold (a tampered hidden value, a form kept
+    across a sign-in): said in plain words, not WTForms' "Not a valid choice". With one
+    site the field is hidden, so the message goes on top of the form and the field is
+    set back to the user's site (sending again then works)."""
+    if not form.site_id.errors:
+        return
+    raw = (form.site_id.raw_data or [""])[0]
+    if len(sites) > 1:
+        form.site_id.errors = [CHOOSE_SITE_MESSAGE if raw in ("", "0") else SITE_REFUSED_MESSAGE]
+        return
+    form.site_id.errors = []
+    if sites:
+        site = sites[0]
+        form.site_id.data = site.id
+        message = (
+            "The site of this form is not one of yours; it is set to your site, "
+            f"{site.code} — {site.name}, now: check the form and send it again."
+        )
+    else:
+        message = SITE_REFUSED_MESSAGE
+    if message not in form.form_errors:
+        form.form_errors.append(message)
+
+
 def _demographics(form: PatientFields) -> services.Demographics:
     return services.Demographics.from_mapping(form.data)
 
@@ -186,9 +235,38 @@ def _once(form, kind: str, result_url) -> Once:
     )
 
 
+def _edit_once(form, kind: str, result_url: str) -> Once:
+    """An edit's idempotency key: a double click shows the first post's result, not a
+    conflict with itself (``clinic.web.save``)."""
+    return Once(
+        token=form.submission_token.data,
+        user_id=current_user.id,
+        kind=kind,
+        result_url=lambda _result: result_url,
+        required=False,
+    )
+
+
+ALREADY_SENT_MESSAGE = "This form had already been sent: it was saved once."
+
+
 def _already_saved(outcome) -> Any:
-    flash("This form had already been sent: it was saved once.", "info")
+    flash(ALREADY_SENT_MESSAGE, "info")
     return redirect(outcome.repeated_url)
+
+
+def _sent_before(kind: str) -> Any:
+    """For a page that would refuse a repeated post before saving (the record is now
+    marked entered in error, the discharge is now undone): the first post's result."""
+    if request.method != "POST":
+        return None
+    token = request.form.get("submission_token", "")[:64]
+    once = Once(token or None, current_user.id, kind, lambda _result: "", required=False)
+    first = web.already_sent(once)
+    if first is None:
+        return None
+    flash(ALREADY_SENT_MESSAGE, "info")
+    return redirect(first)
 
 
 @bp.route("/new", methods=["GET", "POST"])
@@ -213,7 +291,7 @@ def register():
         def register_patient() -> Patient:
             site = services.chosen(sites, form.site_id.data)
             if site is None:
-                raise DomainError("Choose one of your sites.", field="site_id")
+                raise DomainError(CHOOSE_SITE_MESSAGE, field="site_id")
             return services.register_patient(
                 actor=current_user,
                 site=site,
@@ -242,6 +320,7 @@ def register():
             return redirect(url_for("patients.chart", patient_id=patient.id))
         duplicates = _duplicates_shown(outcome.error)
         age_warning = isinstance(outcome.error, services.ImplausibleAge)
+    _site_refused(form, sites)
     return render_template(
         "patients/form.html",
         form=form,
@@ -297,6 +376,7 @@ def edit(patient_id: int):
     form = EditPatientForm(obj=patient) if request.method == "GET" else EditPatientForm()
     form.site_id.choices = [SelectChoice(patient.site_id, patient.site.name)]
     form.site_id.data = patient.site_id
+    form.kept_state = patient.state
     if request.method == "GET" and not form.restored:
         form.version.data = patient.version
         # Stored in E.164; shown (and sent back) as people write them.
@@ -325,7 +405,10 @@ def edit(patient_id: int):
                 "ck_patient_born_before_intake": RECHECK,
                 **services.DATABASE_REFUSALS,
             },
+            once=_edit_once(form, "patient_edit", url_for("patients.chart", patient_id=patient_id)),
         )
+        if outcome.repeated_url:
+            return _already_saved(outcome)
         if outcome.saved:
             flash("Saved." if outcome.result else "Nothing changed.", "success")
             return redirect(url_for("patients.chart", patient_id=patient_id))
@@ -362,6 +445,8 @@ def _demographic_values(patient: Patient) -> dict[str, str]:
 @require_permission(Permission.PATIENTS_MARK_ERROR)
 def entered_in_error(patient_id: int):
     patient = access.patient_or_404(patient_id)
+    if (repeated := _sent_before("entered_in_error")) is not None:
+        return repeated
     if patient.entered_in_error:
         return _entered_in_error_page(patient, "Mark this record as entered in error")
     form = EnteredInErrorForm()
@@ -378,7 +463,12 @@ def entered_in_error(patient_id: int):
                 expected_version=form.version_number,
             ),
             refusals=services.DATABASE_REFUSALS,
+            once=_edit_once(
+                form, "entered_in_error", url_for("patients.chart", patient_id=patient_id)
+            ),
         )
+        if outcome.repeated_url:
+            return _already_saved(outcome)
         if outcome.saved:
             flash(
                 "The record is marked as entered in error. It stays in the audit trail.", "success"
@@ -515,7 +605,10 @@ def discharge(enrollment_id: int):
                 expected_version=form.version_number,
             ),
             refusals=ENROLLMENT_REFUSALS,
+            once=_edit_once(form, "discharge", _chart_url(enrollment)),
         )
+        if outcome.repeated_url:
+            return _already_saved(outcome)
         if outcome.saved:
             flash(f"Discharged from {enrollment.program.name}.", "success")
             return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
@@ -665,7 +758,10 @@ def correct(enrollment_id: int):
                 )
             ),
             refusals=ENROLLMENT_REFUSALS,
+            once=_edit_once(form, "enrollment_correction", _chart_url(enrollment)),
         )
+        if outcome.repeated_url:
+            return _already_saved(outcome)
         if outcome.saved:
             flash("Correction saved. The earlier values stay in the history.", "success")
             return redirect(_chart_url(enrollment))
@@ -706,6 +802,8 @@ def undo_discharge(enrollment_id: int):
     address once its user signs in again (``clinic.accounts.drafts``)."""
     enrollment = access.enrollment_or_404(enrollment_id)
     patient = enrollment.patient
+    if (repeated := _sent_before("undo_discharge")) is not None:
+        return repeated
     if patient.entered_in_error:
         page = _entered_in_error_page(patient, "Undo a discharge")
         return (page, 409) if request.method == "POST" else page
@@ -737,7 +835,10 @@ def undo_discharge(enrollment_id: int):
                     services.UNDO_READMITTED_MESSAGE
                 ),
             },
+            once=_edit_once(form, "undo_discharge", _chart_url(enrollment)),
         )
+        if outcome.repeated_url:
+            return _already_saved(outcome)
         if outcome.saved:
             flash(
                 f"The discharge from {enrollment.program.name} is undone; it stays in the history.",
@@ -790,9 +891,12 @@ def deadlines(enrollment_id: int):
                 expected_version=form.version_number,
             ),
             refusals=ENROLLMENT_REFUSALS,
+            once=_edit_once(form, "milestones", _chart_url(enrollment)),
         )
+        if outcome.repeated_url:
+            return _already_saved(outcome)
         if outcome.saved:
-            flash("Dates saved.", "success")
+            flash("Dates saved." if outcome.result else "Nothing changed.", "success")
             return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
         conflict = _conflict(
             outcome,
@@ -800,7 +904,9 @@ def deadlines(enrollment_id: int):
             enrollment,
             lambda e: {n: v for n, v in _enrollment_values(e).items() if n in services.MILESTONES},
         )
-    return _deadlines_page(enrollment, form, review_form, conflict)
+    page = _deadlines_page(enrollment, form, review_form, conflict)
+    nothing = form.is_submitted() and services.NOTHING_TO_SAVE_MESSAGE in form.form_errors
+    return (page, 400) if nothing else page
 
 
 def _deadlines_page(
