@@ -19,12 +19,20 @@ from clinic.patients.models import (
 )
 from clinic.sites.models import Site
 from clinic.submissions import FormSubmission
+from clinic.therapy.models import (
+    CounselingNote,
+    NoteAddendum,
+    ProgressNote,
+    SessionAttendee,
+    TherapySession,
+)
 
 __all__ = [
     "AuditChainHead",
     "AuditEvent",
     "BreakGlassGrant",
     "CarePlanReview",
+    "CounselingNote",
     "DoseEntry",
     "Enrollment",
     "FlagAcknowledgement",
@@ -32,12 +40,16 @@ __all__ = [
     "MedicationHold",
     "MedicationOrder",
     "MissedDoseReview",
+    "NoteAddendum",
     "Patient",
     "PatientFlag",
     "PatientNameToken",
     "Program",
+    "ProgressNote",
     "RecoveryCode",
+    "SessionAttendee",
     "Site",
+    "TherapySession",
     "User",
     "UserSession",
 ]

@@ -42,6 +42,11 @@ class Permission(StrEnum):
     MEDICATION_ORDER = "medication.order"  # write orders: clinicians with the prescriber flag
     MEDICATION_HOLD = "medication.hold"  # holds, flags, missed-dose reviews
     DOSE_RECORD = "dose.record"  # record doses: clinicians with the may-dispense flag
+    # Therapy (issue 11): session metadata (date, kind, modality, clinician, attendance,
+    # minutes) for every role; note text and addenda for clinicians only.
+    SESSIONS_READ = "sessions.read"
+    SESSIONS_RECORD = "sessions.record"  # plan, record, write and sign notes
+    NOTES_READ = "notes.read"
 
 
 # What each role may do (DOMAIN.md, "Who uses it"). Later features add their rows.
@@ -57,6 +62,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.DEADLINES_RECORD,
             Permission.PROGRAMS_MANAGE,
             Permission.MEDICATION_READ,
+            Permission.SESSIONS_READ,
         }
     ),
     Role.CLINICIAN: frozenset(
@@ -69,9 +75,14 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.MEDICATION_ORDER,
             Permission.MEDICATION_HOLD,
             Permission.DOSE_RECORD,
+            Permission.SESSIONS_READ,
+            Permission.SESSIONS_RECORD,
+            Permission.NOTES_READ,
         }
     ),
-    Role.STAFF: frozenset({Permission.PATIENTS_READ, Permission.PATIENTS_REGISTER}),
+    Role.STAFF: frozenset(
+        {Permission.PATIENTS_READ, Permission.PATIENTS_REGISTER, Permission.SESSIONS_READ}
+    ),
 }
 
 # Permissions a role grants only to users who also carry a flag on their account (set by

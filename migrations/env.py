@@ -43,9 +43,23 @@ def run_migrations_online() -> None:
     conf_args.setdefault("process_revision_directives", process_revision_directives)
 
     with db.engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:
+            # SQLite changes a table (batch mode) by copying it and dropping the old one;
+            # with foreign keys enforced, dropping a table other rows point at fails
+            # (app_user, patient). Off for the migration — the PRAGMA only takes effect
+            # outside a transaction, so before it begins — and checked after.
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()  # end SQLAlchemy's autobegun transaction: Alembic begins its own
         context.configure(connection=connection, target_metadata=db.metadata, **conf_args)
         with context.begin_transaction():
             context.run_migrations()
+        if sqlite:
+            broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
+            if broken:
+                raise RuntimeError(f"the migration left {len(broken)} broken foreign keys")
 
 
 if context.is_offline_mode():

@@ -51,6 +51,16 @@ class User(Base):
         ),
         sa.CheckConstraint("NOT all_sites OR role = 'admin'", name="all_sites_admin_only"),
         sa.CheckConstraint("failed_logins >= 0", name="failed_logins_positive"),
+        # A trainee clinician has a supervisor (who co-signs their notes, issue 11); no one
+        # supervises themselves. That the supervisor is a clinician is the services' check.
+        sa.CheckConstraint(
+            "NOT is_trainee OR (role = 'clinician' AND supervisor_id IS NOT NULL)",
+            name="trainee_has_supervisor",
+        ),
+        sa.CheckConstraint("supervisor_id IS NULL OR is_trainee", name="supervisor_for_trainee"),
+        sa.CheckConstraint(
+            "supervisor_id IS NULL OR supervisor_id <> id", name="supervisor_not_self"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -61,6 +71,9 @@ class User(Base):
     is_prescriber: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     # May record doses (a practitioner, nurse or pharmacist: 21 CFR 1304.24, issue 10).
     may_dispense: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    # A trainee's signed progress notes wait for the supervisor's co-signature (issue 11).
+    is_trainee: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
+    supervisor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
     # Organisation-wide administrators see every site.
     all_sites: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())

@@ -95,6 +95,9 @@ TABLE_PRIVILEGES = {
     "dose_entry": "SELECT, INSERT",
     "flag_acknowledgement": "SELECT, INSERT",
     "missed_dose_review": "SELECT, INSERT",
+    "progress_note": "SELECT, INSERT, UPDATE",
+    "note_addendum": "SELECT, INSERT",
+    "counseling_note": "SELECT, INSERT",
 }
 DEFAULT_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 

@@ -198,6 +198,9 @@ FEDERAL_TAKE_HOME_CAPS = {"days_0_14": 7, "days_15_30": 14, "days_31_plus": 28}
 DEFAULT_CARE_PLAN_REVIEW_DAYS = 90
 DEFAULT_METHADONE_STEP_MG = 10
 DEFAULT_BUPRENORPHINE_STEP_MG = 4
+# A progress note signed more than this many hours after its session ended is a late
+# entry (DOMAIN.md "Therapy sessions"; issue 11).
+DEFAULT_NOTE_LATE_HOURS = 72
 TAKE_HOME_CAP_COLUMNS = (
     "take_home_cap_days_0_14",
     "take_home_cap_days_15_30",
@@ -238,6 +241,7 @@ class Program(Base):
         sa.CheckConstraint(
             "buprenorphine_step_mg BETWEEN 1 AND 32", name="buprenorphine_step_range"
         ),
+        sa.CheckConstraint("note_late_hours BETWEEN 1 AND 720", name="note_late_hours_range"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -259,6 +263,9 @@ class Program(Base):
     )
     buprenorphine_step_mg: Mapped[int] = mapped_column(
         default=DEFAULT_BUPRENORPHINE_STEP_MG, server_default=str(DEFAULT_BUPRENORPHINE_STEP_MG)
+    )
+    note_late_hours: Mapped[int] = mapped_column(
+        default=DEFAULT_NOTE_LATE_HOURS, server_default=str(DEFAULT_NOTE_LATE_HOURS)
     )
     # Optimistic lock: two administrators editing the same program cannot silently undo
     # each other's change (the form carries the version it was built from).
