@@ -15,7 +15,16 @@ import time_machine
 from clinic.accounts.models import User
 from clinic.errors import DomainError
 from clinic.extensions import db
-from clinic.medications import dosing, holds, orders
+from clinic.medications import (
+    dose_day,
+    dose_records,
+    holds,
+    ledger,
+    missed,
+    orders,
+    reviews,
+    worklists,
+)
 from clinic.medications.models import (
     DoseEntry,
     DoseKind,
@@ -70,7 +79,7 @@ class World:
 
     def dose(self, amount="40", *, day: dt.date | None = None, **kwargs) -> DoseEntry:
         now = at(day) if day is not None else None
-        entry = dosing.record_dose(
+        entry = ledger.record_dose(
             self.patient, actor=self.nurse, amount_mg=amount, now=now, **kwargs
         )
         db.session.commit()
@@ -78,13 +87,13 @@ class World:
 
     def refusal(self, amount="40", **kwargs) -> DomainError:
         with pytest.raises(DomainError) as refused:
-            dosing.record_dose(self.patient, actor=self.nurse, amount_mg=amount, **kwargs)
+            ledger.record_dose(self.patient, actor=self.nurse, amount_mg=amount, **kwargs)
         db.session.rollback()
         return refused.value
 
-    def missed(self) -> dosing.MissedDays:
-        order = dosing.daily_order(self.patient, self.today)
-        return dosing.patient_missed_days(self.patient, order, self.today)
+    def missed(self) -> missed.MissedDays:
+        order = dose_day.daily_order(self.patient, self.today)
+        return missed.patient_missed_days(self.patient, order, self.today)
 
 
 @pytest.fixture
@@ -157,14 +166,14 @@ def test_a_dispenser_records_the_ordered_dose_with_the_1304_24_fields(world):
 
 def test_already_dosed_today_is_refused(world):
     world.dose()
-    assert world.refusal().message == dosing.ALREADY_DOSED_MESSAGE
+    assert world.refusal().message == ledger.ALREADY_DOSED_MESSAGE
     assert db.session.scalar(sa.select(sa.func.count(DoseEntry.id))) == 1
 
 
 def test_a_clinician_without_the_dispense_flag_is_refused(world):
     with pytest.raises(DomainError) as refused:
-        dosing.record_dose(world.patient, actor=world.clinician, amount_mg="40")
-    assert refused.value.message == dosing.NOT_A_DISPENSER_MESSAGE
+        ledger.record_dose(world.patient, actor=world.clinician, amount_mg="40")
+    assert refused.value.message == ledger.NOT_A_DISPENSER_MESSAGE
 
 
 def test_no_active_order_is_refused(world):
@@ -176,13 +185,13 @@ def test_no_active_order_is_refused(world):
         order, actor=prescriber, end_on=world.today - dt.timedelta(days=1), reason="Tapered off"
     )
     db.session.commit()
-    assert world.refusal().message == dosing.NO_ORDER_MESSAGE
+    assert world.refusal().message == ledger.NO_ORDER_MESSAGE
 
 
 def test_a_hold_in_force_is_refused(world):
     holds.place_hold(world.patient, actor=world.clinician, reason="Intoxicated", until_on=None)
     db.session.commit()
-    assert world.refusal().message == dosing.ON_HOLD_MESSAGE
+    assert world.refusal().message == ledger.ON_HOLD_MESSAGE
 
 
 def test_a_hold_that_ended_yesterday_no_longer_refuses(world):
@@ -210,7 +219,7 @@ def test_a_discharged_enrollment_is_refused(world):
         {"d": world.today, "id": enrollment.id},
     )
     db.session.commit()
-    assert world.refusal().message == dosing.DISCHARGED_MESSAGE
+    assert world.refusal().message == ledger.DISCHARGED_MESSAGE
 
 
 def test_a_discharged_patient_through_the_discharge_service_has_no_dose(world):
@@ -223,7 +232,7 @@ def test_a_discharged_patient_through_the_discharge_service_has_no_dose(world):
         expected_version=enrollment.version,
     )
     db.session.commit()
-    assert world.refusal().message in (dosing.NO_ORDER_MESSAGE, dosing.DISCHARGED_MESSAGE)
+    assert world.refusal().message in (ledger.NO_ORDER_MESSAGE, ledger.DISCHARGED_MESSAGE)
 
 
 def test_an_unacknowledged_warning_refuses_until_acknowledged_today(world):
@@ -232,9 +241,9 @@ def test_an_unacknowledged_warning_refuses_until_acknowledged_today(world):
     )
     holds.add_flag(world.patient, actor=world.clinician, category="info", text="Prefers Spanish")
     db.session.commit()
-    assert world.refusal().message == dosing.UNACKNOWLEDGED_MESSAGE
-    dosing.acknowledge_flag(flag, actor=world.nurse)
-    dosing.acknowledge_flag(flag, actor=world.nurse)  # again the same day: no second row
+    assert world.refusal().message == ledger.UNACKNOWLEDGED_MESSAGE
+    ledger.acknowledge_flag(flag, actor=world.nurse)
+    ledger.acknowledge_flag(flag, actor=world.nurse)  # again the same day: no second row
     db.session.commit()
     assert (
         db.session.scalar(sa.select(sa.func.count()).select_from(sa.text("flag_acknowledgement")))
@@ -246,21 +255,21 @@ def test_an_unacknowledged_warning_refuses_until_acknowledged_today(world):
 def test_an_acknowledgement_lasts_one_day(world):
     flag = holds.add_flag(world.patient, actor=world.clinician, category="warning", text="Sedated?")
     db.session.commit()
-    dosing.acknowledge_flag(flag, actor=world.nurse, now=at(world.today - dt.timedelta(days=1)))
+    ledger.acknowledge_flag(flag, actor=world.nurse, now=at(world.today - dt.timedelta(days=1)))
     db.session.commit()
-    assert world.refusal().message == dosing.UNACKNOWLEDGED_MESSAGE
+    assert world.refusal().message == ledger.UNACKNOWLEDGED_MESSAGE
 
 
 @pytest.mark.parametrize(
     ("amount", "message"),
     [
-        ("0", dosing.AMOUNT_POSITIVE_MESSAGE),
-        ("-5", dosing.AMOUNT_POSITIVE_MESSAGE),
-        ("10000", dosing.AMOUNT_TOO_LARGE_MESSAGE),
+        ("0", ledger.AMOUNT_POSITIVE_MESSAGE),
+        ("-5", ledger.AMOUNT_POSITIVE_MESSAGE),
+        ("10000", ledger.AMOUNT_TOO_LARGE_MESSAGE),
         ("abc", "Enter the amount as a number of mg, e.g. 62.5."),
         ("NaN", "Enter the amount as a number of mg, e.g. 62.5."),
         ("40.005", "Give the amount to at most two decimals (0.01 mg)."),
-        # Read by Decimal() as 100, 10, 50 and 15 mg: refused as typed (orders.parse_mg).
+        # Read by Decimal() as 100, 10, 50 and 15 mg: refused as typed (amounts.parse_mg).
         ("1e2", "Enter the amount as a number of mg, e.g. 62.5."),
         ("1_0", "Enter the amount as a number of mg, e.g. 62.5."),
         ("\u0665\u0660", "Enter the amount as a number of mg, e.g. 62.5."),
@@ -275,7 +284,7 @@ def test_bad_amounts_are_refused_next_to_the_amount(world, amount, message):
 def test_an_amount_differing_from_the_order_needs_a_reason(world):
     refused = world.refusal("35")
     assert refused.field == "reason"
-    assert refused.message == dosing.AMOUNT_DIFFERS_MESSAGE.format(expected="40")
+    assert refused.message == ledger.AMOUNT_DIFFERS_MESSAGE.format(expected="40")
     entry = world.dose("35", reason="Patient vomited part of the dose yesterday")
     assert entry.amount_mg == Decimal("35")
 
@@ -295,7 +304,7 @@ def test_a_split_dose_gives_the_first_then_only_the_remaining_portion(split_worl
     refused = w.refusal("50", reason="both at once")
     assert refused.message == "Only the remaining 30 mg of today's split dose may be given."
     assert w.dose("30").slot == 2
-    assert w.refusal("30").message == dosing.BOTH_PORTIONS_MESSAGE
+    assert w.refusal("30").message == ledger.BOTH_PORTIONS_MESSAGE
 
 
 def test_split_portions_differing_from_the_order_need_a_reason(split_world):
@@ -312,11 +321,11 @@ def test_a_split_on_the_first_day_counts_towards_the_first_day_total(app, make_w
     )
     with app.test_request_context():
         made.dose("30")
-        assert dosing.first_day_total_mg(made.patient, made.today) == Decimal("30")
+        assert dose_day.first_day_total_mg(made.patient, made.today) == Decimal("30")
         made.dose("20")
-        assert dosing.first_day_total_mg(made.patient, made.today) == Decimal("50")
-        assert dosing.first_day_total_mg(made.patient.id, made.today) == Decimal("50")
-        assert made.refusal("1", reason="top up").message == dosing.BOTH_PORTIONS_MESSAGE
+        assert dose_day.first_day_total_mg(made.patient, made.today) == Decimal("50")
+        assert dose_day.first_day_total_mg(made.patient.id, made.today) == Decimal("50")
+        assert made.refusal("1", reason="top up").message == ledger.BOTH_PORTIONS_MESSAGE
 
 
 def _methadone(dose_mg: str, start_on: dt.date, **fields) -> orders.OrderInput:
@@ -378,7 +387,7 @@ def test_a_reversed_day_one_dose_does_not_count_towards_the_total(app, make_worl
     made = make_world(start=0)
     with app.test_request_context():
         entry = made.dose("40")
-        dosing.record_reversal(entry, actor=made.nurse, reason="Recorded for the wrong patient")
+        ledger.record_reversal(entry, actor=made.nurse, reason="Recorded for the wrong patient")
         db.session.commit()
         order = db.session.get(MedicationOrder, made.ids["order"])
         created = orders.change_dose(
@@ -454,28 +463,28 @@ def test_a_day_one_split_after_a_dose_given_counts_the_dose(app, make_world):
 def test_a_reversal_keeps_the_original_and_frees_the_day_for_a_new_dose(world):
     entry = world.dose()
     with pytest.raises(DomainError) as refused:
-        dosing.record_reversal(entry, actor=world.nurse, reason="  ")
+        ledger.record_reversal(entry, actor=world.nurse, reason="  ")
     assert refused.value.field == "reason"
     db.session.rollback()
-    reversal = dosing.record_reversal(entry, actor=world.nurse, reason="Wrong patient chosen")
+    reversal = ledger.record_reversal(entry, actor=world.nurse, reason="Wrong patient chosen")
     db.session.commit()
     assert reversal.reverses_id == entry.id and reversal.kind == DoseKind.REVERSAL
     assert db.session.get(DoseEntry, entry.id).amount_mg == Decimal("40")  # still there
-    assert dosing.first_day_total_mg(world.patient, world.today) == Decimal(0)
+    assert dose_day.first_day_total_mg(world.patient, world.today) == Decimal(0)
     again = world.dose()
     assert again.slot == 2  # the reversed row keeps slot 1
 
 
 def test_a_dose_is_reversed_only_once_and_a_reversal_is_not_reversed(world):
     entry = world.dose()
-    reversal = dosing.record_reversal(entry, actor=world.nurse, reason="Wrong amount")
+    reversal = ledger.record_reversal(entry, actor=world.nurse, reason="Wrong amount")
     db.session.commit()
     for target, message in (
-        (entry, dosing.ALREADY_REVERSED_MESSAGE),
-        (reversal, dosing.NOT_REVERSIBLE_MESSAGE),
+        (entry, ledger.ALREADY_REVERSED_MESSAGE),
+        (reversal, ledger.NOT_REVERSIBLE_MESSAGE),
     ):
         with pytest.raises(DomainError) as refused:
-            dosing.record_reversal(target, actor=world.nurse, reason="again")
+            ledger.record_reversal(target, actor=world.nurse, reason="again")
         assert refused.value.message == message
         db.session.rollback()
 
@@ -483,7 +492,7 @@ def test_a_dose_is_reversed_only_once_and_a_reversal_is_not_reversed(world):
 def test_a_reversal_needs_a_dispenser(world):
     entry = world.dose()
     with pytest.raises(DomainError):
-        dosing.record_reversal(entry, actor=world.clinician, reason="Wrong patient")
+        ledger.record_reversal(entry, actor=world.clinician, reason="Wrong patient")
 
 
 # --- held days ------------------------------------------------------------------------
@@ -491,9 +500,9 @@ def test_a_reversal_needs_a_dispenser(world):
 
 def test_a_held_day_is_a_ledger_row_with_its_reason(world):
     with pytest.raises(DomainError) as refused:
-        dosing.record_held(world.patient, actor=world.nurse, reason="")
+        ledger.record_held(world.patient, actor=world.nurse, reason="")
     assert refused.value.field == "reason"
-    entry = dosing.record_held(world.patient, actor=world.nurse, reason="Appears intoxicated")
+    entry = ledger.record_held(world.patient, actor=world.nurse, reason="Appears intoxicated")
     db.session.commit()
     assert (entry.kind, entry.amount_mg, entry.slot) == (DoseKind.HELD, None, None)
 
@@ -522,7 +531,7 @@ def test_two_missed_days_are_not_on_the_review_list_three_are(app, make_world):
     with app.test_request_context():
         two.dose(day=days_ago(two, 3))
         three.dose(day=days_ago(three, 4))
-        listed = {r.patient.id: r.missed.count for r in dosing.review_list(None)}
+        listed = {r.patient.id: r.missed.count for r in reviews.review_list(None)}
         assert listed == {three.ids["patient"]: 3}
 
 
@@ -567,12 +576,12 @@ def test_after_the_review_dosing_works_and_three_more_missed_days_need_a_new_one
         made.dose(day=days_ago(made, 12))
         # Missed -11, -10, -9: refused on day -8 until a clinician reviews.
         with pytest.raises(DomainError) as refused:
-            dosing.record_dose(
+            ledger.record_dose(
                 made.patient, actor=made.nurse, amount_mg="40", now=at(days_ago(made, 8))
             )
         assert "review is needed" in refused.value.message
         db.session.rollback()
-        dosing.record_review(
+        reviews.record_review(
             made.patient,
             actor=made.clinician,
             decision="continue",
@@ -588,7 +597,7 @@ def test_after_the_review_dosing_works_and_three_more_missed_days_need_a_new_one
         status = made.missed()
         assert (status.count, status.reviewed_on, status.needs_review) == (3, None, True)
         assert "3 missed days" in made.refusal().message
-        dosing.record_review(made.patient, actor=made.clinician, decision="continue", note=None)
+        reviews.record_review(made.patient, actor=made.clinician, decision="continue", note=None)
         db.session.commit()
         assert made.dose().kind == DoseKind.OBSERVED
 
@@ -620,7 +629,7 @@ def test_a_dose_recorded_as_held_is_not_a_missed_day(app, make_world):
     made = make_world(start=4)
     with app.test_request_context():
         made.dose(day=days_ago(made, 4))
-        dosing.record_held(
+        ledger.record_held(
             made.patient, actor=made.nurse, reason="Appears sedated", now=at(days_ago(made, 3))
         )
         db.session.commit()
@@ -634,7 +643,7 @@ def test_a_held_day_does_not_end_a_run_of_missed_days(app, make_world):
     made = make_world(start=5)
     with app.test_request_context():
         made.dose(day=days_ago(made, 5))
-        dosing.record_held(
+        ledger.record_held(
             made.patient, actor=made.nurse, reason="Appears sedated", now=at(days_ago(made, 3))
         )
         db.session.commit()
@@ -648,7 +657,7 @@ def test_the_nurse_may_record_the_dose_as_held_while_a_review_is_due(app, make_w
     made = make_world(start=4)
     with app.test_request_context():
         made.dose(day=days_ago(made, 4))
-        entry = dosing.record_held(made.patient, actor=made.nurse, reason="Awaiting a review")
+        entry = ledger.record_held(made.patient, actor=made.nurse, reason="Awaiting a review")
         db.session.commit()
         assert entry.kind == DoseKind.HELD
 
@@ -664,7 +673,7 @@ def test_the_missed_day_rule_spares_injections(app, make_world):
         justification="Opioid-free for 10 days per urine testing.",
     )
     with app.test_request_context():
-        entry = dosing.record_injection(
+        entry = ledger.record_injection(
             made.patient, actor=made.nurse, amount_mg="380", lot="AB12", injection_site="arm_left"
         )
         assert entry.kind == DoseKind.INJECTION
@@ -683,7 +692,7 @@ def test_a_split_second_portion_is_not_refused_after_a_reviewed_first(app, make_
         made.dose("50", day=days_ago(made, 4))
         made.dose("30", day=days_ago(made, 4))
         assert "review is needed" in made.refusal("50").message
-        dosing.record_review(made.patient, actor=made.clinician, decision="continue", note=None)
+        reviews.record_review(made.patient, actor=made.clinician, decision="continue", note=None)
         db.session.commit()
         made.dose("50")
         assert made.dose("30").amount_mg == Decimal("30.00")
@@ -695,7 +704,7 @@ def test_a_reversed_dose_does_not_end_a_run_of_missed_days(app, make_world):
         made.dose(day=days_ago(made, 4))
         entry = made.dose(day=days_ago(made, 1))
         assert made.missed().count == 0
-        dosing.record_reversal(entry, actor=made.nurse, reason="Recorded for the wrong patient")
+        ledger.record_reversal(entry, actor=made.nurse, reason="Recorded for the wrong patient")
         db.session.commit()
         assert made.missed().count == 3
 
@@ -708,7 +717,7 @@ def test_only_a_clinician_records_a_review(make_world, app):
         admin.role = "admin"  # in memory only: an administrator may not review
         admin.may_dispense = False
         with pytest.raises(DomainError) as refused:
-            dosing.record_review(made.patient, actor=admin, decision="continue", note=None)
+            reviews.record_review(made.patient, actor=admin, decision="continue", note=None)
         assert "clinician" in refused.value.message
         db.session.rollback()
 
@@ -717,7 +726,7 @@ def test_three_more_missed_days_after_a_review_alert_again(app, make_world):
     made = make_world(start=8)
     with app.test_request_context():
         made.dose(day=days_ago(made, 8))
-        dosing.record_review(
+        reviews.record_review(
             made.patient,
             actor=made.clinician,
             decision="continue",
@@ -737,13 +746,13 @@ def test_a_clinician_reviews_missed_days(app, make_world):
     with app.test_request_context():
         made.dose(day=days_ago(made, 4))
         assert made.missed().needs_review
-        review = dosing.record_review(
+        review = reviews.record_review(
             made.patient, actor=made.clinician, decision="continue", note=None
         )
         db.session.commit()
         assert (review.missed_days, review.decision) == (3, "continue")
         assert not made.missed().needs_review
-        assert dosing.review_list(None) == []
+        assert reviews.review_list(None) == []
 
 
 def test_a_review_deciding_a_hold_places_a_stop_dose_hold(app, make_world):
@@ -751,15 +760,15 @@ def test_a_review_deciding_a_hold_places_a_stop_dose_hold(app, make_world):
     with app.test_request_context():
         made.dose(day=days_ago(made, 6))
         with pytest.raises(DomainError) as refused:
-            dosing.record_review(made.patient, actor=made.clinician, decision="hold", note="")
+            reviews.record_review(made.patient, actor=made.clinician, decision="hold", note="")
         assert refused.value.field == "note"
         db.session.rollback()
-        dosing.record_review(
+        reviews.record_review(
             made.patient, actor=made.clinician, decision="hold", note="Re-assess before dosing"
         )
         db.session.commit()
-        assert dosing.hold_in_force(made.patient.id, made.today) is not None
-        assert made.refusal().message == dosing.ON_HOLD_MESSAGE
+        assert dose_day.hold_in_force(made.patient.id, made.today) is not None
+        assert made.refusal().message == ledger.ON_HOLD_MESSAGE
 
 
 def test_a_review_needs_missed_days_and_a_decision(app, make_world):
@@ -767,11 +776,13 @@ def test_a_review_needs_missed_days_and_a_decision(app, make_world):
     with app.test_request_context():
         made.dose(day=days_ago(made, 1))
         with pytest.raises(DomainError) as refused:
-            dosing.record_review(made.patient, actor=made.clinician, decision="maybe", note=None)
+            reviews.record_review(made.patient, actor=made.clinician, decision="maybe", note=None)
         assert refused.value.field == "decision"
         with pytest.raises(DomainError) as refused:
-            dosing.record_review(made.patient, actor=made.clinician, decision="continue", note=None)
-        assert refused.value.message == dosing.REVIEW_NOT_DUE_MESSAGE
+            reviews.record_review(
+                made.patient, actor=made.clinician, decision="continue", note=None
+            )
+        assert refused.value.message == reviews.REVIEW_NOT_DUE_MESSAGE
         assert db.session.scalar(sa.select(sa.func.count(MissedDoseReview.id))) == 0
 
 
@@ -796,19 +807,19 @@ def injection_world(app, make_world):
 
 def test_an_injection_records_lot_and_site_and_sets_the_next_due_date(injection_world):
     w = injection_world
-    rows = {r.patient.id: r for r in dosing.injections_due(None)}
+    rows = {r.patient.id: r for r in worklists.injections_due(None)}
     assert rows[w.patient.id].overdue  # started 40 days ago, never given
     with pytest.raises(DomainError) as refused:
-        dosing.record_injection(
+        ledger.record_injection(
             w.patient, actor=w.nurse, amount_mg="380", lot="", injection_site="gluteal_left"
         )
     assert refused.value.field == "lot"
     with pytest.raises(DomainError) as refused:
-        dosing.record_injection(
+        ledger.record_injection(
             w.patient, actor=w.nurse, amount_mg="380", lot="AB12", injection_site="knee"
         )
     assert refused.value.field == "injection_site"
-    entry = dosing.record_injection(
+    entry = ledger.record_injection(
         w.patient, actor=w.nurse, amount_mg="380", lot="AB12", injection_site="gluteal_left"
     )
     db.session.commit()
@@ -817,23 +828,23 @@ def test_an_injection_records_lot_and_site_and_sets_the_next_due_date(injection_
         "AB12",
         "gluteal_left",
     )
-    doses = dosing.chart_doses(w.patient)
+    doses = dose_records.chart_doses(w.patient)
     assert doses.next_injection == w.today + dt.timedelta(days=28)
-    assert dosing.injections_due(None) == []
+    assert worklists.injections_due(None) == []
     with pytest.raises(DomainError) as refused:
-        dosing.record_injection(
+        ledger.record_injection(
             w.patient, actor=w.nurse, amount_mg="380", lot="AB12", injection_site="gluteal_left"
         )
-    assert refused.value.message == dosing.ALREADY_INJECTED_MESSAGE
+    assert refused.value.message == ledger.ALREADY_INJECTED_MESSAGE
 
 
 def test_an_injection_patient_has_no_daily_dose(injection_world):
-    assert injection_world.refusal("380").message == dosing.NO_ORDER_MESSAGE
+    assert injection_world.refusal("380").message == ledger.NO_ORDER_MESSAGE
 
 
 def test_a_daily_patient_has_no_injection(world):
     with pytest.raises(DomainError) as refused:
-        dosing.record_injection(
+        ledger.record_injection(
             world.patient, actor=world.nurse, amount_mg="40", lot="X", injection_site="arm_left"
         )
-    assert refused.value.message == dosing.NO_INJECTION_ORDER_MESSAGE
+    assert refused.value.message == ledger.NO_INJECTION_ORDER_MESSAGE

@@ -20,7 +20,7 @@ import time_machine
 
 from clinic.accounts.models import User
 from clinic.extensions import db
-from clinic.medications import dosing, holds, orders
+from clinic.medications import dose_day, holds, ledger, orders
 from clinic.medications.models import (
     DoseEntry,
     DoseKind,
@@ -162,12 +162,12 @@ def test_an_order_ended_today_still_gives_todays_dose(
     screen = nurse.get("/dosing/?site=MAIN").get_data(as_text=True)
     assert 'data-count="1"' in screen
     page = text(nurse.get(dose_url(patient)))
-    assert 'id="dose-form"' in page and dosing.NO_ORDER_MESSAGE not in page
+    assert 'id="dose-form"' in page and ledger.NO_ORDER_MESSAGE not in page
     with app.test_request_context():
         shown = db.session.get(Patient, patient)
-        assert dosing.daily_order(shown, TODAY).id == order
-        assert dosing.daily_order(shown, TODAY + dt.timedelta(days=1)) is None
-        entry = dosing.record_dose(shown, actor=db.session.get(User, dispenser), amount_mg="40")
+        assert dose_day.daily_order(shown, TODAY).id == order
+        assert dose_day.daily_order(shown, TODAY + dt.timedelta(days=1)) is None
+        entry = ledger.record_dose(shown, actor=db.session.get(User, dispenser), amount_mg="40")
         assert entry.order_id == order
         db.session.rollback()
 
@@ -176,7 +176,7 @@ def test_an_order_ended_yesterday_gives_no_dose_today(app, nurse, patient_on, pr
     patient, order = patient_on(start_on=TODAY - dt.timedelta(days=3), dosed_yesterday=False)
     _end(order, prescriber, TODAY - dt.timedelta(days=1))
     assert 'data-count="0"' in nurse.get("/dosing/?site=MAIN").get_data(as_text=True)
-    assert dosing.NO_ORDER_MESSAGE in text(nurse.get(dose_url(patient)))
+    assert ledger.NO_ORDER_MESSAGE in text(nurse.get(dose_url(patient)))
 
 
 def test_a_same_day_change_puts_the_replacement_in_force(app, nurse, patient_on, prescriber):
@@ -186,7 +186,7 @@ def test_a_same_day_change_puts_the_replacement_in_force(app, nurse, patient_on,
         assert db.session.get(MedicationOrder, order).end_on == TODAY  # both "in" today
         assert [o.id for o in orders.active_orders([patient], TODAY)] == [new]
     with app.test_request_context():
-        assert dosing.daily_order(db.session.get(Patient, patient), TODAY).id == new
+        assert dose_day.daily_order(db.session.get(Patient, patient), TODAY).id == new
     page = text(nurse.get(dose_url(patient)))
     assert "45 mg daily" in page and 'value="45"' in page
     screen = text(nurse.get("/dosing/?site=MAIN"))
@@ -201,7 +201,7 @@ def test_an_order_ended_before_it_started_is_never_in_force(app, nurse, patient_
         assert ended.end_on == ended.start_on - dt.timedelta(days=1)
         shown = db.session.get(Patient, patient)
         for days in range(4):
-            assert dosing.daily_order(shown, TODAY + dt.timedelta(days=days)) is None
+            assert dose_day.daily_order(shown, TODAY + dt.timedelta(days=days)) is None
 
 
 # --- 3. the first-day total -------------------------------------------------------------------
@@ -226,8 +226,8 @@ def test_the_first_day_total_counts_take_home_amounts_and_not_injections(app, pa
         take_home_form="oral liquid",
     )
     with app.app_context():
-        assert dosing.first_day_total_mg(patient, TODAY) == Decimal("45")
-        assert dosing.first_day_total_mg(patient, TODAY - dt.timedelta(days=1)) == 0
+        assert dose_day.first_day_total_mg(patient, TODAY) == Decimal("45")
+        assert dose_day.first_day_total_mg(patient, TODAY - dt.timedelta(days=1)) == 0
 
 
 # --- 4. refusals known before the form is sent -------------------------------------------------
@@ -250,7 +250,7 @@ def test_a_held_patients_dose_page_shows_the_hold_not_the_form(app, nurse, patie
         db.session.commit()
     page = text(nurse.get(dose_url(patient)))
     assert _no_dose_form(page)
-    assert dosing.ON_HOLD_MESSAGE in page and "Record as held" in page
+    assert ledger.ON_HOLD_MESSAGE in page and "Record as held" in page
 
 
 def test_a_discharged_patients_dose_page_shows_the_discharge(app, nurse, patient_on):
@@ -263,7 +263,7 @@ def test_a_discharged_patients_dose_page_shows_the_discharge(app, nurse, patient
         )
         db.session.commit()
     page = text(nurse.get(dose_url(patient)))
-    assert _no_dose_form(page) and dosing.DISCHARGED_MESSAGE in page
+    assert _no_dose_form(page) and ledger.DISCHARGED_MESSAGE in page
 
 
 def test_a_review_needed_and_no_order_show_in_place_of_the_form(app, nurse, patient_on):
@@ -273,7 +273,7 @@ def test_a_review_needed_and_no_order_show_in_place_of_the_form(app, nurse, pati
     assert "a clinician's review is needed before the next dose" in page
     nothing, _order = patient_on("Al", "Other", start_on=TODAY + dt.timedelta(days=2))
     page = text(nurse.get(dose_url(nothing)))
-    assert _no_dose_form(page) and dosing.NO_ORDER_MESSAGE in page
+    assert _no_dose_form(page) and ledger.NO_ORDER_MESSAGE in page
 
 
 def test_a_dose_given_in_full_shows_dosed_not_the_form(app, nurse, patient_on):
@@ -295,7 +295,7 @@ def test_an_unacknowledged_warning_shows_in_place_of_the_form(app, nurse, patien
         )
         db.session.commit()
     page = text(nurse.get(dose_url(patient)))
-    assert _no_dose_form(page) and dosing.UNACKNOWLEDGED_MESSAGE in page
+    assert _no_dose_form(page) and ledger.UNACKNOWLEDGED_MESSAGE in page
     assert "Acknowledge for today" in page
 
 

@@ -16,7 +16,7 @@ import time_machine
 
 from clinic.audit.models import AuditEvent
 from clinic.extensions import db
-from clinic.medications import dosing
+from clinic.medications import dose_day, ledger
 from clinic.medications.models import DoseEntry, DoseKind, MedicationOrder
 from clinic.patients.models import Enrollment, Patient
 from clinic.sites.models import Site
@@ -200,9 +200,9 @@ def test_the_date_of_birth_must_be_confirmed(app, nurse, patient_on):
 @pytest.mark.parametrize(
     ("amount", "message"),
     [
-        ("-5", dosing.AMOUNT_POSITIVE_MESSAGE),
-        ("0", dosing.AMOUNT_POSITIVE_MESSAGE),
-        ("10000", dosing.AMOUNT_TOO_LARGE_MESSAGE),
+        ("-5", ledger.AMOUNT_POSITIVE_MESSAGE),
+        ("0", ledger.AMOUNT_POSITIVE_MESSAGE),
+        ("10000", ledger.AMOUNT_TOO_LARGE_MESSAGE),
         ("forty", "Enter the amount as a number of mg, e.g. 62.5."),
         ("1e2", "Enter the amount as a number of mg, e.g. 62.5."),
         ("1_0", "Enter the amount as a number of mg, e.g. 62.5."),
@@ -251,12 +251,12 @@ def test_a_second_dose_is_refused_with_the_reason(app, nurse, patient_on):
     # A form opened before the first dose was saved, sent after it: a conflict.
     response = nurse.post(dose_url(patient), data=opened_before)
     assert response.status_code == 409
-    assert dosing.RACE_MESSAGE in text(response)
+    assert ledger.RACE_MESSAGE in text(response)
     assert len(doses(app)) == 1
     # A form without what the page showed (an old page): still refused as already dosed.
     del opened_before["given_count"]
     response = nurse.post(dose_url(patient), data=opened_before)
-    assert dosing.ALREADY_DOSED_MESSAGE in text(response)
+    assert ledger.ALREADY_DOSED_MESSAGE in text(response)
     assert len(doses(app)) == 1
 
 
@@ -267,8 +267,8 @@ def test_two_nurses_dosing_at_once_save_one_dose(app, nurse, client_as, patient_
     other = client_as("clinician", may_dispense=True)
     late_form = dose_form(other, patient)
     nurse.post(dose_url(patient), data=dose_form(nurse, patient))
-    monkeypatch.setattr(dosing, "given_on", lambda patient_id, day: [])
-    monkeypatch.setattr(dosing, "_next_slot", lambda patient_id, day: 1)
+    monkeypatch.setattr(dose_day, "given_on", lambda patient_id, day: [])
+    monkeypatch.setattr(ledger, "_next_slot", lambda patient_id, day: 1)
     response = other.post(dose_url(patient), data=late_form)
     assert response.status_code == 409
     error = re.search(r'id="amount_mg-error"[^>]*>([^<]*)<', text(response))
@@ -350,7 +350,7 @@ def test_a_hold_and_a_warning_show_and_refuse(app, nurse, patient_on, make_user)
         db.session.commit()
         flag_id = flag.id
     response = nurse.post(dose_url(patient), data=dose_form(nurse, patient))
-    assert dosing.UNACKNOWLEDGED_MESSAGE in text(response)
+    assert ledger.UNACKNOWLEDGED_MESSAGE in text(response)
     ack = nurse.post(
         f"/dosing/patients/{patient}/acknowledge",
         data={"csrf_token": nurse.csrf_token(dose_url(patient)), "flag_id": str(flag_id)},
@@ -366,7 +366,7 @@ def test_a_hold_and_a_warning_show_and_refuse(app, nurse, patient_on, make_user)
         )
         db.session.commit()
     response = nurse.post(dose_url(patient), data=dose_form(nurse, patient))
-    assert dosing.ON_HOLD_MESSAGE in response.get_data(as_text=True)
+    assert ledger.ON_HOLD_MESSAGE in response.get_data(as_text=True)
     assert doses(app) == []
     assert "Hold" in nurse.get("/dosing/?site=MAIN").get_data(as_text=True)
 
@@ -389,7 +389,7 @@ def test_a_discharged_patient_is_not_dosed(app, nurse, patient_on, client_as, to
     response = nurse.post(dose_url(patient), data=form)
     assert response.status_code == 200
     html = response.get_data(as_text=True)
-    assert dosing.NO_ORDER_MESSAGE in html or dosing.DISCHARGED_MESSAGE in html
+    assert ledger.NO_ORDER_MESSAGE in html or ledger.DISCHARGED_MESSAGE in html
     assert doses(app) == []
     assert 'data-count="0"' in nurse.get("/dosing/?site=MAIN").get_data(as_text=True)
 
@@ -400,7 +400,7 @@ def test_a_held_dose_is_recorded_with_its_reason(app, nurse, patient_on):
     tokens = TOKEN_RE.findall(html)
     data = {"csrf_token": CSRF_RE.search(html).group(1), "submission_token": tokens[-1]}
     refused = nurse.post(f"/dosing/patients/{patient}/held", data={**data, "held_reason": ""})
-    assert dosing.HELD_REASON_MESSAGE in text(refused)
+    assert ledger.HELD_REASON_MESSAGE in text(refused)
     saved = nurse.post(
         f"/dosing/patients/{patient}/held", data={**data, "held_reason": "Appears intoxicated"}
     )
@@ -462,7 +462,7 @@ def test_a_reversal_through_the_page(app, nurse, patient_on):
         "dose_id": str(entry.id),
     }
     refused = nurse.post(url, data={**data, "reason": ""})
-    assert dosing.REVERSAL_REASON_MESSAGE in refused.get_data(as_text=True)
+    assert ledger.REVERSAL_REASON_MESSAGE in refused.get_data(as_text=True)
     done = nurse.post(url, data={**data, "reason": "Recorded for the wrong patient"})
     assert done.status_code == 302
     assert [e.kind for e in doses(app)] == [DoseKind.OBSERVED, DoseKind.REVERSAL]

@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from clinic.accounts.models import User
 from clinic.errors import DomainError
 from clinic.extensions import db
-from clinic.medications import dosing, orders
+from clinic.medications import amounts, dose_day, orders
 from clinic.medications.models import MedicationOrder, OrderStatus
 from clinic.patients.models import Enrollment
 from clinic.sites.time import site_today
@@ -76,7 +76,7 @@ def _today(setup) -> dt.date:
 )
 def test_an_amount_is_digits_and_one_point_only(typed, message):
     with pytest.raises(DomainError) as refused:
-        orders.parse_mg(typed, field="dose_mg")
+        amounts.parse_mg(typed, field="dose_mg")
     assert message in refused.value.message
     assert refused.value.field == "dose_mg"
 
@@ -86,8 +86,8 @@ def test_an_amount_is_digits_and_one_point_only(typed, message):
     [("62.5", "62.50"), (" 40 ", "40.00"), (".5", "0.50"), ("50.", "50.00"), ("+7", "7.00")],
 )
 def test_plain_amounts_are_read_exactly(typed, amount):
-    assert orders.parse_mg(typed, field="dose_mg") == Decimal(amount)
-    assert orders.parse_mg(Decimal(amount), field="dose_mg") == Decimal(amount)
+    assert amounts.parse_mg(typed, field="dose_mg") == Decimal(amount)
+    assert amounts.parse_mg(Decimal(amount), field="dose_mg") == Decimal(amount)
 
 
 def test_a_decimal_comma_on_the_form_is_an_error_next_to_the_dose(app, setup, username_of):
@@ -134,7 +134,7 @@ def test_a_dose_change_starting_tomorrow_is_refused_and_the_order_stays(app, set
         db.session.rollback()
         assert db.session.get(MedicationOrder, order.id).status == OrderStatus.ACTIVE
         patient = db.session.get(Enrollment, setup["enrollment"]).patient
-        assert dosing.daily_order(patient, _today(setup)).id == order.id
+        assert dose_day.daily_order(patient, _today(setup)).id == order.id
 
 
 @pytest.mark.parametrize("service", [orders.change_dose, orders.switch_medication])
@@ -157,7 +157,7 @@ def test_a_change_or_switch_starting_today_keeps_an_order_in_force(app, setup, s
         created = service(order, actor=db.session.get(User, setup["prescriber"]), data=data)
         db.session.commit()
         patient = db.session.get(Enrollment, setup["enrollment"]).patient
-        assert dosing.daily_order(patient, today).id == created.id
+        assert dose_day.daily_order(patient, today).id == created.id
 
 
 def test_an_order_written_ahead_may_be_replaced_on_its_own_start_day(app, setup):

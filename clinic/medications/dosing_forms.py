@@ -1,4 +1,4 @@
-"""Forms of the dosing window (shape only: the rules are ``clinic.medications.dosing``'s)."""
+"""Forms of the dosing window (shape only: the rules are ``clinic.medications.ledger``'s)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from wtforms import (
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from clinic.errors import DomainError
-from clinic.medications import dosing
+from clinic.medications import ledger
 from clinic.medications.models import ReviewDecision
 from clinic.patients.forms import CreateForm, PatientsBaseForm
 
@@ -23,9 +23,9 @@ DOB_NOT_CONFIRMED_MESSAGE = "Confirm the date of birth with the patient before r
 
 def _milligrams(form, field) -> None:
     """Text that is an amount in mg: "abc", "-5", "0" or "10000" is an error next to the
-    field (``dosing.parse_mg``)."""
+    field (``ledger.parse_mg``)."""
     try:
-        dosing.parse_mg(field.data, field_name=field.name)
+        ledger.parse_mg(field.data, field_name=field.name)
     except DomainError as error:
         raise ValidationError(error.message) from None
 
@@ -73,7 +73,7 @@ class HeldForm(CreateForm):
 
     held_reason = StringField(
         "Reason the dose is held",
-        validators=[DataRequired(message=dosing.HELD_REASON_MESSAGE), Length(max=500)],
+        validators=[DataRequired(message=ledger.HELD_REASON_MESSAGE), Length(max=500)],
     )
 
 
@@ -96,7 +96,7 @@ class ReverseForm(CreateForm):
     )
     reason = TextAreaField(
         "Reason for the reversal",
-        validators=[DataRequired(message=dosing.REVERSAL_REASON_MESSAGE), Length(max=500)],
+        validators=[DataRequired(message=ledger.REVERSAL_REASON_MESSAGE), Length(max=500)],
     )
 
 
@@ -118,7 +118,7 @@ class InjectionForm(CreateForm):
     injection_site = SelectField(
         "Site of injection",
         choices=[SelectChoice("", "Choose…")]
-        + [SelectChoice(value, label) for value, label in dosing.INJECTION_SITES],
+        + [SelectChoice(value, label) for value, label in ledger.INJECTION_SITES],
         validators=[DataRequired(message="Choose the site of injection.")],
     )
     reason = StringField(

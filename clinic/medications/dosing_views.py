@@ -29,7 +29,7 @@ from clinic.audit import AuditAction, record
 from clinic.charts import ChartSection, register_chart_section
 from clinic.errors import DomainError, record_denied
 from clinic.forms import has_control_characters
-from clinic.medications import dosing, holds
+from clinic.medications import dose_day, dose_records, holds, ledger, reviews, worklists
 from clinic.medications.dosing_forms import (
     AcknowledgeForm,
     DoseForm,
@@ -38,6 +38,7 @@ from clinic.medications.dosing_forms import (
     MissedReviewForm,
     ReverseForm,
 )
+from clinic.medications.missed import patient_missed_days
 from clinic.medications.models import ReviewDecision, format_mg
 from clinic.patients import access
 from clinic.patients import services as patient_services
@@ -49,10 +50,10 @@ from clinic.web import Once, save
 
 bp = Blueprint("dosing", __name__, url_prefix="/dosing")
 
-RACE_MESSAGE = dosing.RACE_MESSAGE
+RACE_MESSAGE = ledger.RACE_MESSAGE
 LEDGER_REFUSALS = {
     "uq_dose_entry_patient_day_slot": DomainError(RACE_MESSAGE, field="amount_mg"),
-    "uq_dose_entry_reverses_id": DomainError(dosing.ALREADY_REVERSED_MESSAGE),
+    "uq_dose_entry_reverses_id": DomainError(ledger.ALREADY_REVERSED_MESSAGE),
 }
 STATION_KEY = "dosing_station"
 # The dosing screen may show past days (read-only), up to the ledger's retention (1304.04).
@@ -136,9 +137,9 @@ def _read_only(patient: Patient) -> bool:
 # --- the dosing screen -----------------------------------------------------------------
 
 
-def _screen_rows(site: Site, day: dt.date, text: str) -> list[dosing.ScreenRow]:
+def _screen_rows(site: Site, day: dt.date, text: str) -> list[worklists.ScreenRow]:
     matching = patient_services.search_patients(current_user, text) if text else None
-    return dosing.dosing_screen(site, day, matching=matching)
+    return worklists.dosing_screen(site, day, matching=matching)
 
 
 def _record_screen_view(site: Site, day: dt.date, text: str, rows: list) -> None:
@@ -216,15 +217,15 @@ def _dose_page(
     status: int = 200,
 ):
     today = site_today(patient.site)
-    due = dosing.dose_due(patient, today)
-    missed = dosing.patient_missed_days(patient, due.order, today) if due else None
+    due = dose_day.dose_due(patient, today)
+    missed = patient_missed_days(patient, due.order, today) if due else None
     prefill = form is None or request.method == "GET"
     form = form or DoseForm(formdata=None)
     if due is not None and prefill:
         form.amount_mg.data = format_mg(due.expected_mg) if not due.done else ""
         form.station.data = session.get(STATION_KEY, "")
     # What this page shows as given: a dose saved by someone else before the form is sent
-    # makes the service refuse it as a race (``dosing.RACE_MESSAGE``).
+    # makes the service refuse it as a race (``ledger.RACE_MESSAGE``).
     form.given_count.data = str(len(due.given)) if due is not None else "0"
     return (
         render_template(
@@ -233,12 +234,12 @@ def _dose_page(
             today=today,
             due=due,
             missed=missed,
-            hold=dosing.hold_in_force(patient.id, today),
+            hold=dose_day.hold_in_force(patient.id, today),
             flags=holds.live_flags([patient.id]).get(patient.id, []),
-            warnings=dosing.unacknowledged_warnings(patient.id, today),
-            refusal=dosing.dose_refusal(patient, today, due, missed),
-            discharged_message=dosing.DISCHARGED_MESSAGE,
-            injection=dosing.injection_order(patient, today),
+            warnings=dose_day.unacknowledged_warnings(patient.id, today),
+            refusal=ledger.dose_refusal(patient, today, due, missed),
+            discharged_message=ledger.DISCHARGED_MESSAGE,
+            injection=dose_day.injection_order(patient, today),
             form=form,
             held_form=held_form or HeldForm(formdata=None),
             ack_form=AcknowledgeForm(formdata=None),
@@ -258,7 +259,7 @@ def dose(patient_id: int):
     if form.validate_on_submit():
         outcome = save(
             form,
-            lambda: dosing.record_dose(
+            lambda: ledger.record_dose(
                 patient,
                 actor=current_user,
                 amount_mg=form.amount_mg.data,
@@ -295,7 +296,7 @@ def held(patient_id: int):
     if form.validate_on_submit():
         outcome = save(
             form,
-            lambda: dosing.record_held(patient, actor=current_user, reason=form.held_reason.data),
+            lambda: ledger.record_held(patient, actor=current_user, reason=form.held_reason.data),
             once=_once(form, "dose_held", lambda entry: _screen_url(patient)),
         )
         if outcome.repeated_url:
@@ -318,7 +319,7 @@ def acknowledge(patient_id: int):
             abort(404)
         outcome = save(
             form,
-            lambda: dosing.acknowledge_flag(flag, actor=current_user),
+            lambda: ledger.acknowledge_flag(flag, actor=current_user),
             refusals={"uq_flag_acknowledgement_flag_id_acknowledged_on": "recheck"},
         )
         if outcome.saved:
@@ -335,7 +336,7 @@ def acknowledge(patient_id: int):
 def reverse(patient_id: int):
     """Correct a mistaken dose with a reversal row (the original row stays)."""
     patient = access.patient_or_404(patient_id, entity_type="dose")
-    doses = dosing.reversible_doses(patient)
+    doses = ledger.reversible_doses(patient)
     form = ReverseForm()
     form.dose_id.choices = [
         SelectChoice(
@@ -352,7 +353,7 @@ def reverse(patient_id: int):
         else:
             outcome = save(
                 form,
-                lambda: dosing.record_reversal(entry, actor=current_user, reason=form.reason.data),
+                lambda: ledger.record_reversal(entry, actor=current_user, reason=form.reason.data),
                 refusals=LEDGER_REFUSALS,
                 once=_once(
                     form,
@@ -376,14 +377,14 @@ def injection(patient_id: int):
     """Record an extended-release injection (lot, site of injection)."""
     patient = access.patient_or_404(patient_id, entity_type="dose")
     today = site_today(patient.site)
-    order = dosing.injection_order(patient, today)
+    order = dose_day.injection_order(patient, today)
     form = InjectionForm()
     if request.method == "GET" and order is not None:
         form.amount_mg.data = format_mg(order.dose_mg)
     if form.validate_on_submit():
         outcome = save(
             form,
-            lambda: dosing.record_injection(
+            lambda: ledger.record_injection(
                 patient,
                 actor=current_user,
                 amount_mg=form.amount_mg.data,
@@ -400,14 +401,14 @@ def injection(patient_id: int):
             return _already_saved(outcome)
         if outcome.saved:
             entry = outcome.result
-            next_due = dosing.next_injection_due(order, entry.dispensed_on) if order else None
+            next_due = dose_day.next_injection_due(order, entry.dispensed_on) if order else None
             flash(
                 "Injection recorded."
                 + (f" Next due {patient_services.format_day(next_due)}." if next_due else ""),
                 "success",
             )
             return redirect(url_for("dosing.history", patient_id=patient.id))
-    last = dosing.chart_doses(patient).next_injection if order else None
+    last = dose_records.chart_doses(patient).next_injection if order else None
     return render_template(
         "medications/dosing/injection.html",
         patient=patient,
@@ -415,8 +416,8 @@ def injection(patient_id: int):
         order=order,
         next_due=last,
         today=today,
-        hold=dosing.hold_in_force(patient.id, today),
-        warnings=dosing.unacknowledged_warnings(patient.id, today),
+        hold=dose_day.hold_in_force(patient.id, today),
+        warnings=dose_day.unacknowledged_warnings(patient.id, today),
         ack_form=AcknowledgeForm(formdata=None),
     )
 
@@ -429,8 +430,8 @@ def injection(patient_id: int):
 def review_list():
     """Patients with 3 or more missed days to review, and injections overdue."""
     sites = patient_services.visible_site_ids(current_user)
-    rows = dosing.review_list(sites)
-    injections = [r for r in dosing.injections_due(sites, within_days=0) if r.overdue]
+    rows = reviews.review_list(sites)
+    injections = [r for r in worklists.injections_due(sites, within_days=0) if r.overdue]
     record(
         AuditAction.VIEW,
         actor=current_user,
@@ -447,13 +448,13 @@ def review(patient_id: int):
     stop-dose hold) or a new order (the order form follows)."""
     patient = access.patient_or_404(patient_id, entity_type="missed_dose_review")
     today = site_today(patient.site)
-    order = dosing.daily_order(patient, today)
-    missed = dosing.patient_missed_days(patient, order, today) if order else None
+    order = dose_day.daily_order(patient, today)
+    missed = patient_missed_days(patient, order, today) if order else None
     form = MissedReviewForm()
     if form.validate_on_submit():
         outcome = save(
             form,
-            lambda: dosing.record_review(
+            lambda: reviews.record_review(
                 patient, actor=current_user, decision=form.decision.data, note=form.note.data
             ),
             once=_once(form, "missed_dose_review", lambda r: url_for("dosing.review_list")),
@@ -479,7 +480,7 @@ def review(patient_id: int):
 @require_permission(Permission.MEDICATION_READ)
 def injections():
     """Injections overdue or due within a week, at the user's sites."""
-    rows = dosing.injections_due(patient_services.visible_site_ids(current_user))
+    rows = worklists.injections_due(patient_services.visible_site_ids(current_user))
     record(
         AuditAction.VIEW,
         actor=current_user,
@@ -499,13 +500,13 @@ def history(patient_id: int):
     patient = access.patient_or_404(patient_id, entity_type="dose_history")
     raw = request.args.get("before", "")
     before = int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 10 else None
-    page = dosing.dose_history(patient, before=before)
+    page = dose_records.dose_history(patient, before=before)
     return render_template(
         "medications/dosing/history.html",
         patient=patient,
         page=page,
         first_page=before is None,
-        injection_sites=dosing.INJECTION_SITE_LABELS,
+        injection_sites=ledger.INJECTION_SITE_LABELS,
     )
 
 
@@ -518,7 +519,7 @@ def log():
     if site is None:
         return _choose_site("dosing.log")
     today, day = _day(site)
-    groups = dosing.dispensing_log(site, day)
+    groups = dose_records.dispensing_log(site, day)
     record(
         AuditAction.VIEW,
         actor=current_user,
@@ -532,7 +533,7 @@ def log():
         day=day,
         today=today,
         groups=groups,
-        injection_sites=dosing.INJECTION_SITE_LABELS,
+        injection_sites=ledger.INJECTION_SITE_LABELS,
     )
 
 
@@ -543,7 +544,7 @@ def _chart_context(patient: Patient) -> dict[str, Any] | None:
     if not current_user.can(Permission.MEDICATION_READ):
         return None  # staff: never doses
     return {
-        "doses": dosing.chart_doses(patient),
+        "doses": dose_records.chart_doses(patient),
         "may_dose": current_user.can(Permission.DOSE_RECORD),
     }
 

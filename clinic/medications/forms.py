@@ -6,8 +6,8 @@ from wtforms import DateField, SelectChoice, SelectField, StringField, SubmitFie
 from wtforms.validators import DataRequired, InputRequired, Length, Optional, ValidationError
 
 from clinic.errors import DomainError
+from clinic.medications.amounts import parse_mg
 from clinic.medications.models import FlagCategory, Medication, ProductForm, Schedule
-from clinic.medications.orders import parse_mg
 from clinic.patients.forms import CreateForm, PatientsBaseForm
 
 

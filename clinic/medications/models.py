@@ -424,7 +424,8 @@ class PatientFlag(Base):
 
 # --- dose ledger ---
 # The dose ledger (21 CFR 1304.24(a)), flag acknowledgements and missed-dose reviews
-# (task M-dosing). Rules live in clinic.medications.dosing; the database backs them.
+# (task M-dosing). Rules live in clinic.medications.ledger, .missed and .reviews; the
+# database backs them.
 
 
 class DoseKind(StrEnum):

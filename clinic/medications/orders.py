@@ -12,25 +12,19 @@ Guardrails:
 - an order starts within an active enrollment: not before the admission, not after a
   discharge (and ends when the enrollment is discharged: ``end_orders_of_enrollment``,
   a discharge listener);
-- methadone above 50 mg in total on the patient's first methadone day of the enrollment
-  (the order's dose, both split portions included, plus any dose already dispensed that
-  day) needs a written clinical justification (42 CFR 8.12(h)(3)(ii));
-- a dose outside the usual range (methadone above 200 mg, sublingual buprenorphine above
-  32 mg) needs a justification;
-- a dose change larger than the program's step (methadone 10 mg, buprenorphine 4 mg by
-  default) needs a reason; a switch of medication always does;
-- starting naltrexone needs the last opioid use at least 7 days before the start, or a
-  justification;
-- amounts are exact decimals, above 0 and at most ``DOSE_CEILING_MG``, to 0.01 mg.
+- the clinical guardrails — the first methadone day's 50 mg (42 CFR 8.12(h)(3)(ii)), the
+  usual range, the program's step, naltrexone's opioid-free days, methadone only in an
+  OTP — live in ``clinic.medications.guardrails``;
+- amounts are exact decimals, above 0 and at most ``DOSE_CEILING_MG``, to 0.01 mg
+  (``clinic.medications.amounts``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 
 import sqlalchemy as sa
 from sqlalchemy.orm import joinedload
@@ -40,9 +34,10 @@ from clinic.audit import AuditAction, record
 from clinic.db import utcnow
 from clinic.errors import DomainError
 from clinic.extensions import db
+from clinic.medications.amounts import parse_mg
+from clinic.medications.dose_day import DAILY_SCHEDULES, orders_in_force
+from clinic.medications.guardrails import CheckedOrder, check_guardrails, check_program
 from clinic.medications.models import (
-    DOSE_CEILING_MG,
-    MG_QUANTUM,
     Medication,
     MedicationOrder,
     OrderStatus,
@@ -55,18 +50,10 @@ from clinic.patients.models import Enrollment, Patient
 from clinic.security import Permission
 from clinic.sites.time import site_today
 
-FIRST_DAY_METHADONE_MG = Decimal("50")  # 42 CFR 8.12(h)(3)(ii)
-USUAL_MAX_METHADONE_MG = Decimal("200")
-USUAL_MAX_SUBLINGUAL_BUPRENORPHINE_MG = Decimal("32")
-NALTREXONE_OPIOID_FREE_DAYS = 7
 START_AHEAD_DAYS = 90  # an order may be written ahead, not for next year
 ONLY_PRESCRIBERS_MESSAGE = "Only clinicians with the prescriber flag write medication orders."
 ENDED_ORDER_MESSAGE = "This order has already ended: nothing can change it any more."
 DATABASE_REFUSALS_MESSAGE = "The patient already has an active order for this medication."
-DAILY_SCHEDULES = (Schedule.DAILY, Schedule.SPLIT)
-# An amount as typed: ASCII digits with at most one decimal point. No thousands separator
-# ("1,5" is not 15 mg), no exponent ("1e2" is not 100 mg), no digit grouping ("1_0").
-_MG_TEXT = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 
 # Suggested strengths by product form (the form offers them; any text is accepted).
 STRENGTHS: dict[tuple[Medication, ProductForm], str] = {
@@ -100,21 +87,6 @@ class OrderInput:
     last_opioid_use_on: dt.date | None = None
 
 
-@dataclass(frozen=True)
-class _Checked:
-    medication: Medication
-    product_form: ProductForm
-    strength: str
-    dose_mg: Decimal
-    schedule: Schedule
-    split_first_mg: Decimal | None
-    split_second_mg: Decimal | None
-    start_on: dt.date
-    reason: str | None
-    justification: str | None
-    last_opioid_use_on: dt.date | None
-
-
 # --- reading -----------------------------------------------------------------------------
 
 
@@ -134,16 +106,14 @@ def order_for_any(order_id: int) -> MedicationOrder | None:
 
 def active_orders(patient_ids: Iterable[int], on: dt.date) -> list[MedicationOrder]:
     """The orders in force on ``on`` for these patients, in one query: the dosing side's
-    rule (``dosing.orders_in_force``: by start and end dates, a same-day replacement in
+    rule (``dose_day.orders_in_force``: by start and end dates, a same-day replacement in
     force rather than the order it replaced)."""
-    from clinic.medications import dosing  # dosing imports this module
-
     ids = list(patient_ids)
     if not ids:
         return []
     return list(
         db.session.scalars(
-            dosing.orders_in_force(on, daily=None)
+            orders_in_force(on, daily=None)
             .where(MedicationOrder.patient_id.in_(ids))
             .order_by(None)
             .order_by(MedicationOrder.patient_id, MedicationOrder.id)
@@ -201,42 +171,6 @@ def moud_summary(patient: Patient) -> list[Medication]:
 # --- checks --------------------------------------------------------------------------------
 
 
-def parse_mg(value: Decimal | str | int | None, *, field: str, label: str = "dose") -> Decimal:
-    """An amount in mg as an exact decimal: above 0, at most the ceiling, to 0.01 mg."""
-    if value is None or (isinstance(value, str) and not value.strip()):
-        raise DomainError(f"Enter the {label} in mg.", field=field)
-    if isinstance(value, Decimal | int) and not isinstance(value, bool):
-        amount = Decimal(value)
-    else:
-        text = str(value).strip()
-        if not _MG_TEXT.fullmatch(text):
-            if "," in text:
-                raise DomainError(
-                    f"Write the {label} with a point for decimals and no commas, e.g. 62.5.",
-                    field=field,
-                )
-            raise DomainError(f"Enter the {label} as a number of mg, e.g. 62.5.", field=field)
-        try:
-            amount = Decimal(text)
-        except InvalidOperation:  # pragma: no cover - the pattern admits only numbers
-            raise DomainError(
-                f"Enter the {label} as a number of mg, e.g. 62.5.", field=field
-            ) from None
-    if not amount.is_finite():
-        raise DomainError(f"Enter the {label} as a number of mg, e.g. 62.5.", field=field)
-    if amount <= 0:
-        raise DomainError(f"The {label} must be more than 0 mg.", field=field)
-    if amount > DOSE_CEILING_MG:
-        raise DomainError(
-            f"{'An' if label[:1] in 'aeiou' else 'A'} {label} above "
-            f"{format_mg(DOSE_CEILING_MG)} mg is not possible: check the amount.",
-            field=field,
-        )
-    if amount != amount.quantize(MG_QUANTUM):
-        raise DomainError(f"Give the {label} to at most two decimals (0.01 mg).", field=field)
-    return amount.quantize(MG_QUANTUM)
-
-
 def _text(value: str | None) -> str | None:
     value = (value or "").strip()
     return value or None
@@ -254,7 +188,7 @@ def _check_prescriber(actor: User) -> None:
         raise DomainError(ONLY_PRESCRIBERS_MESSAGE)
 
 
-def _check_shape(data: OrderInput) -> _Checked:
+def _check_shape(data: OrderInput) -> CheckedOrder:
     medication = _enum(
         Medication, data.medication, field="medication", message="Choose a medication."
     )
@@ -303,7 +237,7 @@ def _check_shape(data: OrderInput) -> _Checked:
         raise DomainError(
             "The last opioid use cannot be after the start date.", field="last_opioid_use_on"
         )
-    return _Checked(
+    return CheckedOrder(
         medication=medication,
         product_form=product_form,
         strength=strength,
@@ -341,117 +275,6 @@ def _check_enrollment(enrollment: Enrollment, start_on: dt.date) -> None:
         )
 
 
-def dispensed_on_day_mg(patient: Patient, day: dt.date) -> Decimal:
-    """Methadone already dispensed to the patient on ``day`` (the dose ledger's count, when
-    the ledger provides it: ``dosing.first_day_total_mg``)."""
-    # Call site for the ledger (task M-dosing): orders alone until it exists.
-    try:
-        from clinic.medications import dosing
-    except ImportError:
-        return Decimal("0")
-    counter = getattr(dosing, "first_day_total_mg", None)
-    if counter is None:
-        return Decimal("0")
-    return Decimal(counter(patient, day) or 0)
-
-
-def _first_methadone_day(enrollment: Enrollment, start_on: dt.date) -> bool:
-    """``start_on`` is the patient's first methadone day in this enrollment: no methadone
-    order of the enrollment starts earlier."""
-    earlier = db.session.scalar(
-        sa.select(sa.func.count(MedicationOrder.id)).where(
-            MedicationOrder.enrollment_id == enrollment.id,
-            MedicationOrder.medication == Medication.METHADONE,
-            MedicationOrder.start_on < start_on,
-        )
-    )
-    return not earlier
-
-
-def _step_mg(enrollment: Enrollment, medication: Medication) -> Decimal | None:
-    program = enrollment.program
-    if medication is Medication.METHADONE:
-        return Decimal(program.methadone_step_mg)
-    if medication in (Medication.BUPRENORPHINE, Medication.BUPRENORPHINE_NALOXONE):
-        return Decimal(program.buprenorphine_step_mg)
-    return None
-
-
-def _check_guardrails(
-    enrollment: Enrollment,
-    order: _Checked,
-    *,
-    previous: MedicationOrder | None,
-    switching: bool,
-) -> None:
-    patient = enrollment.patient
-    medication = order.medication
-    if medication is Medication.METHADONE and _first_methadone_day(enrollment, order.start_on):
-        total = order.dose_mg + dispensed_on_day_mg(patient, order.start_on)
-        if total > FIRST_DAY_METHADONE_MG and order.justification is None:
-            raise DomainError(
-                f"This is the patient's first methadone day: {format_mg(total)} mg in total "
-                f"is above {format_mg(FIRST_DAY_METHADONE_MG)} mg and needs a written clinical "
-                "justification (42 CFR 8.12(h)(3)(ii)).",
-                field="justification",
-            )
-    if order.justification is None:
-        if medication is Medication.METHADONE and order.dose_mg > USUAL_MAX_METHADONE_MG:
-            raise DomainError(
-                f"Methadone above {format_mg(USUAL_MAX_METHADONE_MG)} mg is outside the usual "
-                "range: write a clinical justification.",
-                field="justification",
-            )
-        if (
-            order.product_form.is_sublingual
-            and order.dose_mg > USUAL_MAX_SUBLINGUAL_BUPRENORPHINE_MG
-        ):
-            raise DomainError(
-                "Sublingual buprenorphine above "
-                f"{format_mg(USUAL_MAX_SUBLINGUAL_BUPRENORPHINE_MG)} mg is outside the usual "
-                "range: write a clinical justification.",
-                field="justification",
-            )
-    starting_naltrexone = medication.substance == "naltrexone" and (
-        previous is None or previous.medication.substance != "naltrexone"
-    )
-    if starting_naltrexone and order.justification is None:
-        last_use = order.last_opioid_use_on
-        latest = order.start_on - dt.timedelta(days=NALTREXONE_OPIOID_FREE_DAYS)
-        if last_use is None or last_use > latest:
-            raise DomainError(
-                "Starting naltrexone needs the last opioid use at least "
-                f"{NALTREXONE_OPIOID_FREE_DAYS} days before the start (on or before "
-                f"{patient_services.format_day(latest)}), or a clinical justification.",
-                field="last_opioid_use_on",
-            )
-    if switching:
-        if order.reason is None:
-            raise DomainError("Give the reason for switching medication.", field="reason")
-    elif previous is not None:
-        step = _step_mg(enrollment, medication)
-        change = abs(order.dose_mg - _step_baseline(previous, order.start_on).dose_mg)
-        if step is not None and change > step and order.reason is None:
-            raise DomainError(
-                f"A change of {format_mg(change)} mg is larger than the program's step "
-                f"({format_mg(step)} mg): give the reason.",
-                field="reason",
-            )
-
-
-def _step_baseline(previous: MedicationOrder, start_on: dt.date) -> MedicationOrder:
-    """The order a change is measured against: the dose in force before the change's day.
-    Orders written and replaced on that same day are skipped, so two changes of 10 mg on
-    one day are one change of 20 mg (each within the step, together beyond it)."""
-    base = previous
-    while base.start_on >= start_on and base.replaces_id is not None:
-        earlier = db.session.get(MedicationOrder, base.replaces_id)
-        if earlier is None or earlier.medication is not previous.medication:
-            break
-        base = earlier
-    return base
-
-
 def _active_order_of(patient: Patient, medication: Medication) -> MedicationOrder | None:
     return db.session.scalar(
         sa.select(MedicationOrder).where(
@@ -462,20 +285,8 @@ def _active_order_of(patient: Patient, medication: Medication) -> MedicationOrde
     )
 
 
-def _check_program(enrollment: Enrollment, medication: Medication, *, field: str) -> None:
-    """Methadone for opioid use disorder is dispensed only by an opioid treatment program
-    (42 CFR 8.11, 8.12): never under an office-based, naltrexone or counseling enrollment."""
-    if medication is Medication.METHADONE and not enrollment.program.kind.is_otp:
-        raise DomainError(
-            f"Methadone for opioid use disorder is given only in an opioid treatment program: "
-            f"{enrollment.program.name} is not one. Choose the patient's OTP enrollment "
-            "(or admit them to one).",
-            field=field,
-        )
-
-
 def _check_compatible(
-    patient: Patient, checked: _Checked, *, replacing: MedicationOrder | None = None
+    patient: Patient, checked: CheckedOrder, *, replacing: MedicationOrder | None = None
 ) -> None:
     """The new order may stand beside the patient's other active orders: naltrexone (an
     antagonist) never beside methadone or buprenorphine (it would precipitate withdrawal,
@@ -515,7 +326,7 @@ def _audit(order: MedicationOrder, action: AuditAction, actor: User, **details) 
 
 def _insert(
     enrollment: Enrollment,
-    order: _Checked,
+    order: CheckedOrder,
     *,
     actor: User,
     replaces: MedicationOrder | None,
@@ -552,7 +363,7 @@ def _close(
     before_start: bool = False,
 ) -> None:
     """End the order: ``end_on`` is its last day in force (the dosing side reads orders
-    in force by their dates: ``dosing.orders_in_force``). A change on the order's own
+    in force by their dates: ``dose_day.orders_in_force``). A change on the order's own
     start day ends it that day (its successor, starting the same day, is the one in
     force). ``before_start``: an order ended (or discharged) before it started was never
     in force: it ends the day before its start."""
@@ -582,9 +393,9 @@ def start_order(enrollment: Enrollment, *, actor: User, data: OrderInput) -> Med
             "change its dose or end it instead.",
             field="medication",
         )
-    _check_program(enrollment, order.medication, field="enrollment_id")
+    check_program(enrollment, order.medication, field="enrollment_id")
     _check_compatible(enrollment.patient, order)
-    _check_guardrails(enrollment, order, previous=None, switching=False)
+    check_guardrails(enrollment, order, previous=None, switching=False)
     created = _insert(enrollment, order, actor=actor, replaces=None)
     _audit(created, AuditAction.CREATE, actor, enrollment_id=enrollment.id)
     return created
@@ -638,9 +449,9 @@ def _replace(
         raise DomainError(
             "A dose change keeps the medication: switch medication instead.", field="medication"
         )
-    _check_program(enrollment, checked.medication, field="medication")
+    check_program(enrollment, checked.medication, field="medication")
     _check_compatible(order.patient, checked, replacing=order)
-    _check_guardrails(enrollment, checked, previous=order, switching=switching)
+    check_guardrails(enrollment, checked, previous=order, switching=switching)
     # The current order ends the day before the next one starts (the same day when both
     # start the same day: the active one is the order in force).
     why = "switched medication" if switching else "dose changed"

@@ -596,7 +596,7 @@ def medication_clinic(app, clinic, site, make_user, make_patient, make_program, 
 
     from clinic.accounts.models import User
     from clinic.extensions import db
-    from clinic.medications import dosing, holds, orders
+    from clinic.medications import holds, ledger, orders
     from clinic.patients.models import Enrollment, Patient
     from clinic.sites.models import Site
     from clinic.sites.time import site_today
@@ -671,8 +671,8 @@ def medication_clinic(app, clinic, site, make_user, make_patient, make_program, 
         db.session.commit()
         ana = db.session.get(Patient, patients["ana"])
         at_nine = dt.datetime.combine(yesterday, dt.time(9), tz).astimezone(dt.UTC)
-        dosing.record_dose(ana, actor=giver, amount_mg="40", station="Window 1", now=at_nine)
-        dosing.record_dose(db.session.get(Patient, patients["sam"]), actor=giver, amount_mg="30")
+        ledger.record_dose(ana, actor=giver, amount_mg="40", station="Window 1", now=at_nine)
+        ledger.record_dose(db.session.get(Patient, patients["sam"]), actor=giver, amount_mg="30")
         holds.add_flag(ana, actor=doctor, category="warning", text="Sedated on Friday: assess")
         holds.add_flag(ana, actor=doctor, category="info", text="Prefers Spanish")
         hold = holds.place_hold(
