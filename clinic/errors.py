@@ -163,7 +163,10 @@ def _show_form_again(view: Callable[..., Any], http_error: Callable[[HTTPExcepti
         return _render(400, CSRF_REFUSED_DESCRIPTION)
     if refusal is not None:
         return http_error(refusal)
-    if not 200 <= response.status_code < 300 or not _says_why(response):
+    # A view that answers its form's errors with 400 (the medication and therapy pages)
+    # shows the page again as much as one that answers 200.
+    shown = 200 <= response.status_code < 300 or response.status_code == 400
+    if not shown or not _says_why(response):
         # A redirect or an error, or a page that does not say why the form was refused
         # (its view never checked the form, or its template did not show that form):
         # the plain 400 page says it.

@@ -219,11 +219,11 @@ def test_an_order_cannot_start_before_the_admission(app, setup):
 
 def test_an_order_cannot_start_after_a_discharge(app, setup):
     from clinic.accounts.models import User
-    from clinic.patients import services
+    from clinic.patients import admissions
     from clinic.patients.models import Enrollment
 
     with app.test_request_context():
-        services.discharge(
+        admissions.discharge(
             db.session.get(Enrollment, setup["enrollment"]),
             actor=db.session.get(User, setup["prescriber"]),
             discharged_on=START + dt.timedelta(days=5),
@@ -346,13 +346,13 @@ def test_ending_an_order_needs_a_reason_and_a_date_not_in_the_future(app, setup)
 def test_discharge_ends_the_enrollments_active_orders_and_audits_it(app, setup):
     from clinic.accounts.models import User
     from clinic.audit.models import AuditEvent
-    from clinic.patients import services
+    from clinic.patients import admissions
     from clinic.patients.models import Enrollment
 
     order_id = _start(app, setup)
     discharged = START + dt.timedelta(days=20)
     with app.test_request_context():
-        services.discharge(
+        admissions.discharge(
             db.session.get(Enrollment, setup["enrollment"]),
             actor=db.session.get(User, setup["prescriber"]),
             discharged_on=discharged,
@@ -529,3 +529,17 @@ def test_change_switch_and_end_through_the_pages(app, setup, prescriber_client):
         assert db.session.get(MedicationOrder, new_id).status == OrderStatus.ENDED
     # an ended order's pages send back to the medication page
     assert prescriber_client.get(end).status_code == 302
+
+
+def test_an_order_form_sent_with_an_expired_token_comes_back_filled(app, setup, prescriber_client):
+    """The order page answers its form's errors with 400: after a CSRF refusal it is still
+    shown again with the prescriber's entries (not the plain 400 page), and nothing saved."""
+    url = f"/medications/patients/{setup['patient']}/orders/new"
+    data = {**_form(setup, dose_mg="45", reason="Titration"), "csrf_token": "expired"}
+    response = prescriber_client.post(url, data=data)
+    assert response.status_code == 400
+    body = response.get_data(as_text=True)
+    assert "data-csrf-refused" in body
+    assert 'value="45"' in body
+    with app.app_context():
+        assert db.session.scalar(sa.select(sa.func.count(MedicationOrder.id))) == 0
