@@ -44,7 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["site_today"] = site_today
     _check_settings(app)
 
-    from clinic import cli, edge, errors, medications, security
+    from clinic import cli, edge, errors, medications, security, therapy
     from clinic import logging as request_logging
     from clinic.accounts import admin_views as user_admin_views
     from clinic.accounts import auth
@@ -53,7 +53,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from clinic.audit import views as audit_views
     from clinic.main import views as main_views
     from clinic.patients import access as patient_access
-    from clinic.patients import program_views
+    from clinic.patients import (
+        enrollment_views,  # noqa: F401 (its routes join patient_views.bp)
+        program_views,
+    )
     from clinic.patients import views as patient_views
 
     request_logging.register(app)  # first: every request is timed and has an id
@@ -72,6 +75,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(patient_views.bp)
     app.register_blueprint(program_views.bp)
     medications.register(app)
+    therapy.register(app)
     return app
 
 

@@ -232,7 +232,7 @@ def client_as(app, make_user, username_of):
 def make_program(app, site):
     """Create a program at a site (default: the MAIN site); returns its id."""
     from clinic.accounts.models import User
-    from clinic.patients import services
+    from clinic.patients import program_settings
     from clinic.patients.models import ProgramKind
     from clinic.sites.models import Site
 
@@ -254,10 +254,10 @@ def make_program(app, site):
             }
             values.update(settings)
             actor = User(id=None, username="setup", all_sites=True)
-            program = services.create_program(
+            program = program_settings.create_program(
                 actor=actor,
                 site=db.session.get(Site, site_id or site),
-                settings=services.ProgramSettings(**values),
+                settings=program_settings.ProgramSettings(**values),
             )
             db.session.commit()
             return program.id
@@ -271,7 +271,7 @@ def make_patient(app, site):
     import datetime as dt
 
     from clinic.accounts.models import User
-    from clinic.patients import services
+    from clinic.patients import registry
     from clinic.sites.models import Site
 
     def make(
@@ -293,10 +293,10 @@ def make_patient(app, site):
             }
             data.update(fields)
             actor = User(id=None, username="setup", all_sites=True)
-            patient = services.register_patient(
+            patient = registry.register_patient(
                 actor=actor,
                 site=db.session.get(Site, site_id or site),
-                data=services.Demographics.from_mapping(data),
+                data=registry.Demographics.from_mapping(data),
                 confirm_duplicate=True,
             )
             db.session.commit()
@@ -311,7 +311,7 @@ def make_enrollment(app):
     import datetime as dt
 
     from clinic.accounts.models import User
-    from clinic.patients import services
+    from clinic.patients import admissions
     from clinic.patients.models import Patient, Program
 
     def make(
@@ -324,7 +324,7 @@ def make_enrollment(app):
         with app.app_context():
             edition, _, asam_level = level.partition(":")
             actor = User(id=None, username="setup", all_sites=True)
-            enrollment = services.admit(
+            enrollment = admissions.admit(
                 db.session.get(Patient, patient_id),
                 db.session.get(Program, program_id),
                 actor=actor,
@@ -448,4 +448,44 @@ def medication_records(
 def route_records(app, records, make_user, make_order, make_patient) -> dict[str, int]:
     """The shared records and those of the medications endpoints: every URL rule's
     variables, for the tests that walk every endpoint (matrix, CSRF)."""
-    return {**records, **medication_records(app, records, make_user, make_order, make_patient)}
+    return {
+        **records,
+        **medication_records(app, records, make_user, make_order, make_patient),
+        **therapy_records(app, records, make_user),
+    }
+
+
+def therapy_records(app, records: dict[str, int], make_user) -> dict[str, int]:
+    """A therapy session planned for tomorrow, with the ``records`` patient, by another
+    clinician of the MAIN site, and a draft note of it (the therapy endpoints'
+    ``session_id`` and ``note_id``)."""
+    import datetime as dt
+
+    from clinic.accounts.models import User
+    from clinic.db import utcnow
+    from clinic.patients.models import Patient
+    from clinic.therapy import notes, sessions
+
+    counselor = make_user("clinician", full_name="Route Counselor")
+    with app.test_request_context():
+        patient = db.session.get(Patient, records["patient_id"])
+        session = sessions.plan_session(
+            actor=db.session.get(User, counselor),
+            plan=sessions.SessionPlan(
+                site_id=patient.site_id,
+                starts_at=(utcnow() + dt.timedelta(days=1)).replace(microsecond=0),
+                duration_minutes=60,
+                kind="individual",
+                modality="cbt",
+                setting="in_person",
+                patient_ids=[patient.id],
+            ),
+        )
+        note = notes.save_draft(
+            session,
+            actor=db.session.get(User, counselor),
+            text="Matrix draft.",
+            attendee=session.attendees[0],
+        )
+        db.session.commit()
+        return {"session_id": session.id, "note_id": note.id}

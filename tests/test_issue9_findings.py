@@ -215,7 +215,7 @@ def ward(app, site, make_user, make_patient, make_program, make_enrollment):
     to, a patient whose enrollment ended, and a staff account to edit."""
     from clinic.accounts.models import User
     from clinic.extensions import db
-    from clinic.patients import services
+    from clinic.patients import admissions
     from clinic.patients.models import Enrollment
 
     program = make_program()
@@ -226,7 +226,7 @@ def ward(app, site, make_user, make_patient, make_program, make_enrollment):
     ended = make_enrollment(ended_patient, program, admitted_on=days_ago(30))
     with app.app_context():
         row = db.session.get(Enrollment, ended)
-        services.discharge(
+        admissions.discharge(
             row,
             actor=User(id=None, username="setup", all_sites=True),
             discharged_on=days_ago(2),
@@ -469,7 +469,7 @@ def test_overdue_and_due_deadlines_read_once_on_the_chart_and_the_worklist(
 
 
 def _day(day: dt.date) -> str:
-    from clinic.patients.services import format_day
+    from clinic.patients.common import format_day
 
     return format_day(day)
 
@@ -617,11 +617,11 @@ def test_the_service_refuses_a_state_that_is_no_code(app, site):
     from clinic.accounts.models import User
     from clinic.errors import DomainError
     from clinic.extensions import db
-    from clinic.patients import services
+    from clinic.patients import registry
     from clinic.sites.models import Site
 
     with app.app_context():
-        data = services.Demographics(
+        data = registry.Demographics(
             first_name="Ann",
             last_name="Lee",
             date_of_birth=dt.date(1990, 1, 2),
@@ -631,7 +631,7 @@ def test_the_service_refuses_a_state_that_is_no_code(app, site):
             state="ZZ",
         )
         with pytest.raises(DomainError) as refused:
-            services.register_patient(
+            registry.register_patient(
                 actor=User(id=None, username="setup", all_sites=True),
                 site=db.session.get(Site, site),
                 data=data,

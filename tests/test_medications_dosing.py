@@ -32,7 +32,7 @@ from clinic.medications.models import (
     MedicationOrder,
     MissedDoseReview,
 )
-from clinic.patients import services as patient_services
+from clinic.patients import admissions
 from clinic.patients.models import Enrollment, Patient
 from clinic.sites.time import site_today
 
@@ -224,7 +224,7 @@ def test_a_discharged_enrollment_is_refused(world):
 
 def test_a_discharged_patient_through_the_discharge_service_has_no_dose(world):
     enrollment = db.session.get(Enrollment, world.ids["enrollment"])
-    patient_services.discharge(
+    admissions.discharge(
         enrollment,
         actor=world.clinician,
         discharged_on=world.today,

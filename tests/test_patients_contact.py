@@ -11,7 +11,7 @@ import pytest
 
 from clinic.accounts.models import User
 from clinic.extensions import db
-from clinic.patients import services
+from clinic.patients import registry
 from clinic.patients.contact import (
     PHONE_MESSAGE,
     ZIP_MESSAGE,
@@ -176,7 +176,7 @@ def test_an_implausible_age_at_intake_is_warned_about(app, client_as, site, year
         return
     assert response.status_code == 200
     html = response.get_data(as_text=True)
-    age = services.age_on(born, intake)
+    age = registry.age_on(born, intake)
     assert field_error(html, "date_of_birth").startswith(
         f"With this date of birth the patient was {age} at intake."
     )
@@ -203,17 +203,17 @@ def test_the_service_warns_unless_confirmed(app, site):
     }
     with app.app_context():
         actor = User(id=None, username="setup", all_sites=True)
-        with pytest.raises(services.ImplausibleAge) as error:
-            services.register_patient(
+        with pytest.raises(registry.ImplausibleAge) as error:
+            registry.register_patient(
                 actor=actor,
                 site=db.session.get(Site, site),
-                data=services.Demographics.from_mapping(data),
+                data=registry.Demographics.from_mapping(data),
             )
         assert (error.value.age, error.value.field) == (126, "date_of_birth")
-        patient = services.register_patient(
+        patient = registry.register_patient(
             actor=actor,
             site=db.session.get(Site, site),
-            data=services.Demographics.from_mapping(data),
+            data=registry.Demographics.from_mapping(data),
             confirm_age=True,
         )
         assert patient.date_of_birth == dt.date(1900, 1, 1)
@@ -223,10 +223,10 @@ def test_an_edit_that_keeps_the_dates_does_not_ask_again(app, client_as, site):
     from clinic.sites.models import Site
 
     with app.app_context():
-        patient_id = services.register_patient(
+        patient_id = registry.register_patient(
             actor=User(id=None, username="setup", all_sites=True),
             site=db.session.get(Site, site),
-            data=services.Demographics.from_mapping(
+            data=registry.Demographics.from_mapping(
                 {
                     "first_name": "Jo",
                     "last_name": "Smith",

@@ -14,11 +14,13 @@ import sqlalchemy as sa
 
 from clinic.accounts.models import User
 from clinic.audit.models import AuditEvent
+from clinic.errors import DomainError
 from clinic.extensions import db
 from clinic.forms import CONTROL_CHARACTER_MESSAGE
-from clinic.patients import services
+from clinic.patients import admissions, common, milestones
+from clinic.patients import corrections as correction_rules
 from clinic.patients.forms import RELOAD_MESSAGE
-from clinic.patients.models import Enrollment, EnrollmentCorrection, Patient
+from clinic.patients.models import Enrollment, EnrollmentCorrection, Patient, Program
 from clinic.web import CONFLICT_MESSAGE
 from tests.test_patients_registry import field_error, hidden_fields, send
 
@@ -181,11 +183,11 @@ def test_the_service_checks_the_reason_too(app, enrolled):
     with app.app_context():
         record = db.session.get(Enrollment, enrolled["enrollment"])
         for reason, message in [
-            ("short", services.CORRECTION_REASON_MESSAGE),
+            ("short", correction_rules.CORRECTION_REASON_MESSAGE),
             ("Tab\u202eflipped text here", CONTROL_CHARACTER_MESSAGE),
         ]:
-            with pytest.raises(services.DomainError) as error:
-                services.correct_enrollment(
+            with pytest.raises(DomainError) as error:
+                correction_rules.correct_enrollment(
                     record,
                     actor=User(**SETUP),
                     reason=reason,
@@ -203,7 +205,7 @@ def test_nothing_changed_is_said_on_top(app, client_as, enrolled):
         client_as("clinician"), url(enrolled), correction(enrolled, primary_counselor_id="0")
     )
     assert response.status_code == 200
-    assert top_error(response.get_data(as_text=True)) == services.NOTHING_TO_CORRECT_MESSAGE
+    assert top_error(response.get_data(as_text=True)) == correction_rules.NOTHING_TO_CORRECT_MESSAGE
     assert corrections(app) == []
 
 
@@ -227,7 +229,7 @@ def test_a_new_counselor_must_be_an_active_clinician_of_the_site(
 def _record_exam(app, enrolled, on: dt.date) -> None:
     with app.app_context():
         record = db.session.get(Enrollment, enrolled["enrollment"])
-        services.record_milestones(
+        milestones.record_milestones(
             record,
             actor=User(**SETUP),
             values={"medical_exam_on": on},
@@ -247,7 +249,7 @@ def _record_exam(app, enrolled, on: dt.date) -> None:
         (
             lambda: days_ago(9),
             f"The admission date is after the medical examination recorded on "
-            f"{services.format_day(days_ago(10))}.",
+            f"{common.format_day(days_ago(10))}.",
         ),
         (lambda: dt.date(1979, 1, 1), "The admission date is before the date of birth."),
     ],
@@ -299,9 +301,9 @@ def test_an_enrollment_that_began_with_a_transfer_keeps_its_date(
     iop = make_program("Intensive outpatient", "intensive_outpatient")
     with app.app_context():
         old = db.session.get(Enrollment, enrolled["enrollment"])
-        new = services.transfer(
+        new = admissions.transfer(
             old,
-            db.session.get(services.Program, iop),
+            db.session.get(Program, iop),
             actor=User(**SETUP),
             on=days_ago(5),
             asam_edition="3",
@@ -323,7 +325,7 @@ def test_an_enrollment_that_began_with_a_transfer_keeps_its_date(
     )
     assert response.status_code == 200
     assert field_error(response.get_data(as_text=True), "admitted_on") == html_text.escape(
-        services.TRANSFER_ADMISSION_MESSAGE
+        correction_rules.TRANSFER_ADMISSION_MESSAGE
     ).replace("&#x27;", "&#39;")
     # ...and the old enrollment's discharge (a transfer) cannot be undone.
     undo = send(
@@ -333,7 +335,7 @@ def test_an_enrollment_that_began_with_a_transfer_keeps_its_date(
         form_url=url(enrolled),  # an ended enrollment's correction page holds the form
     )
     assert undo.status_code == 200
-    assert top_error(undo.get_data(as_text=True)) == services.UNDO_TRANSFER_MESSAGE
+    assert top_error(undo.get_data(as_text=True)) == correction_rules.UNDO_TRANSFER_MESSAGE
     assert corrections(app) == []
 
 
@@ -359,7 +361,7 @@ def test_corrections_cannot_be_changed_nor_removed(app, client_as, enrolled):
 def _discharge(app, enrollment_id: int, on: dt.date) -> None:
     with app.app_context():
         record = db.session.get(Enrollment, enrollment_id)
-        services.discharge(
+        admissions.discharge(
             record, actor=User(**SETUP), discharged_on=on, reason=2, expected_version=record.version
         )
         db.session.commit()
@@ -411,7 +413,7 @@ def test_undo_refused_when_readmitted_since(app, client_as, enrolled, make_enrol
         form_url=url(enrolled),
     )
     assert response.status_code == 200
-    assert top_error(response.get_data(as_text=True)) == services.UNDO_READMITTED_MESSAGE
+    assert top_error(response.get_data(as_text=True)) == correction_rules.UNDO_READMITTED_MESSAGE
     assert corrections(app) == []
 
 

@@ -16,7 +16,7 @@ import time_machine
 
 from clinic.audit.models import AuditEvent, BreakGlassGrant
 from clinic.extensions import db
-from clinic.patients import services
+from clinic.patients import emergency
 from clinic.patients.models import Patient
 from tests.conftest import login
 from tests.test_patients_registry import field_error, hidden_fields, send
@@ -151,7 +151,7 @@ def test_no_match_says_so_and_is_recorded(app, world):
     [
         ("Torres", "", "date_of_birth", "This field is required."),
         ("", BORN.isoformat(), "name", "This field is required."),
-        ("123, 456", BORN.isoformat(), "name", services.LOOKUP_NAME_MESSAGE),
+        ("123, 456", BORN.isoformat(), "name", emergency.LOOKUP_NAME_MESSAGE),
         ("Tor\x00res", BORN.isoformat(), "name", "Remove the control or invisible"),
     ],
 )
@@ -172,7 +172,7 @@ def test_lookup_shows_at_most_twenty_matches(app, world, make_patient):
     for n in range(23):
         make_patient(f"Al{n}", "Garcia", date_of_birth=BORN, confirm_duplicate=True)
     response = lookup(world["clinician"], "garcia")
-    assert len(matches(response)) == services.EMERGENCY_LOOKUP_LIMIT == 20
+    assert len(matches(response)) == emergency.EMERGENCY_LOOKUP_LIMIT == 20
     assert "23 patients match; the first 20 are shown" in text_of(response)
 
 
@@ -297,7 +297,7 @@ def test_after_the_grant_expired_a_new_request_makes_a_new_grant(app, world, use
     client = world["clinician"]
     mrn = mrn_of(app, world["torres_main"])
     assert send(client, "/patients/break-glass", {"mrn": mrn, "reason": REASON}).status_code == 302
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=services.BREAK_GLASS_MINUTES)
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=emergency.BREAK_GLASS_MINUTES)
     with time_machine.travel(later, tick=False):
         fresh = app.test_client()
         assert login(fresh, username_of(client.user_id)).status_code == 302
@@ -316,7 +316,7 @@ def test_the_service_gives_one_live_grant_whatever_the_reasons(app, world):
     for reason in (REASON, "Second call from the ER", "Third call from the ER"):
         with app.test_request_context():
             actor = db.session.get(User, world["clinician"].user_id)
-            access = services.grant_break_glass(actor=actor, mrn=mrn, reason=reason)
+            access = emergency.grant_break_glass(actor=actor, mrn=mrn, reason=reason)
             db.session.commit()
             assert access.patient.id == world["torres_main"]
     assert len(grants(app)) == 1

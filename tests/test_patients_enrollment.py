@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from clinic.accounts.models import User
 from clinic.errors import DomainError
 from clinic.extensions import db
-from clinic.patients import services
+from clinic.patients import admissions, common, milestones, program_settings, registry
 from clinic.patients.models import (
     AsamEdition,
     CarePlanReview,
@@ -129,7 +129,7 @@ def test_take_home_cap_above_federal_refused_by_the_service(app, site):
     with app.app_context():
         from clinic.sites.models import Site
 
-        settings = services.ProgramSettings(
+        settings = program_settings.ProgramSettings(
             name="X",
             kind="methadone_otp",
             active=True,
@@ -139,7 +139,7 @@ def test_take_home_cap_above_federal_refused_by_the_service(app, site):
             take_home_cap_days_31_plus=29,
         )
         with pytest.raises(DomainError, match="at most 28") as error:
-            services.create_program(
+            program_settings.create_program(
                 actor=User(**SETUP), site=db.session.get(Site, site), settings=settings
             )
         assert error.value.field == "take_home_cap_days_31_plus"
@@ -262,7 +262,7 @@ def test_level_must_belong_to_its_edition_in_the_service(app, make_patient, make
     patient_id = make_patient()
     program_id = make_program()
     with app.app_context(), pytest.raises(DomainError, match=r"not a level of the ASAM 4th"):
-        services.admit(
+        admissions.admit(
             db.session.get(Patient, patient_id),
             db.session.get(Program, program_id),
             actor=User(**SETUP),
@@ -300,7 +300,7 @@ def test_admission_with_counselor_shows_on_the_chart(
     assert "Overdue:" in alert
     assert "Medical examination" in alert and "Initial care plan" in alert
     due = days_ago(30) + dt.timedelta(days=14)
-    assert f"overdue since {services.format_day(due)} (16 days)" in alert
+    assert f"overdue since {common.format_day(due)} (16 days)" in alert
 
 
 def test_chart_has_no_overdue_alert_for_a_new_admission(
@@ -437,7 +437,7 @@ def test_bad_discharge_is_refused(app, client_as, enrolled, data, field, message
         "TODAY": today().isoformat(),
     }
     data = {k: dates.get(v, v) for k, v in data.items()}
-    message = message.replace("ADMITTED", services.format_day(days_ago(20)))
+    message = message.replace("ADMITTED", common.format_day(days_ago(20)))
     client = client_as("clinician")
     response = send(
         client,
@@ -469,7 +469,7 @@ def test_discharge(app, client_as, enrolled):
     # A discharged enrollment cannot be discharged again: the page says it has ended...
     url = f"/patients/enrollments/{enrolled['enrollment']}/discharge"
     ended = client.get(url).get_data(as_text=True)
-    assert f"ended on {services.format_day(days_ago(1))} (Treatment completed)" in ended
+    assert f"ended on {common.format_day(days_ago(1))} (Treatment completed)" in ended
     assert 'name="discharged_on"' not in ended
     # ...and a form sent from a page opened before the discharge is refused.
     token = client.csrf_token(f"/patients/{enrolled['patient']}")
@@ -484,7 +484,7 @@ def test_discharge(app, client_as, enrolled):
     )
     assert again.status_code == 409
     refused = again.get_data(as_text=True)
-    assert f"ended on {services.format_day(days_ago(1))}" in refused
+    assert f"ended on {common.format_day(days_ago(1))}" in refused
     assert 'name="discharged_on"' not in refused  # no input that would be refused again
     assert enrollments(app)[0].discharge_reason == 1
 
@@ -544,7 +544,7 @@ def test_refused_transfer_in_the_service_changes_nothing(
         enrollment = db.session.get(Enrollment, enrolled["enrollment"])
         target = db.session.get(Program, enrolled["program"] if program == "same" else iop)
         with pytest.raises(DomainError) as refused:
-            services.transfer(
+            admissions.transfer(
                 enrollment,
                 target,
                 actor=User(**SETUP),
@@ -572,7 +572,7 @@ def _deadlines(admitted_on, today_, *, interval=90, reviews=(), kind="methadone_
         reviews=[CarePlanReview(reviewed_on=d) for d in reviews],
         **done,
     )
-    return {d.name: d for d in services.deadlines(enrollment, today_)}
+    return {d.name: d for d in milestones.deadlines(enrollment, today_)}
 
 
 D = dt.date
@@ -686,7 +686,7 @@ def test_recording_milestones(app, client_as, enrolled):
     )
     html = client.get(f"/patients/{enrolled['patient']}").get_data(as_text=True)
     assert 'data-testid="alerts"' not in html
-    assert f"done {services.format_day(days_ago(20))}" in html
+    assert f"done {common.format_day(days_ago(20))}" in html
 
 
 def test_care_plan_reviews_through_the_deadlines_page(app, client_as, enrolled):
@@ -712,14 +712,14 @@ def test_care_plan_reviews_through_the_deadlines_page(app, client_as, enrolled):
     )
     assert saved.status_code == 302
     page = client.get(deadlines_url).get_data(as_text=True)
-    assert services.format_day(days_ago(2) + dt.timedelta(days=90)) in page
+    assert common.format_day(days_ago(2) + dt.timedelta(days=90)) in page
 
 
 def test_no_admission_on_a_record_entered_in_error(app, client_as, make_patient, make_program):
     patient_id = make_patient()
     program_id = make_program()
     with app.app_context():
-        services.mark_entered_in_error(
+        registry.mark_entered_in_error(
             db.session.get(Patient, patient_id),
             actor=User(**SETUP),
             reason="registered twice",
@@ -762,7 +762,7 @@ def test_worklist_lists_overdue_items_of_the_users_sites_only(
     html = client_as("clinician").get("/patients/deadlines").get_data(as_text=True)
     assert "Ours, Ann" in html
     assert "overdue" in html
-    assert services.format_day(days_ago(30) + dt.timedelta(days=14)) in html
+    assert common.format_day(days_ago(30) + dt.timedelta(days=14)) in html
     assert "Theirs, Bea" not in html
     assert "Fresh, Cat" not in html  # due in 14 days: not within the week
 

@@ -15,7 +15,7 @@ import time_machine
 
 from clinic.accounts.models import User
 from clinic.extensions import db
-from clinic.patients import services
+from clinic.patients import admissions
 from clinic.patients.models import Enrollment
 from tests.conftest import CSRF_RE, login
 
@@ -38,7 +38,7 @@ class Case:
 def _discharged(app, enrollment_id: int) -> None:
     with app.app_context():
         enrollment = db.session.get(Enrollment, enrollment_id)
-        services.discharge(
+        admissions.discharge(
             enrollment,
             actor=User(id=None, username="setup", all_sites=True),
             discharged_on=dt.date(2026, 11, 1),

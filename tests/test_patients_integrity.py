@@ -20,7 +20,15 @@ from clinic.audit.models import AuditEvent, BreakGlassGrant
 from clinic.errors import DomainError
 from clinic.extensions import db
 from clinic.forms import CONTROL_CHARACTER_MESSAGE
-from clinic.patients import services
+from clinic.patients import (
+    admissions,
+    common,
+    emergency,
+    milestones,
+    program_settings,
+    registry,
+    search,
+)
 from clinic.patients.forms import RELOAD_MESSAGE
 from clinic.patients.models import (
     CarePlanReview,
@@ -29,6 +37,7 @@ from clinic.patients.models import (
     PatientNameToken,
     Program,
 )
+from clinic.patients.names import search_key
 from clinic.submissions import FormSubmission
 from clinic.web import CONFLICT_MESSAGE
 from tests.conftest import ON_POSTGRES
@@ -137,8 +146,8 @@ def patient_row(site_id: int, first: str, last: str, born: dt.date, mrn: str) ->
         mrn=mrn,
         first_name=first,
         last_name=last,
-        first_key=services.search_key(first),
-        last_key=services.search_key(last),
+        first_key=search_key(first),
+        last_key=search_key(last),
         date_of_birth=born,
         sex_at_birth="female",
         primary_substance="other",
@@ -313,7 +322,7 @@ def test_renaming_a_patient_updates_its_search_words(app, client_as, make_patien
 @pytest.mark.parametrize("text", ["Пет ив", "watson parker", "papad"])
 def test_searches_in_other_scripts_use_the_token_index(app, world, text):
     with app.app_context():
-        query = services.search_patients(User(id=None, all_sites=True), text)
+        query = search.search_patients(User(id=None, all_sites=True), text)
         sql = str(query.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
         if ON_POSTGRES:
             db.session.execute(sa.text("SET enable_seqscan = off"))
@@ -440,7 +449,7 @@ def test_two_registrations_of_one_person_racing_get_the_duplicate_warning(
 ):
     """The other registration commits after this one's duplicate check: the database's
     unique index refuses this one, and the user sees the same warning as the check's."""
-    original = services.possible_duplicates
+    original = registry.possible_duplicates
     calls = []
 
     def racing(*args, **kwargs):
@@ -450,7 +459,7 @@ def test_two_registrations_of_one_person_racing_get_the_duplicate_warning(
             elsewhere(patient_row(site, "Ann", "Lee", D(1990, 1, 2), "MAIN-900001"))
         return found
 
-    monkeypatch.setattr(services, "possible_duplicates", racing)
+    monkeypatch.setattr(registry, "possible_duplicates", racing)
     response = send(client_as("staff"), "/patients/new", registration(site))
     assert response.status_code == 200
     html = response.get_data(as_text=True)
@@ -519,7 +528,7 @@ def test_two_reviews_of_one_day_racing_get_the_services_message(
     set_enrollment(app, enrolled["enrollment"], care_plan_on=days_ago(15))
     client = client_as("clinician")
     at_first_flush(
-        services,
+        milestones,
         "record_care_plan_review",
         lambda: elsewhere(
             sa.insert(CarePlanReview.__table__).values(
@@ -564,7 +573,7 @@ def test_the_services_already_enrolled_check_refuses_before_the_database(
     make_enrollment(patient_id, program_id, admitted_on=days_ago(20))
     with app.app_context():
         with pytest.raises(DomainError) as refused:
-            services.admit(
+            admissions.admit(
                 db.session.get(Patient, patient_id),
                 db.session.get(Program, program_id),
                 actor=User(**SETUP),
@@ -587,7 +596,7 @@ def test_two_admissions_racing_get_the_already_enrolled_message(
     program_id = make_program()
     client = client_as("clinician")
     at_first_flush(
-        services,
+        admissions,
         "admit",
         lambda: elsewhere(
             sa.insert(Enrollment.__table__).values(
@@ -673,7 +682,7 @@ def test_two_programs_of_one_name_racing_get_the_services_message(
     app, client_as, site, elsewhere, at_first_flush
 ):
     at_first_flush(
-        services,
+        program_settings,
         "create_program",
         lambda: elsewhere(
             sa.insert(Program.__table__).values(
@@ -730,7 +739,7 @@ def test_two_posts_of_one_emergency_access_form_racing_grant_once(
     }
     now = dt.datetime.now(dt.UTC)
     at_first_flush(
-        services,
+        emergency,
         "grant_break_glass",
         lambda: elsewhere(
             sa.insert(BreakGlassGrant.__table__).values(
@@ -778,7 +787,7 @@ def test_a_milestone_after_the_discharge_is_refused(app, client_as, enrolled, of
     if refused:
         assert response.status_code == 200
         assert field_error(response.get_data(as_text=True), "medical_exam_on") == (
-            f"That is after the discharge date ({services.format_day(discharged)})."
+            f"That is after the discharge date ({common.format_day(discharged)})."
         )
         assert enrollment.medical_exam_on is None
     else:
@@ -800,7 +809,7 @@ def test_a_discharge_before_what_was_recorded_is_refused(
         label = "psychosocial assessment"
     else:
         with app.app_context():
-            services.record_care_plan_review(
+            milestones.record_care_plan_review(
                 db.session.get(Enrollment, enrolled["enrollment"]),
                 actor=db.session.get(User, make_user("clinician")),
                 reviewed_on=recorded,
@@ -818,7 +827,7 @@ def test_a_discharge_before_what_was_recorded_is_refused(
     if refused:
         assert response.status_code == 200
         assert field_error(response.get_data(as_text=True), "discharged_on") == (
-            f"The discharge date is before the {label} recorded on {services.format_day(recorded)}."
+            f"The discharge date is before the {label} recorded on {common.format_day(recorded)}."
         )
         assert enrollment.active
     else:
@@ -849,7 +858,7 @@ def test_a_review_after_the_discharge_is_refused(app, client_as, enrolled, offse
     if refused:
         assert response.status_code == 400
         assert field_error(response.get_data(as_text=True), "reviewed_on") == (
-            f"That is after the discharge date ({services.format_day(discharged)})."
+            f"That is after the discharge date ({common.format_day(discharged)})."
         )
         assert rows(app, CarePlanReview) == []
     else:
@@ -868,7 +877,7 @@ def test_the_initial_care_plan_cannot_move_after_or_drop_its_reviews(app, client
     )
     later = send(client, url, {"care_plan_on": days_ago(9).isoformat()})
     assert field_error(later.get_data(as_text=True), "care_plan_on") == (
-        f"That is after the first care-plan review ({services.format_day(days_ago(10))})."
+        f"That is after the first care-plan review ({common.format_day(days_ago(10))})."
     )
     cleared = send(client, url, {"care_plan_on": ""})
     assert field_error(cleared.get_data(as_text=True), "care_plan_on") == (
@@ -913,7 +922,7 @@ def test_birth_and_intake_dates_cannot_move_after_an_admission(
         assert response.status_code == 200
         message = (
             "The date of birth is after the patient's first admission "
-            f"({services.format_day(admitted)})."
+            f"({common.format_day(admitted)})."
             if field == "date_of_birth"
             else "The intake date is after the patient's first admission: the intake comes first."
         )
@@ -946,8 +955,7 @@ def test_an_admission_before_the_intake_is_refused(
         assert response.status_code == 200
         html = response.get_data(as_text=True)
         expected = (
-            "The admission date is before the patient's intake date "
-            f"({services.format_day(intake)})."
+            f"The admission date is before the patient's intake date ({common.format_day(intake)})."
         )
         assert field_error(html, "admitted_on") == expected
         assert html.count("before the patient&#39;s intake date") == 1
@@ -965,8 +973,7 @@ def test_an_admission_before_the_intake_is_refused(
         ("future", "The transfer date is in the future."),
         (
             "before-admission",
-            "The transfer date is before the admission date "
-            f"({services.format_day(days_ago(20))}).",
+            f"The transfer date is before the admission date ({common.format_day(days_ago(20))}).",
         ),
         ("before-milestone", "The transfer date is before the medical examination recorded on"),
         ("already-enrolled", "The patient is already enrolled in this program."),
@@ -1119,7 +1126,7 @@ def test_a_discharge_racing_a_review_gets_the_services_message(
     and the user reads what the service says about it."""
     set_enrollment(app, enrolled["enrollment"], care_plan_on=days_ago(15))
     at_first_flush(
-        services,
+        milestones,
         "record_care_plan_review",
         lambda: elsewhere(
             sa.update(Enrollment.__table__)
@@ -1135,7 +1142,7 @@ def test_a_discharge_racing_a_review_gets_the_services_message(
     )
     assert response.status_code == 400
     assert field_error(response.get_data(as_text=True), "reviewed_on") == (
-        f"That is after the discharge date ({services.format_day(days_ago(5))})."
+        f"That is after the discharge date ({common.format_day(days_ago(5))})."
     )
     assert rows(app, CarePlanReview) == []
 
@@ -1155,7 +1162,7 @@ def in_error(app, enrolled) -> dict[str, int]:
     )
     with app.app_context():
         patient = db.session.get(Patient, enrolled["patient"])
-        services.mark_entered_in_error(
+        registry.mark_entered_in_error(
             patient, actor=User(**SETUP), reason="registered twice by mistake", expected_version=1
         )
         db.session.commit()
@@ -1207,26 +1214,26 @@ def test_every_service_that_writes_refuses_a_record_entered_in_error(app, in_err
         patient = db.session.get(Patient, in_error["patient"])
         enrollment = db.session.get(Enrollment, in_error["enrollment"])
         calls = {
-            "milestones": lambda: services.record_milestones(
+            "milestones": lambda: milestones.record_milestones(
                 enrollment, actor=actor, values={}, expected_version=enrollment.version
             ),
-            "review": lambda: services.record_care_plan_review(
+            "review": lambda: milestones.record_care_plan_review(
                 enrollment, actor=actor, reviewed_on=days_ago(5)
             ),
-            "demographics": lambda: services.update_demographics(
+            "demographics": lambda: registry.update_demographics(
                 patient,
                 actor=actor,
-                data=services.Demographics.from_mapping(patient_edit()),
+                data=registry.Demographics.from_mapping(patient_edit()),
                 expected_version=patient.version,
             ),
-            "discharge": lambda: services.discharge(
+            "discharge": lambda: admissions.discharge(
                 enrollment,
                 actor=actor,
                 discharged_on=days_ago(1),
                 reason=1,
                 expected_version=enrollment.version,
             ),
-            "transfer": lambda: services.transfer(
+            "transfer": lambda: admissions.transfer(
                 enrollment,
                 db.session.get(Program, other),
                 actor=actor,
@@ -1277,7 +1284,7 @@ def test_an_edit_racing_entered_in_error_is_a_conflict_message_not_a_500(
 ):
     patient_id = make_patient(intake_date=days_ago(60))
     at_first_flush(
-        services,
+        registry,
         "update_demographics",
         lambda: elsewhere(
             sa.update(Patient.__table__)
@@ -1305,7 +1312,7 @@ def test_entered_in_error_racing_an_edit_is_a_conflict_message_not_a_500(
 ):
     patient_id = make_patient()
     at_first_flush(
-        services,
+        registry,
         "mark_entered_in_error",
         lambda: elsewhere(
             sa.update(Patient.__table__)
@@ -1322,10 +1329,6 @@ def test_entered_in_error_racing_an_edit_is_a_conflict_message_not_a_500(
     assert form_error(response.get_data(as_text=True)) == CONFLICT_MESSAGE
     [patient] = rows(app, Patient)
     assert not patient.entered_in_error and patient.phone == "312-555-1111"
-
-
-def test_the_services_conflict_message_is_the_one_the_helper_shows():
-    assert services.CONFLICT_MESSAGE == CONFLICT_MESSAGE
 
 
 @pytest.mark.parametrize("form", ["edit", "entered_in_error", "discharge", "transfer", "deadlines"])
@@ -1369,7 +1372,7 @@ def test_services_refuse_a_missing_expected_version(app, enrolled):
     with app.app_context():
         enrollment = db.session.get(Enrollment, enrolled["enrollment"])
         with pytest.raises(DomainError, match="Someone else changed this record"):
-            services.record_milestones(
+            milestones.record_milestones(
                 enrollment, actor=User(**SETUP), values={}, expected_version=None
             )
         db.session.rollback()

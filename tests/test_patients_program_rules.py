@@ -16,10 +16,11 @@ from flask_migrate import downgrade, upgrade
 from clinic.accounts.models import User
 from clinic.errors import DomainError
 from clinic.extensions import db
-from clinic.patients import services
+from clinic.patients import milestones, program_settings
+from clinic.patients.common import format_day
 from clinic.patients.forms import TAKE_HOME_CAPS_NOT_OTP_MESSAGE
+from clinic.patients.milestones import deadline_wording
 from clinic.patients.models import Enrollment, Program
-from clinic.patients.services import deadline_wording, format_day
 from tests.test_patients_registry import field_error, send
 
 CHICAGO = ZoneInfo("America/Chicago")
@@ -82,7 +83,7 @@ def _enrollment(kind: str, admitted_on: dt.date, **done) -> Enrollment:
     ("done_on", "late"), [(D(2026, 1, 18), False), (D(2026, 1, 19), False), (D(2026, 1, 20), True)]
 )
 def test_a_milestone_recorded_after_its_deadline_is_late(done_on, late):
-    items = services.deadlines(
+    items = milestones.deadlines(
         _enrollment("methadone_otp", D(2026, 1, 5), medical_exam_on=done_on), D(2026, 3, 1)
     )
     [exam] = [d for d in items if d.name == "Medical examination"]
@@ -99,17 +100,17 @@ NOT_OTP = ["office_buprenorphine", "xr_naltrexone", "intensive_outpatient", "out
 
 @pytest.mark.parametrize("kind", NOT_OTP)
 def test_programs_other_than_otp_have_no_8_12_deadlines(kind):
-    items = services.deadlines(_enrollment(kind, D(2026, 1, 5)), D(2026, 11, 29))
+    items = milestones.deadlines(_enrollment(kind, D(2026, 1, 5)), D(2026, 11, 29))
     assert items == []
     # Their care-plan reviews still follow the program's interval.
-    items = services.deadlines(
+    items = milestones.deadlines(
         _enrollment(kind, D(2026, 1, 5), care_plan_on=D(2026, 2, 1)), D(2026, 3, 1)
     )
     assert [(d.name, d.due_on) for d in items] == [("Care-plan review", D(2026, 5, 2))]
 
 
 def test_an_otp_has_the_8_12_deadlines():
-    items = services.deadlines(_enrollment("methadone_otp", D(2026, 1, 5)), D(2026, 1, 5))
+    items = milestones.deadlines(_enrollment("methadone_otp", D(2026, 1, 5)), D(2026, 1, 5))
     assert [(d.name, d.due_on) for d in items] == [
         ("Medical examination", D(2026, 1, 19)),
         ("Psychosocial assessment", D(2026, 1, 19)),
@@ -244,10 +245,10 @@ def test_the_service_drops_caps_given_for_another_kind(app, site):
     from clinic.sites.models import Site
 
     with app.app_context():
-        program = services.create_program(
+        program = program_settings.create_program(
             actor=User(**SETUP),
             site=db.session.get(Site, site),
-            settings=services.ProgramSettings(
+            settings=program_settings.ProgramSettings(
                 name="IOP",
                 kind="intensive_outpatient",
                 active=True,
@@ -259,10 +260,10 @@ def test_the_service_drops_caps_given_for_another_kind(app, site):
         )
         assert [getattr(program, c) for c in CAPS] == [None, None, None]
         with pytest.raises(DomainError, match="Choose the kind") as error:
-            services.create_program(
+            program_settings.create_program(
                 actor=User(**SETUP),
                 site=db.session.get(Site, site),
-                settings=services.ProgramSettings(
+                settings=program_settings.ProgramSettings(
                     name="X", kind="detox", active=True, care_plan_review_days=90
                 ),
             )
@@ -321,7 +322,7 @@ def test_chart_milestone_recorded_late_shows_late(
     enrollment_id = make_enrollment(patient, make_program(), admitted_on=days_ago(30))
     with app.app_context():
         enrollment = db.session.get(Enrollment, enrollment_id)
-        services.record_milestones(
+        milestones.record_milestones(
             enrollment,
             actor=User(**SETUP),
             values={"medical_exam_on": days_ago(10)},
@@ -460,10 +461,10 @@ def test_the_service_refuses_a_step_the_database_would(app, site):
     with app.app_context():
         for field, value in [("methadone_step_mg", 101), ("buprenorphine_step_mg", "2.5")]:
             with pytest.raises(DomainError) as error:
-                services.create_program(
+                program_settings.create_program(
                     actor=User(**SETUP),
                     site=db.session.get(Site, site),
-                    settings=services.ProgramSettings(
+                    settings=program_settings.ProgramSettings(
                         name="Methadone",
                         kind="methadone_otp",
                         active=True,
@@ -474,10 +475,10 @@ def test_the_service_refuses_a_step_the_database_would(app, site):
             assert error.value.field == field
         from decimal import Decimal
 
-        program = services.create_program(
+        program = program_settings.create_program(
             actor=User(**SETUP),
             site=db.session.get(Site, site),
-            settings=services.ProgramSettings(
+            settings=program_settings.ProgramSettings(
                 name="Methadone",
                 kind="methadone_otp",
                 active=True,
@@ -574,10 +575,10 @@ def test_the_service_keeps_the_default_steps_for_other_kinds(app, site):
     from clinic.sites.models import Site
 
     with app.app_context():
-        program = services.create_program(
+        program = program_settings.create_program(
             actor=User(**SETUP),
             site=db.session.get(Site, site),
-            settings=services.ProgramSettings(
+            settings=program_settings.ProgramSettings(
                 name="IOP",
                 kind="intensive_outpatient",
                 active=True,

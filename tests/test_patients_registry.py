@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from clinic.accounts.models import User
 from clinic.extensions import db
-from clinic.patients import services
+from clinic.patients import registry, search
 from clinic.patients.models import Patient
 from tests.conftest import ON_POSTGRES
 
@@ -305,7 +305,7 @@ def people(app, site, make_site, make_patient) -> dict[str, int]:
     with app.app_context():
         actor = User(id=None, username="setup", all_sites=True)
         patient = db.session.get(Patient, ids["error"])
-        services.mark_entered_in_error(
+        registry.mark_entered_in_error(
             patient, actor=actor, reason="registered twice by mistake", expected_version=1
         )
         db.session.commit()
@@ -361,7 +361,7 @@ def test_searches_use_indexes(app, make_user, people, text):
     user_id = make_user("staff")
     with app.app_context():
         user = db.session.get(User, user_id)
-        query = services.search_patients(user, text)
+        query = search.search_patients(user, text)
         sql = str(query.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
         if ON_POSTGRES:
             db.session.execute(sa.text("SET enable_seqscan = off"))
@@ -380,7 +380,7 @@ def test_searches_use_indexes(app, make_user, people, text):
 def test_name_search_uses_the_name_key_indexes(app, people):
     """Not just the site index: the prefix ranges are served by the name-key indexes."""
     with app.app_context():
-        query = services.search_patients(User(id=None, all_sites=True), "smi jo")
+        query = search.search_patients(User(id=None, all_sites=True), "smi jo")
         sql = str(query.compile(dialect=db.engine.dialect, compile_kwargs={"literal_binds": True}))
         if ON_POSTGRES:
             db.session.execute(sa.text("SET enable_seqscan = off"))
@@ -601,10 +601,10 @@ def test_the_service_refuses_registration_at_another_site(app, make_user, site, 
     user_id = make_user("staff", site_ids=[site])
     with app.app_context():
         with pytest.raises(DomainError) as refused:
-            services.register_patient(
+            registry.register_patient(
                 actor=db.session.get(User, user_id),
                 site=db.session.get(Site, east),
-                data=services.Demographics.from_mapping(
+                data=registry.Demographics.from_mapping(
                     {
                         **patient_form(site),
                         "date_of_birth": dt.date(1990, 1, 2),

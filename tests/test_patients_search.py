@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from clinic.audit.models import AuditEvent
 from clinic.extensions import db
-from clinic.patients import services
-from clinic.patients.services import RegistrationPrefill, registration_prefill
+from clinic.patients import admissions
+from clinic.patients.search import RegistrationPrefill, registration_prefill
 from tests.test_patients_enrollment import count_statements
 
 CHICAGO = ZoneInfo("America/Chicago")
@@ -63,7 +63,7 @@ def test_results_show_what_tells_two_people_apart(app, client_as, two_torres):
 
     with app.app_context():
         enrollment = db.session.get(Enrollment, two_torres["east_enrollment"])
-        services.discharge(
+        admissions.discharge(
             enrollment,
             actor=User(id=None, username="setup", all_sites=True),
             discharged_on=dt.date(2026, 3, 2),

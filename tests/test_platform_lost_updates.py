@@ -26,7 +26,7 @@ from clinic.accounts.models import User
 from clinic.errors import CONFLICT_MESSAGE, ConflictError, DomainError
 from clinic.extensions import db
 from clinic.forms import ClinicForm
-from clinic.patients import services as patient_services
+from clinic.patients import common, program_settings
 from clinic.patients.models import Program
 from tests.conftest import CSRF_RE, login
 
@@ -201,7 +201,7 @@ def test_the_program_service_refuses_a_missing_or_other_version(app, site, make_
     program_id = make_program()
     with app.app_context():
         program = db.session.get(Program, program_id)
-        settings = patient_services.ProgramSettings(
+        settings = program_settings.ProgramSettings(
             name="Renamed",
             kind=program.kind,
             active=True,
@@ -212,7 +212,7 @@ def test_the_program_service_refuses_a_missing_or_other_version(app, site, make_
         )
         actor = User(id=None, username="setup", all_sites=True)
         with pytest.raises(DomainError, match=r"^Someone else changed this record"):
-            patient_services.update_program(
+            program_settings.update_program(
                 program, actor=actor, settings=settings, expected_version=version
             )
         db.session.rollback()
@@ -531,7 +531,7 @@ def test_restored_user_edit_keeps_the_version_it_was_built_from(app, admins, tar
 
 def test_every_service_refuses_a_stale_version_with_a_conflict_error(app, admins, target):
     with pytest.raises(ConflictError) as patient_conflict:
-        patient_services.check_version(2, 1)
+        common.check_version(2, 1)
     with app.app_context():
         user = db.session.get(User, target)
         with pytest.raises(ConflictError) as account_conflict:

@@ -136,6 +136,25 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("dosing.injections", "GET"): NOT_STAFF,
     ("dosing.history", "GET"): NOT_STAFF,
     ("dosing.log", "GET"): NOT_STAFF,
+    # Therapy (issue 11): clinicians plan and record sessions. The matrix's session is
+    # another clinician's: recording it is refused with a message (a redirect).
+    ("therapy.my_day", "GET"): CLINICIAN_ONLY,
+    ("therapy.plan", "GET"): CLINICIAN_ONLY,
+    ("therapy.plan", "POST"): CLINICIAN_ONLY,
+    ("therapy.record_session", "GET"): CLINICIAN_ONLY,
+    ("therapy.record_session", "POST"): CLINICIAN_ONLY,
+    # The matrix's note is a draft of that session (another clinician's): a clinician of
+    # the site reads and edits it; signing it is refused on the form (400).
+    ("therapy.note", "GET"): CLINICIAN_ONLY,
+    ("therapy.edit_note", "GET"): CLINICIAN_ONLY,
+    ("therapy.edit_note", "POST"): CLINICIAN_ONLY,
+    ("therapy.sign_note", "GET"): CLINICIAN_ONLY,
+    ("therapy.sign_note", "POST"): CLINICIAN_ONLY,
+    ("therapy.add_addendum", "GET"): CLINICIAN_ONLY,
+    ("therapy.add_addendum", "POST"): CLINICIAN_ONLY,
+    ("therapy.cosign_note", "POST"): CLINICIAN_ONLY,
+    ("therapy.note_entered_in_error", "GET"): CLINICIAN_ONLY,
+    ("therapy.note_entered_in_error", "POST"): CLINICIAN_ONLY,
 }
 
 # Values for the URL rules' variables (records give the ids), by endpoint where they differ.

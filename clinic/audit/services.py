@@ -555,17 +555,17 @@ def find_patient(user: Any, scope: AuditScope, text: str) -> PatientLookup:
     from sqlalchemy.orm import selectinload
 
     # Imported here: the patients domain records through clinic.audit at import time.
-    from clinic.patients import services as patients
+    from clinic.patients import search
 
     text = text.strip()
-    if patients.MRN_RE.match(text):
+    if search.MRN_RE.match(text):
         found = db.session.scalar(sa.select(Patient).where(Patient.mrn == text.upper()))
         if found is None or not scope.patient_visible(found.id):
             return PatientLookup(refused=True, refused_id=found.id if found else None)
         return PatientLookup(patient=found)
     matches = list(
         db.session.scalars(
-            patients.search_patients(user, text, include_in_error=True)
+            search.search_patients(user, text, include_in_error=True)
             .options(selectinload(Patient.site))
             .order_by(Patient.last_name, Patient.first_name, Patient.id)
             .limit(PATIENT_CHOICES_LIMIT + 1)

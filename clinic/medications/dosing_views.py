@@ -40,8 +40,7 @@ from clinic.medications.dosing_forms import (
 )
 from clinic.medications.missed import patient_missed_days
 from clinic.medications.models import ReviewDecision, format_mg
-from clinic.patients import access
-from clinic.patients import services as patient_services
+from clinic.patients import access, common, search
 from clinic.patients.models import Patient
 from clinic.security import Permission, require_permission
 from clinic.sites.models import Site
@@ -74,7 +73,7 @@ def _site_from_args() -> Site | None:
     administrators: any); without it, the user's only site, or None when there are several
     (the page then asks which). A code outside the user's sites is a 404, recorded as a
     refused access."""
-    sites = patient_services.sites_for(current_user)
+    sites = common.sites_for(current_user)
     code = request.args.get("site", "").strip().upper()[:16]
     if not code:
         return sites[0] if len(sites) == 1 else None
@@ -88,7 +87,7 @@ def _site_from_args() -> Site | None:
 def _choose_site(endpoint: str):
     return render_template(
         "medications/dosing/index.html",
-        sites=patient_services.sites_for(current_user),
+        sites=common.sites_for(current_user),
         endpoint=endpoint,
     )
 
@@ -138,7 +137,7 @@ def _read_only(patient: Patient) -> bool:
 
 
 def _screen_rows(site: Site, day: dt.date, text: str) -> list[worklists.ScreenRow]:
-    matching = patient_services.search_patients(current_user, text) if text else None
+    matching = search.search_patients(current_user, text) if text else None
     return worklists.dosing_screen(site, day, matching=matching)
 
 
@@ -341,8 +340,7 @@ def reverse(patient_id: int):
     form.dose_id.choices = [
         SelectChoice(
             d.id,
-            f"{patient_services.format_day(d.dispensed_on)} — {d.kind_label} "
-            f"{format_mg(d.amount_mg)} mg",
+            f"{common.format_day(d.dispensed_on)} — {d.kind_label} {format_mg(d.amount_mg)} mg",
         )
         for d in doses
     ]
@@ -404,7 +402,7 @@ def injection(patient_id: int):
             next_due = dose_day.next_injection_due(order, entry.dispensed_on) if order else None
             flash(
                 "Injection recorded."
-                + (f" Next due {patient_services.format_day(next_due)}." if next_due else ""),
+                + (f" Next due {common.format_day(next_due)}." if next_due else ""),
                 "success",
             )
             return redirect(url_for("dosing.history", patient_id=patient.id))
@@ -429,7 +427,7 @@ def injection(patient_id: int):
 @require_permission(Permission.MEDICATION_READ)
 def review_list():
     """Patients with 3 or more missed days to review, and injections overdue."""
-    sites = patient_services.visible_site_ids(current_user)
+    sites = common.visible_site_ids(current_user)
     rows = reviews.review_list(sites)
     injections = [r for r in worklists.injections_due(sites, within_days=0) if r.overdue]
     record(
@@ -480,7 +478,7 @@ def review(patient_id: int):
 @require_permission(Permission.MEDICATION_READ)
 def injections():
     """Injections overdue or due within a week, at the user's sites."""
-    rows = worklists.injections_due(patient_services.visible_site_ids(current_user))
+    rows = worklists.injections_due(common.visible_site_ids(current_user))
     record(
         AuditAction.VIEW,
         actor=current_user,

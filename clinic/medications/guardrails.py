@@ -36,7 +36,7 @@ from clinic.medications.models import (
     Schedule,
     format_mg,
 )
-from clinic.patients import services as patient_services
+from clinic.patients import common
 from clinic.patients.models import Enrollment, Patient
 
 FIRST_DAY_METHADONE_MG = Decimal("50")  # 42 CFR 8.12(h)(3)(ii)
@@ -136,7 +136,7 @@ def check_guardrails(
             raise DomainError(
                 "Starting naltrexone needs the last opioid use at least "
                 f"{NALTREXONE_OPIOID_FREE_DAYS} days before the start (on or before "
-                f"{patient_services.format_day(latest)}), or a clinical justification.",
+                f"{common.format_day(latest)}), or a clinical justification.",
                 field="last_opioid_use_on",
             )
     if switching:

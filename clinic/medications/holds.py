@@ -22,7 +22,7 @@ from clinic.db import utcnow
 from clinic.errors import DomainError
 from clinic.extensions import db
 from clinic.medications.models import FlagCategory, MedicationHold, PatientFlag
-from clinic.patients import services as patient_services
+from clinic.patients import common
 from clinic.patients.models import Patient
 from clinic.security import Permission
 from clinic.sites.time import site_today
@@ -59,23 +59,23 @@ def _check_actor(actor: User, patient: Patient) -> None:
     if not actor.can(Permission.MEDICATION_HOLD):
         raise DomainError(ONLY_CLINICIANS_MESSAGE)
     if patient.entered_in_error:
-        raise DomainError(patient_services.ENTERED_IN_ERROR_MESSAGE)
+        raise DomainError(common.ENTERED_IN_ERROR_MESSAGE)
 
 
 # --- reading -------------------------------------------------------------------------------
 
 
 def hold_for(user: User, hold_id: int) -> MedicationHold | None:
-    """A hold by id, only within the user's reach (as ``patients.services.patient_for``)."""
+    """A hold by id, only within the user's reach (as ``patients.common.patient_for``)."""
     hold = db.session.get(MedicationHold, hold_id)
-    if hold is None or patient_services.patient_for(user, hold.patient_id) is None:
+    if hold is None or common.patient_for(user, hold.patient_id) is None:
         return None
     return hold
 
 
 def flag_for(user: User, flag_id: int) -> PatientFlag | None:
     flag = db.session.get(PatientFlag, flag_id)
-    if flag is None or patient_services.patient_for(user, flag.patient_id) is None:
+    if flag is None or common.patient_for(user, flag.patient_id) is None:
         return None
     return flag
 

@@ -37,8 +37,8 @@ from clinic.medications.models import (
     MissedDoseReview,
     PatientFlag,
 )
+from clinic.patients.common import format_day
 from clinic.patients.models import Patient
-from clinic.patients.services import format_day
 
 MISSED_DAYS_FOR_REVIEW = 3  # DOMAIN.md: 3 or more consecutive missed days
 # How far back the dosing screen looks for holds when it counts missed days.

@@ -45,7 +45,7 @@ from clinic.medications.models import (
     Schedule,
     format_mg,
 )
-from clinic.patients import services as patient_services
+from clinic.patients import common
 from clinic.patients.models import Enrollment, Patient
 from clinic.security import Permission
 from clinic.sites.time import site_today
@@ -92,9 +92,9 @@ class OrderInput:
 
 def order_for(user: User, order_id: int) -> MedicationOrder | None:
     """An order by id, only if its patient is within the user's reach (their sites, or a
-    live break-glass grant): the same scoping as ``patients.services.patient_for``."""
+    live break-glass grant): the same scoping as ``patients.common.patient_for``."""
     order = db.session.get(MedicationOrder, order_id)
-    if order is None or patient_services.patient_for(user, order.patient_id) is None:
+    if order is None or common.patient_for(user, order.patient_id) is None:
         return None
     return order
 
@@ -255,9 +255,9 @@ def _check_shape(data: OrderInput) -> CheckedOrder:
 def _check_enrollment(enrollment: Enrollment, start_on: dt.date) -> None:
     """An order starts within an active enrollment: not before the admission, not after
     a discharge, not more than ``START_AHEAD_DAYS`` ahead."""
-    day = patient_services.format_day
+    day = common.format_day
     if enrollment.patient.entered_in_error:
-        raise DomainError(patient_services.ENTERED_IN_ERROR_MESSAGE)
+        raise DomainError(common.ENTERED_IN_ERROR_MESSAGE)
     if not enrollment.active:
         raise DomainError(
             f"The enrollment in {enrollment.program.name} ended on "
@@ -410,7 +410,7 @@ def _check_replaceable(order: MedicationOrder, start_on: dt.date) -> None:
     if start_on < order.start_on:
         raise DomainError(
             "The new order cannot start before the current one "
-            f"({patient_services.format_day(order.start_on)}).",
+            f"({common.format_day(order.start_on)}).",
             field="start_on",
         )
     # The current order ends when the change is saved: a later start would leave the
@@ -420,7 +420,7 @@ def _check_replaceable(order: MedicationOrder, start_on: dt.date) -> None:
         raise DomainError(
             "A dose change or switch starts today at the latest: the current order ends "
             "when the change is saved, so the patient would have no order in force until "
-            f"{patient_services.format_day(start_on)}. Write the change on the day it starts.",
+            f"{common.format_day(start_on)}. Write the change on the day it starts.",
             field="start_on",
         )
 
@@ -490,7 +490,7 @@ def end_order(
     if not order.active:
         raise DomainError(ENDED_ORDER_MESSAGE)
     if order.patient.entered_in_error:
-        raise DomainError(patient_services.ENTERED_IN_ERROR_MESSAGE)
+        raise DomainError(common.ENTERED_IN_ERROR_MESSAGE)
     why = _text(reason)
     if why is None:
         raise DomainError("Give the reason for ending the order.", field="reason")
@@ -502,7 +502,7 @@ def end_order(
     if end_on < order.start_on and order.start_on <= today:
         raise DomainError(
             "The end date cannot be before the order's start "
-            f"({patient_services.format_day(order.start_on)}).",
+            f"({common.format_day(order.start_on)}).",
             field="end_on",
         )
     _close(order, actor=actor, end_on=end_on, reason=why, before_start=True)

@@ -25,8 +25,7 @@ from clinic.medications.forms import (
     OrderForm,
 )
 from clinic.medications.models import MedicationOrder
-from clinic.patients import access
-from clinic.patients import services as patient_services
+from clinic.patients import access, admissions, common
 from clinic.patients.models import Patient
 from clinic.security import Permission, require_permission
 from clinic.sites.time import site_today
@@ -83,7 +82,7 @@ def _refused_read_only(patient: Patient, title: str):
             "patients/read_only.html",
             patient=patient,
             title=title,
-            message=patient_services.ENTERED_IN_ERROR_MESSAGE,
+            message=common.ENTERED_IN_ERROR_MESSAGE,
         )
     return None
 
@@ -116,11 +115,9 @@ def patient(patient_id: int):
 
 
 def _enrollment_choices(form: OrderForm, patient: Patient) -> list:
-    active = [e for e in patient_services.chart_enrollments(patient) if e.active]
+    active = [e for e in admissions.chart_enrollments(patient) if e.active]
     form.enrollment_id.choices = [
-        SelectChoice(
-            e.id, f"{e.program.name} (admitted {patient_services.format_day(e.admitted_on)})"
-        )
+        SelectChoice(e.id, f"{e.program.name} (admitted {common.format_day(e.admitted_on)})")
         for e in active
     ]
     return active
@@ -141,7 +138,7 @@ def new_order(patient_id: int):
     if form.validate_on_submit():
 
         def start():
-            enrollment = patient_services.chosen(enrollments, form.enrollment_id.data)
+            enrollment = common.chosen(enrollments, form.enrollment_id.data)
             if enrollment is None:
                 raise DomainError(
                     "Choose the enrollment (admit the patient first).", field="enrollment_id"
@@ -378,4 +375,4 @@ def register_chart_sections(app: Flask) -> None:
             order=20,
         ),
     )
-    patient_services.add_discharge_listener(orders.end_orders_of_enrollment)
+    admissions.add_discharge_listener(orders.end_orders_of_enrollment)

@@ -95,7 +95,7 @@ def dosing_screen(
     """The patients due at ``site`` on ``day`` (active daily and split orders), each with
     today's dose and what is left of it, the last dose, hold, flags and missed days: eight
     statements whatever the number of patients. ``matching``: a patient search (a SELECT of
-    patients, ``clinic.patients.services.search_patients``) narrowing the list.
+    patients, ``clinic.patients.search.search_patients``) narrowing the list.
 
     Sorted: patients still to dose first, those dosed fully today at the bottom, by name
     within each group (SCENARIOS.md asks for arrival order: that needs a check-in, which the

@@ -24,7 +24,7 @@ from flask_login import current_user
 from clinic.audit import AuditAction, record
 from clinic.errors import record_denied
 from clinic.extensions import db
-from clinic.patients import services
+from clinic.patients import common
 from clinic.patients.models import Enrollment, Patient
 
 # Endpoints that open under a break-glass grant. The chart is the emergency view: it shows
@@ -34,7 +34,7 @@ BREAK_GLASS_PAGES = frozenset({"patients.chart"})
 
 def via_break_glass(patient: Patient) -> bool:
     """True when the signed-in user reaches ``patient`` only through emergency access."""
-    sites = services.visible_site_ids(current_user)
+    sites = common.visible_site_ids(current_user)
     return sites is not None and patient.site_id not in sites
 
 
@@ -45,7 +45,7 @@ def patient_or_404(patient_id: int, *, entity_type: str = "patient") -> Patient:
     does not exist or is outside the user's sites without a live grant, ``Forbidden`` (403)
     for a page other than the chart under emergency access. ``entity_type`` names what the
     view event records (default ``"patient"``)."""
-    patient = services.patient_for(current_user, patient_id)
+    patient = common.patient_for(current_user, patient_id)
     if patient is None:
         exists = db.session.get(Patient, patient_id) is not None
         record_denied(entity_type, patient_id, patient_id if exists else None)
@@ -57,7 +57,7 @@ def patient_or_404(patient_id: int, *, entity_type: str = "patient") -> Patient:
 def enrollment_or_404(enrollment_id: int) -> Enrollment:
     """The enrollment for this request's page (its patient's access rules), or abort
     (404 / 403 as ``patient_or_404``)."""
-    enrollment = services.enrollment_for(current_user, enrollment_id)
+    enrollment = common.enrollment_for(current_user, enrollment_id)
     if enrollment is None:
         found = db.session.get(Enrollment, enrollment_id)
         record_denied("enrollment", enrollment_id, found.patient_id if found else None)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import datetime as dt
 
 from clinic.accounts.models import User
-from clinic.patients import services
+from clinic.patients import admissions, milestones, program_settings, registry
 from clinic.patients.models import DischargeReason, ProgramKind
 from clinic.sites.models import Site
 from clinic.sites.time import site_today
@@ -76,10 +76,10 @@ def seed(site: Site, east: Site, counselors: list[User], actor: User) -> int:
     """Create the demo programs and patients; returns how many patients."""
     today = site_today(site)
     programs = [
-        services.create_program(
+        program_settings.create_program(
             actor=actor,
             site=site,
-            settings=services.ProgramSettings(
+            settings=program_settings.ProgramSettings(
                 name=name,
                 kind=kind,
                 active=True,
@@ -89,10 +89,10 @@ def seed(site: Site, east: Site, counselors: list[User], actor: User) -> int:
         )
         for name, kind in PROGRAMS
     ]
-    services.create_program(
+    program_settings.create_program(
         actor=actor,
         site=east,
-        settings=services.ProgramSettings(
+        settings=program_settings.ProgramSettings(
             name="Methadone maintenance (OTP)",
             kind=ProgramKind.METHADONE_OTP,
             active=True,
@@ -117,11 +117,11 @@ def seed(site: Site, east: Site, counselors: list[User], actor: User) -> int:
             discharge_reason,
         ) = row
         admitted = today - dt.timedelta(days=days)
-        patient = services.register_patient(
+        patient = registry.register_patient(
             actor=actor,
             site=site,
             confirm_duplicate=True,
-            data=services.Demographics(
+            data=registry.Demographics(
                 first_name=first,
                 last_name=last,
                 preferred_name=preferred,
@@ -138,7 +138,7 @@ def seed(site: Site, east: Site, counselors: list[User], actor: User) -> int:
         if program_index is None:
             continue
         edition, _, asam_level = level.partition(":")
-        enrollment = services.admit(
+        enrollment = admissions.admit(
             patient,
             programs[program_index],
             actor=actor,
@@ -148,14 +148,14 @@ def seed(site: Site, east: Site, counselors: list[User], actor: User) -> int:
             primary_counselor=counselors[n % len(counselors)],
         )
         if done:
-            services.record_milestones(
+            milestones.record_milestones(
                 enrollment,
                 actor=actor,
                 expected_version=enrollment.version,
-                values={name: admitted + dt.timedelta(days=3) for name in services.MILESTONES},
+                values={name: admitted + dt.timedelta(days=3) for name in milestones.MILESTONES},
             )
         if discharge_reason is not None:
-            services.discharge(
+            admissions.discharge(
                 enrollment,
                 actor=actor,
                 reason=discharge_reason,
@@ -163,11 +163,11 @@ def seed(site: Site, east: Site, counselors: list[User], actor: User) -> int:
                 expected_version=enrollment.version,
             )
     # The same name and date of birth at the other site: the duplicate warning's case.
-    services.register_patient(
+    registry.register_patient(
         actor=actor,
         site=east,
         confirm_duplicate=True,
-        data=services.Demographics(
+        data=registry.Demographics(
             first_name="Ana",
             last_name="Torres",
             date_of_birth=dt.date(1991, 7, 30),

@@ -46,7 +46,7 @@ from clinic.patients.models import (
     SexAtBirth,
     Substance,
 )
-from clinic.patients.services import DOSE_STEPS, DoseStep, parse_step_mg
+from clinic.patients.program_settings import DOSE_STEPS, DoseStep, parse_step_mg
 from clinic.web import arm, submission_token_field
 
 TAKE_HOME_CAPS_NOT_OTP_MESSAGE = (

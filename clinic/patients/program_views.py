@@ -8,7 +8,7 @@ from wtforms import SelectChoice
 
 from clinic.errors import DomainError, record_denied
 from clinic.extensions import db
-from clinic.patients import services
+from clinic.patients import common, program_settings
 from clinic.patients.forms import NewProgramForm, ProgramForm
 from clinic.patients.models import Program, ProgramKind
 from clinic.security import Permission, require_permission
@@ -17,8 +17,8 @@ from clinic.web import Once, conflict_rows, save
 bp = Blueprint("programs", __name__, url_prefix="/admin/programs")
 
 
-def _settings(form: ProgramForm) -> services.ProgramSettings:
-    return services.ProgramSettings(
+def _settings(form: ProgramForm) -> program_settings.ProgramSettings:
+    return program_settings.ProgramSettings(
         name=form.name.data,
         kind=ProgramKind(form.kind.data),
         active=form.active.data,
@@ -36,8 +36,8 @@ def _settings(form: ProgramForm) -> services.ProgramSettings:
 def index():
     return render_template(
         "patients/programs/index.html",
-        programs=services.programs_for(current_user),
-        dose_steps=services.DOSE_STEPS,
+        programs=program_settings.programs_for(current_user),
+        dose_steps=program_settings.DOSE_STEPS,
     )
 
 
@@ -45,20 +45,22 @@ def index():
 @require_permission(Permission.PROGRAMS_MANAGE)
 def create():
     form = NewProgramForm()
-    sites = services.sites_for(current_user)
+    sites = common.sites_for(current_user)
     form.site_id.choices = [SelectChoice(s.id, f"{s.code} — {s.name}") for s in sites]
     if form.validate_on_submit():
 
         def create_program() -> Program:
-            site = services.chosen(sites, form.site_id.data)
+            site = common.chosen(sites, form.site_id.data)
             if site is None:
                 raise DomainError("Choose one of your sites.", field="site_id")
-            return services.create_program(actor=current_user, site=site, settings=_settings(form))
+            return program_settings.create_program(
+                actor=current_user, site=site, settings=_settings(form)
+            )
 
         outcome = save(
             form,
             create_program,
-            refusals=services.DATABASE_REFUSALS,
+            refusals=common.DATABASE_REFUSALS,
             once=Once(
                 token=form.submission_token.data,
                 user_id=current_user.id,
@@ -84,7 +86,7 @@ def _program_or_404(program_id: int) -> Program:
     """A program of the user's sites; any other is not found, and the refusal recorded
     (as for patients)."""
     program = db.session.get(Program, program_id)
-    sites = services.visible_site_ids(current_user)
+    sites = common.visible_site_ids(current_user)
     if program is None or (sites is not None and program.site_id not in sites):
         record_denied("program", program_id)
         abort(404)
@@ -107,13 +109,13 @@ def edit(program_id: int):
     if form.validate_on_submit():
         outcome = save(
             form,
-            lambda: services.update_program(
+            lambda: program_settings.update_program(
                 program,
                 actor=current_user,
                 settings=_settings(form),
                 expected_version=form.version_number,
             ),
-            refusals=services.DATABASE_REFUSALS,
+            refusals=common.DATABASE_REFUSALS,
             # A double click shows the first save's result, not a conflict with itself.
             once=Once(
                 token=form.submission_token.data,
@@ -146,7 +148,7 @@ def _dose_steps_shown(form: ProgramForm, program: Program | None) -> set[str]:
     kinds = {form.kind.data} | ({program.kind.value} if program is not None else set())
     return {
         step.column
-        for step in services.DOSE_STEPS
+        for step in program_settings.DOSE_STEPS
         if program is None or any(step.applies_to(kind) for kind in kinds)
     }
 
@@ -170,6 +172,6 @@ def _program_values(program: Program) -> dict[str, str]:
             step.column: str(getattr(program, step.column))
             if step.applies_to(program.kind)
             else "—"
-            for step in services.DOSE_STEPS
+            for step in program_settings.DOSE_STEPS
         },
     }

@@ -1,4 +1,6 @@
-"""Patient registry, chart, enrollment and deadline pages.
+"""Patient search, registration, chart, demographics and break-glass pages, and the
+``patients`` blueprint (the enrollment and deadline pages add their routes to it in
+``clinic.patients.enrollment_views``).
 
 Every page that shows a patient loads it through ``clinic.patients.access``
 (``patient_or_404`` / ``enrollment_or_404``): site scoping (404 outside the user's sites,
@@ -21,31 +23,30 @@ from wtforms import SelectChoice
 from clinic import charts, web
 from clinic.audit import AuditAction, AuditOutcome, record
 from clinic.errors import DomainError, record_denied
-from clinic.extensions import db
 from clinic.pagination import SortSpec, paginate_sorted
-from clinic.patients import access, services
+from clinic.patients import (
+    access,
+    admissions,
+    common,
+    emergency,
+    milestones,
+    registry,
+    search,
+)
 from clinic.patients.contact import format_phone
 from clinic.patients.forms import (
-    AdmitForm,
     BreakGlassForm,
-    CorrectEnrollmentForm,
-    DischargeForm,
     EditPatientForm,
     EmergencyLookupForm,
     EnteredInErrorForm,
-    MilestonesForm,
     PatientFields,
     PatientForm,
-    ReviewForm,
-    TransferForm,
-    UndoDischargeForm,
-    split_level_of_care,
 )
 from clinic.patients.models import Enrollment, Patient
 from clinic.security import Permission, require_permission
 from clinic.sites.models import Site
 from clinic.sites.time import site_today
-from clinic.web import RECHECK, ConflictRow, Once, put_error_on_form, save
+from clinic.web import RECHECK, Once, put_error_on_form, save
 from clinic.web import conflict_rows as _conflict  # shared by patients, programs, users
 
 bp = Blueprint("patients", __name__, url_prefix="/patients")
@@ -64,8 +65,8 @@ PATIENT_SORTS = SortSpec(
 
 @bp.app_template_filter("day")
 def _day(value: dt.date | None) -> str:
-    """A date as the patients pages show it: "26 Jan 2026" (``services.format_day``)."""
-    return services.format_day(value) if value is not None else "—"
+    """A date as the patients pages show it: "26 Jan 2026" (``common.format_day``)."""
+    return common.format_day(value) if value is not None else "—"
 
 
 _ISO_DAY = re.compile(r"\b(\d{4})-(\d{2})-(\d{2})\b")
@@ -80,7 +81,7 @@ def _days_in(text: str | None) -> str | None:
 
     def shown(match: re.Match) -> str:
         try:
-            return services.format_day(dt.date(*(int(part) for part in match.groups())))
+            return common.format_day(dt.date(*(int(part) for part in match.groups())))
         except ValueError:
             return match.group(0)
 
@@ -97,7 +98,7 @@ def _phone(value: str | None) -> str:
 def _site_time(value: dt.datetime, site: Site) -> str:
     """An instant in the site's time zone: "26 Jan 2026 14:05 CST"."""
     local = value.astimezone(ZoneInfo(site.timezone))
-    return f"{services.format_day(local.date())} {local:%H:%M} {local.tzname()}"
+    return f"{common.format_day(local.date())} {local:%H:%M} {local.tzname()}"
 
 
 # --- search and registration -------------------------------------------------------------
@@ -116,13 +117,13 @@ class SearchRow:
 
 
 def _search_row(patient: Patient) -> SearchRow:
-    enrollments = patient.enrollments  # loaded with the page (services.search_result_options)
+    enrollments = patient.enrollments  # loaded with the page (search.search_result_options)
     active = [e for e in enrollments if e.active]
     ended = [e for e in enrollments if not e.active]
     return SearchRow(
         patient=patient,
         age=patient.age_on(site_today(patient.site)),
-        phone_last_four=services.phone_last_four(patient.phone),
+        phone_last_four=search.phone_last_four(patient.phone),
         active=active,
         last_ended=max(ended, key=lambda e: e.discharged_on) if ended else None,
     )
@@ -132,9 +133,9 @@ def _search_row(patient: Patient) -> SearchRow:
 @require_permission(Permission.PATIENTS_READ)
 def index():
     text = request.args.get("q", "").strip()
-    query = services.search_patients(current_user, text)  # empty text: every patient
+    query = search.search_patients(current_user, text)  # empty text: every patient
     page = paginate_sorted(
-        query.options(*services.search_result_options()), PATIENT_SORTS, tiebreak=Patient.id
+        query.options(*search.search_result_options()), PATIENT_SORTS, tiebreak=Patient.id
     )
     # The list shows names and dates of birth: the search is an access, without its terms.
     record(
@@ -153,7 +154,7 @@ def index():
 def _site_choices(form: PatientForm) -> list[Site]:
     """The user's sites; with several, the list starts on "Choose…" (a patient registered
     at the wrong site is a privacy fault), with one it is that site."""
-    sites = services.sites_for(current_user)
+    sites = common.sites_for(current_user)
     choices = [SelectChoice(s.id, f"{s.code} — {s.name}") for s in sites]
     if len(sites) > 1:
         choices.insert(0, SelectChoice(0, "Choose…"))
@@ -190,8 +191,8 @@ def _site_refused(form: PatientForm, sites: list[Site]) -> None:
         form.form_errors.append(message)
 
 
-def _demographics(form: PatientFields) -> services.Demographics:
-    return services.Demographics.from_mapping(form.data)
+def _demographics(form: PatientFields) -> registry.Demographics:
+    return registry.Demographics.from_mapping(form.data)
 
 
 @dataclass
@@ -204,9 +205,9 @@ class DuplicateShown:
 
 
 def _duplicates_shown(error: DomainError | None) -> list[DuplicateShown]:
-    if not isinstance(error, services.PossibleDuplicate):
+    if not isinstance(error, registry.PossibleDuplicate):
         return []
-    sites = services.visible_site_ids(current_user)
+    sites = common.visible_site_ids(current_user)
     shown = []
     for match in error.matches:
         visible = sites is None or match.site_id in sites
@@ -226,7 +227,7 @@ def _duplicates_shown(error: DomainError | None) -> list[DuplicateShown]:
     return shown
 
 
-def _once(form, kind: str, result_url) -> Once:
+def create_once(form, kind: str, result_url) -> Once:
     return Once(
         token=form.submission_token.data,
         user_id=current_user.id,
@@ -235,7 +236,7 @@ def _once(form, kind: str, result_url) -> Once:
     )
 
 
-def _edit_once(form, kind: str, result_url: str) -> Once:
+def edit_once(form, kind: str, result_url: str) -> Once:
     """An edit's idempotency key: a double click shows the first post's result, not a
     conflict with itself (``clinic.web.save``)."""
     return Once(
@@ -250,12 +251,12 @@ def _edit_once(form, kind: str, result_url: str) -> Once:
 ALREADY_SENT_MESSAGE = "This form had already been sent: it was saved once."
 
 
-def _already_saved(outcome) -> Any:
+def already_saved(outcome) -> Any:
     flash(ALREADY_SENT_MESSAGE, "info")
     return redirect(outcome.repeated_url)
 
 
-def _sent_before(kind: str) -> Any:
+def sent_before(kind: str) -> Any:
     """For a page that would refuse a repeated post before saving (the record is now
     marked entered in error, the discharge is now undone): the first post's result."""
     if request.method != "POST":
@@ -279,7 +280,7 @@ def register():
         if len(sites) == 1:
             form.site_id.data = sites[0].id
         # From "No patient matches ... Register": what was searched for, in its fields.
-        prefill = services.registration_prefill(request.args.get("q", ""))
+        prefill = search.registration_prefill(request.args.get("q", ""))
         form.first_name.data = prefill.first_name
         form.last_name.data = prefill.last_name
         form.date_of_birth.data = prefill.date_of_birth
@@ -289,10 +290,10 @@ def register():
         data = _demographics(form)
 
         def register_patient() -> Patient:
-            site = services.chosen(sites, form.site_id.data)
+            site = common.chosen(sites, form.site_id.data)
             if site is None:
                 raise DomainError(CHOOSE_SITE_MESSAGE, field="site_id")
-            return services.register_patient(
+            return registry.register_patient(
                 actor=current_user,
                 site=site,
                 data=data,
@@ -304,13 +305,13 @@ def register():
             form,
             register_patient,
             refusals={
-                "uq_patient_unconfirmed_identity": lambda: services.duplicate_warning(data),
-                **services.DATABASE_REFUSALS,
+                "uq_patient_unconfirmed_identity": lambda: registry.duplicate_warning(data),
+                **common.DATABASE_REFUSALS,
             },
-            once=_once(form, "patient", lambda p: url_for("patients.chart", patient_id=p.id)),
+            once=create_once(form, "patient", lambda p: url_for("patients.chart", patient_id=p.id)),
         )
         if outcome.repeated_url:
-            return _already_saved(outcome)
+            return already_saved(outcome)
         if outcome.saved:
             patient = outcome.result
             flash(
@@ -319,7 +320,7 @@ def register():
             )
             return redirect(url_for("patients.chart", patient_id=patient.id))
         duplicates = _duplicates_shown(outcome.error)
-        age_warning = isinstance(outcome.error, services.ImplausibleAge)
+        age_warning = isinstance(outcome.error, registry.ImplausibleAge)
     _site_refused(form, sites)
     return render_template(
         "patients/form.html",
@@ -339,8 +340,8 @@ def register():
 def chart(patient_id: int):
     patient = access.patient_or_404(patient_id)
     today = site_today(patient.site)
-    enrollments = services.chart_enrollments(patient)
-    deadlines = {e.id: services.deadlines(e, today) for e in enrollments if e.active}
+    enrollments = admissions.chart_enrollments(patient)
+    deadlines = {e.id: milestones.deadlines(e, today) for e in enrollments if e.active}
     alerts = [
         (e, d) for e in enrollments if e.active for d in deadlines[e.id] if d.status == "overdue"
     ]
@@ -357,13 +358,13 @@ def chart(patient_id: int):
     )
 
 
-def _entered_in_error_page(patient: Patient, title: str):
+def entered_in_error_page(patient: Patient, title: str):
     """What a page that would change a record entered in error shows instead of a form."""
     return render_template(
         "patients/read_only.html",
         patient=patient,
         title=title,
-        message=services.ENTERED_IN_ERROR_MESSAGE,
+        message=common.ENTERED_IN_ERROR_MESSAGE,
     )
 
 
@@ -372,7 +373,7 @@ def _entered_in_error_page(patient: Patient, title: str):
 def edit(patient_id: int):
     patient = access.patient_or_404(patient_id)
     if patient.entered_in_error:
-        return _entered_in_error_page(patient, "Edit demographics")
+        return entered_in_error_page(patient, "Edit demographics")
     form = EditPatientForm(obj=patient) if request.method == "GET" else EditPatientForm()
     form.site_id.choices = [SelectChoice(patient.site_id, patient.site.name)]
     form.site_id.data = patient.site_id
@@ -389,7 +390,7 @@ def edit(patient_id: int):
         data = _demographics(form)
         outcome = save(
             form,
-            lambda: services.update_demographics(
+            lambda: registry.update_demographics(
                 patient,
                 actor=current_user,
                 data=data,
@@ -398,22 +399,22 @@ def edit(patient_id: int):
                 confirm_age=form.confirm_age.data,
             ),
             refusals={
-                "uq_patient_unconfirmed_identity": lambda: services.duplicate_warning(
+                "uq_patient_unconfirmed_identity": lambda: registry.duplicate_warning(
                     data, exclude_id=patient_id
                 ),
                 "patient_intake_before_admissions": RECHECK,
                 "ck_patient_born_before_intake": RECHECK,
-                **services.DATABASE_REFUSALS,
+                **common.DATABASE_REFUSALS,
             },
-            once=_edit_once(form, "patient_edit", url_for("patients.chart", patient_id=patient_id)),
+            once=edit_once(form, "patient_edit", url_for("patients.chart", patient_id=patient_id)),
         )
         if outcome.repeated_url:
-            return _already_saved(outcome)
+            return already_saved(outcome)
         if outcome.saved:
             flash("Saved." if outcome.result else "Nothing changed.", "success")
             return redirect(url_for("patients.chart", patient_id=patient_id))
         duplicates = _duplicates_shown(outcome.error)
-        age_warning = isinstance(outcome.error, services.ImplausibleAge)
+        age_warning = isinstance(outcome.error, registry.ImplausibleAge)
         conflict = _conflict(outcome, form, patient, _demographic_values)
     return render_template(
         "patients/form.html",
@@ -429,12 +430,12 @@ def edit(patient_id: int):
 def _demographic_values(patient: Patient) -> dict[str, str]:
     """The demographics as the edit form shows them, for a conflict's comparison."""
     values = {}
-    for name in services.Demographics.field_names():
+    for name in registry.Demographics.field_names():
         value = getattr(patient, name)
         if name.endswith("phone"):
             value = format_phone(value)
         elif isinstance(value, dt.date):
-            value = services.format_day(value)
+            value = common.format_day(value)
         elif hasattr(value, "label"):
             value = value.label
         values[name] = str(value) if value not in (None, "") else "—"
@@ -445,10 +446,10 @@ def _demographic_values(patient: Patient) -> dict[str, str]:
 @require_permission(Permission.PATIENTS_MARK_ERROR)
 def entered_in_error(patient_id: int):
     patient = access.patient_or_404(patient_id)
-    if (repeated := _sent_before("entered_in_error")) is not None:
+    if (repeated := sent_before("entered_in_error")) is not None:
         return repeated
     if patient.entered_in_error:
-        return _entered_in_error_page(patient, "Mark this record as entered in error")
+        return entered_in_error_page(patient, "Mark this record as entered in error")
     form = EnteredInErrorForm()
     if request.method == "GET":
         form.version.data = patient.version
@@ -456,19 +457,19 @@ def entered_in_error(patient_id: int):
     if form.validate_on_submit():
         outcome = save(
             form,
-            lambda: services.mark_entered_in_error(
+            lambda: registry.mark_entered_in_error(
                 patient,
                 actor=current_user,
                 reason=form.reason.data,
                 expected_version=form.version_number,
             ),
-            refusals=services.DATABASE_REFUSALS,
-            once=_edit_once(
+            refusals=common.DATABASE_REFUSALS,
+            once=edit_once(
                 form, "entered_in_error", url_for("patients.chart", patient_id=patient_id)
             ),
         )
         if outcome.repeated_url:
-            return _already_saved(outcome)
+            return already_saved(outcome)
         if outcome.saved:
             flash(
                 "The record is marked as entered in error. It stays in the audit trail.", "success"
@@ -480,503 +481,6 @@ def entered_in_error(patient_id: int):
     return render_template(
         "patients/entered_in_error.html", form=form, patient=patient, conflict=conflict
     )
-
-
-# --- enrollment --------------------------------------------------------------------------
-
-ENROLLMENT_REFUSALS: dict = {
-    **services.DATABASE_REFUSALS,
-    **dict.fromkeys(services.DATE_RULES, RECHECK),
-}
-
-
-def _enrollment_choices(
-    form: AdmitForm, patient: Patient, *, exclude_program: int | None = None
-) -> tuple[list, list]:
-    programs = [p for p in services.programs_at(patient.site_id) if p.id != exclude_program]
-    counselors = services.counselors_for(patient.site_id)
-    form.program_id.choices = [SelectChoice(0, "Choose…")] + [
-        SelectChoice(p.id, f"{p.name} ({p.kind.label})") for p in programs
-    ]
-    form.primary_counselor_id.choices = [SelectChoice(0, "None yet")] + [
-        SelectChoice(u.id, u.full_name) for u in counselors
-    ]
-    return programs, counselors
-
-
-def _on_level_of_care(action):
-    """The service names the ASAM edition or level; the form has one field for both."""
-
-    def run():
-        try:
-            return action()
-        except DomainError as error:
-            if error.field in ("asam_edition", "asam_level"):
-                error.field = "level_of_care"
-            raise
-
-    return run
-
-
-def _chart_url(enrollment: Enrollment) -> str:
-    return url_for("patients.chart", patient_id=enrollment.patient_id)
-
-
-@bp.route("/<int:patient_id>/admit", methods=["GET", "POST"])
-@require_permission(Permission.ENROLLMENT_MANAGE)
-def admit(patient_id: int):
-    patient = access.patient_or_404(patient_id)
-    if patient.entered_in_error:
-        return _entered_in_error_page(patient, "Admit to a program")
-    form = AdmitForm()
-    programs, counselors = _enrollment_choices(form, patient)
-    if request.method == "GET" and not form.restored:
-        form.admitted_on.data = site_today(patient.site)
-    if form.validate_on_submit():
-        edition, level = split_level_of_care(form.level_of_care.data)
-        program = services.chosen(programs, form.program_id.data)
-
-        def admit_patient() -> Enrollment:
-            if program is None:
-                raise DomainError("Choose a program.", field="program_id")
-            return services.admit(
-                patient,
-                program,
-                actor=current_user,
-                admitted_on=form.admitted_on.data,
-                asam_edition=edition,
-                asam_level=level,
-                primary_counselor=services.chosen(counselors, form.primary_counselor_id.data),
-            )
-
-        outcome = save(
-            form,
-            _on_level_of_care(admit_patient),
-            refusals=ENROLLMENT_REFUSALS,
-            once=_once(form, "enrollment", _chart_url),
-        )
-        if outcome.repeated_url:
-            return _already_saved(outcome)
-        if outcome.saved:
-            flash(f"Admitted to {program.name}.", "success")
-            return redirect(url_for("patients.chart", patient_id=patient_id))
-    return render_template("patients/admit.html", form=form, patient=patient)
-
-
-def _ended_page(enrollment: Enrollment, title: str):
-    """What a page that would change an ended enrollment shows instead of a form (on a
-    GET, and for a form sent from a page opened before the discharge: 409, nothing
-    changed). It points to undoing the discharge, the one change left."""
-    page = render_template(
-        "patients/read_only.html",
-        patient=enrollment.patient,
-        title=title,
-        message=(
-            f"This enrollment in {enrollment.program.name} ended on "
-            f"{services.format_day(enrollment.discharged_on)} "
-            f"({enrollment.discharge_reason_label}): there is nothing left to change here."
-        ),
-        undo_url=url_for("patients.correct", enrollment_id=enrollment.id),
-    )
-    return (page, 409) if request.method == "POST" else page
-
-
-@bp.route("/enrollments/<int:enrollment_id>/discharge", methods=["GET", "POST"])
-@require_permission(Permission.ENROLLMENT_MANAGE)
-def discharge(enrollment_id: int):
-    enrollment = access.enrollment_or_404(enrollment_id)
-    if enrollment.patient.entered_in_error:
-        return _entered_in_error_page(enrollment.patient, "Discharge")
-    if not enrollment.active and request.method == "GET":
-        return _ended_page(enrollment, f"Discharge from {enrollment.program.name}")
-    form = DischargeForm()
-    if request.method == "GET" and not form.restored:
-        form.discharged_on.data = site_today(enrollment.patient.site)
-        form.version.data = enrollment.version
-    conflict = None
-    if form.validate_on_submit():
-        outcome = save(
-            form,
-            lambda: services.discharge(
-                enrollment,
-                actor=current_user,
-                discharged_on=form.discharged_on.data,
-                reason=_int(form.reason.data),
-                expected_version=form.version_number,
-            ),
-            refusals=ENROLLMENT_REFUSALS,
-            once=_edit_once(form, "discharge", _chart_url(enrollment)),
-        )
-        if outcome.repeated_url:
-            return _already_saved(outcome)
-        if outcome.saved:
-            flash(f"Discharged from {enrollment.program.name}.", "success")
-            return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
-        conflict = _conflict(outcome, form, enrollment, _enrollment_values)
-        if _ended(outcome, enrollment):
-            return _ended_page(enrollment, f"Discharge from {enrollment.program.name}")
-    return render_template(
-        "patients/discharge.html",
-        form=form,
-        enrollment=enrollment,
-        patient=enrollment.patient,
-        conflict=conflict,
-    )
-
-
-def _ended(outcome, enrollment: Enrollment) -> bool:
-    """The form was refused because the enrollment has ended (before the page was opened,
-    or meanwhile): the page then says so instead of showing inputs refused again."""
-    if outcome.saved or outcome.error is None:
-        return False
-    db.session.refresh(enrollment)
-    return not enrollment.active
-
-
-def _enrollment_values(enrollment: Enrollment) -> dict[str, str]:
-    """An enrollment as the discharge, transfer and deadlines forms show it."""
-    return {
-        "program_id": enrollment.program.name,
-        "admitted_on": services.format_day(enrollment.admitted_on),
-        "level_of_care": enrollment.level_label,
-        "primary_counselor_id": _counselor_label(enrollment.primary_counselor),
-        **{
-            name: services.format_day(getattr(enrollment, name))
-            if getattr(enrollment, name)
-            else "—"
-            for name in services.MILESTONES
-        },
-    }
-
-
-@bp.route("/enrollments/<int:enrollment_id>/transfer", methods=["GET", "POST"])
-@require_permission(Permission.ENROLLMENT_MANAGE)
-def transfer(enrollment_id: int):
-    enrollment = access.enrollment_or_404(enrollment_id)
-    patient = enrollment.patient
-    if patient.entered_in_error:
-        return _entered_in_error_page(patient, "Transfer")
-    if not enrollment.active and request.method == "GET":
-        return _ended_page(enrollment, f"Transfer from {enrollment.program.name}")
-    form = TransferForm()
-    programs, counselors = _enrollment_choices(form, patient, exclude_program=enrollment.program_id)
-    if request.method == "GET" and not form.restored:
-        form.admitted_on.data = site_today(patient.site)
-        form.version.data = enrollment.version
-        form.level_of_care.data = f"{enrollment.asam_edition.value}:{enrollment.asam_level}"
-        form.primary_counselor_id.data = enrollment.primary_counselor_id or 0
-    conflict = None
-    if form.validate_on_submit():
-        edition, level = split_level_of_care(form.level_of_care.data)
-        program = services.chosen(programs, form.program_id.data)
-
-        def transfer_enrollment() -> Enrollment:
-            if program is None:
-                raise DomainError("Choose a program.", field="program_id")
-            return services.transfer(
-                enrollment,
-                program,
-                actor=current_user,
-                on=form.admitted_on.data,
-                asam_edition=edition,
-                asam_level=level,
-                primary_counselor=services.chosen(counselors, form.primary_counselor_id.data),
-                expected_version=form.version_number,
-            )
-
-        outcome = save(
-            form,
-            _on_level_of_care(transfer_enrollment),
-            refusals=ENROLLMENT_REFUSALS,
-            once=_once(form, "transfer", _chart_url),
-        )
-        if outcome.repeated_url:
-            return _already_saved(outcome)
-        if outcome.saved:
-            flash(f"Transferred to {program.name}.", "success")
-            return redirect(url_for("patients.chart", patient_id=patient.id))
-        conflict = _conflict(outcome, form, enrollment, _transfer_values)
-        if _ended(outcome, enrollment):
-            return _ended_page(enrollment, f"Transfer from {enrollment.program.name}")
-    return render_template(
-        "patients/transfer.html",
-        form=form,
-        enrollment=enrollment,
-        patient=patient,
-        conflict=conflict,
-    )
-
-
-def _transfer_values(enrollment: Enrollment) -> dict[str, str]:
-    # The transfer form's program and date are the new enrollment's: only the level of
-    # care and counselor are this enrollment's values.
-    values = _enrollment_values(enrollment)
-    return {name: values[name] for name in ("level_of_care", "primary_counselor_id")}
-
-
-@bp.route("/enrollments/<int:enrollment_id>/correct", methods=["GET", "POST"])
-@require_permission(Permission.ENROLLMENT_MANAGE)
-def correct(enrollment_id: int):
-    """Correct the counselor, level of care or admission date of an enrollment in
-    progress (each change kept with its reason); an ended one offers undoing the
-    discharge instead."""
-    enrollment = access.enrollment_or_404(enrollment_id)
-    patient = enrollment.patient
-    title = f"Correct the enrollment in {enrollment.program.name}"
-    if patient.entered_in_error:
-        return _entered_in_error_page(patient, title)
-    if not enrollment.active:
-        # Ended: nothing left to correct but the discharge itself, if it was a mistake.
-        form = UndoDischargeForm(formdata=None)
-        form.version.data = enrollment.version
-        return _undo_page(enrollment, form)
-    form = CorrectEnrollmentForm()
-    counselors = services.counselors_for(patient.site_id)
-    current = enrollment.primary_counselor
-    if current is not None and services.chosen(counselors, current.id) is None:
-        counselors.append(current)  # named before; may stay, though no longer a choice
-    form.primary_counselor_id.choices = [SelectChoice(0, "None")] + [
-        SelectChoice(u.id, u.full_name) for u in counselors
-    ]
-    if request.method == "GET" and not form.restored:
-        _fill_correction(form, enrollment)
-    conflict = None
-    if form.validate_on_submit():
-        edition, level = split_level_of_care(form.level_of_care.data)
-        outcome = save(
-            form,
-            _on_level_of_care(
-                lambda: services.correct_enrollment(
-                    enrollment,
-                    actor=current_user,
-                    reason=form.reason.data,
-                    expected_version=form.version_number,
-                    primary_counselor=services.chosen(counselors, form.primary_counselor_id.data),
-                    asam_edition=edition,
-                    asam_level=level,
-                    admitted_on=form.admitted_on.data,
-                )
-            ),
-            refusals=ENROLLMENT_REFUSALS,
-            once=_edit_once(form, "enrollment_correction", _chart_url(enrollment)),
-        )
-        if outcome.repeated_url:
-            return _already_saved(outcome)
-        if outcome.saved:
-            flash("Correction saved. The earlier values stay in the history.", "success")
-            return redirect(_chart_url(enrollment))
-        conflict = _conflict(outcome, form, enrollment, _correction_values)
-    return render_template(
-        "patients/correct.html",
-        form=form,
-        enrollment=enrollment,
-        patient=patient,
-        conflict=conflict,
-    )
-
-
-def _fill_correction(form: CorrectEnrollmentForm, enrollment: Enrollment) -> None:
-    form.primary_counselor_id.data = enrollment.primary_counselor_id or 0
-    form.level_of_care.data = f"{enrollment.asam_edition.value}:{enrollment.asam_level}"
-    form.admitted_on.data = enrollment.admitted_on
-    form.version.data = enrollment.version
-
-
-def _correction_values(enrollment: Enrollment) -> dict[str, str]:
-    return {
-        "primary_counselor_id": _counselor_label(enrollment.primary_counselor),
-        "level_of_care": enrollment.level_label,
-        "admitted_on": services.format_day(enrollment.admitted_on),
-    }
-
-
-def _counselor_label(user) -> str:
-    return user.full_name if user is not None else "None"
-
-
-@bp.route("/enrollments/<int:enrollment_id>/undo-discharge", methods=["GET", "POST"])
-@require_permission(Permission.ENROLLMENT_MANAGE)
-def undo_discharge(enrollment_id: int):
-    """Undo a mistaken discharge. The form is on the ended enrollment's correction page;
-    a GET shows it here too: a form sent after the session ended comes back at its own
-    address once its user signs in again (``clinic.accounts.drafts``)."""
-    enrollment = access.enrollment_or_404(enrollment_id)
-    patient = enrollment.patient
-    if (repeated := _sent_before("undo_discharge")) is not None:
-        return repeated
-    if patient.entered_in_error:
-        page = _entered_in_error_page(patient, "Undo a discharge")
-        return (page, 409) if request.method == "POST" else page
-    if enrollment.active:
-        # Undone meanwhile (or never discharged): nothing to do, and nothing to fill in.
-        return render_template(
-            "patients/read_only.html",
-            patient=patient,
-            title="Undo a discharge",
-            message=f"The enrollment in {enrollment.program.name} is active: it has no "
-            "discharge to undo.",
-        )
-    form = UndoDischargeForm()
-    if request.method == "GET" and not form.restored:
-        form.version.data = enrollment.version
-    conflict = None
-    if form.validate_on_submit():
-        outcome = save(
-            form,
-            lambda: services.undo_discharge(
-                enrollment,
-                actor=current_user,
-                reason=form.reason.data,
-                expected_version=form.version_number,
-            ),
-            refusals={
-                **ENROLLMENT_REFUSALS,
-                "uq_enrollment_active_patient_program": DomainError(
-                    services.UNDO_READMITTED_MESSAGE
-                ),
-            },
-            once=_edit_once(form, "undo_discharge", _chart_url(enrollment)),
-        )
-        if outcome.repeated_url:
-            return _already_saved(outcome)
-        if outcome.saved:
-            flash(
-                f"The discharge from {enrollment.program.name} is undone; it stays in the history.",
-                "success",
-            )
-            return redirect(_chart_url(enrollment))
-        conflict = _conflict(outcome, form, enrollment, _discharge_values)
-    return _undo_page(enrollment, form, conflict)
-
-
-def _undo_page(enrollment: Enrollment, form: UndoDischargeForm, conflict=None):
-    return render_template(
-        "patients/undo_discharge.html",
-        form=form,
-        enrollment=enrollment,
-        patient=enrollment.patient,
-        conflict=conflict,
-    )
-
-
-def _discharge_values(enrollment: Enrollment) -> dict[str, str]:
-    if enrollment.active:
-        return {"discharge": "none (active)"}
-    return {
-        "discharge": f"{services.format_day(enrollment.discharged_on)}: "
-        f"{enrollment.discharge_reason_label}"
-    }
-
-
-@bp.route("/enrollments/<int:enrollment_id>/deadlines", methods=["GET", "POST"])
-@require_permission(Permission.DEADLINES_RECORD)
-def deadlines(enrollment_id: int):
-    enrollment = access.enrollment_or_404(enrollment_id)
-    if enrollment.patient.entered_in_error:
-        return _entered_in_error_page(enrollment.patient, "Deadlines")
-    form = MilestonesForm(obj=enrollment) if request.method == "GET" else MilestonesForm()
-    review_form = ReviewForm(formdata=None)
-    if request.method == "GET":
-        review_form.reviewed_on.data = site_today(enrollment.patient.site)
-        if not form.restored:
-            form.version.data = enrollment.version
-    conflict = None
-    if form.validate_on_submit():
-        outcome = save(
-            form,
-            lambda: services.record_milestones(
-                enrollment,
-                actor=current_user,
-                values={name: form[name].data for name in services.MILESTONES},
-                expected_version=form.version_number,
-            ),
-            refusals=ENROLLMENT_REFUSALS,
-            once=_edit_once(form, "milestones", _chart_url(enrollment)),
-        )
-        if outcome.repeated_url:
-            return _already_saved(outcome)
-        if outcome.saved:
-            flash("Dates saved." if outcome.result else "Nothing changed.", "success")
-            return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
-        conflict = _conflict(
-            outcome,
-            form,
-            enrollment,
-            lambda e: {n: v for n, v in _enrollment_values(e).items() if n in services.MILESTONES},
-        )
-    page = _deadlines_page(enrollment, form, review_form, conflict)
-    nothing = form.is_submitted() and services.NOTHING_TO_SAVE_MESSAGE in form.form_errors
-    return (page, 400) if nothing else page
-
-
-def _deadlines_page(
-    enrollment: Enrollment,
-    form: MilestonesForm,
-    review_form: ReviewForm,
-    conflict: list[ConflictRow] | None = None,
-):
-    return render_template(
-        "patients/deadlines.html",
-        enrollment=enrollment,
-        patient=enrollment.patient,
-        form=form,
-        review_form=review_form,
-        items=services.deadlines(enrollment),
-        conflict=conflict,
-    )
-
-
-@bp.route("/enrollments/<int:enrollment_id>/reviews", methods=["GET", "POST"])
-@require_permission(Permission.DEADLINES_RECORD)
-def add_review(enrollment_id: int):
-    """Record a care-plan review (the form is on the deadlines page). A GET shows that page
-    here: a review form sent after the session ended comes back at its own address once
-    its user signs in again (``clinic.accounts.drafts``)."""
-    enrollment = access.enrollment_or_404(enrollment_id)
-    status = 400 if request.method == "POST" else 200
-    if enrollment.patient.entered_in_error:
-        return _entered_in_error_page(enrollment.patient, "Care-plan reviews"), status
-    review_form = ReviewForm()
-    if request.method == "GET" and not review_form.restored:
-        review_form.reviewed_on.data = site_today(enrollment.patient.site)
-    if review_form.validate_on_submit():
-        outcome = save(
-            review_form,
-            lambda: services.record_care_plan_review(
-                enrollment, actor=current_user, reviewed_on=review_form.reviewed_on.data
-            ),
-            refusals=ENROLLMENT_REFUSALS,
-            once=_once(review_form, "care_plan_review", lambda r: _chart_url(enrollment)),
-        )
-        if outcome.repeated_url:
-            return _already_saved(outcome)
-        if outcome.saved:
-            flash("Care-plan review recorded.", "success")
-            return redirect(url_for("patients.chart", patient_id=enrollment.patient_id))
-    form = MilestonesForm(obj=enrollment, formdata=None)
-    form.version.data = enrollment.version
-    return _deadlines_page(enrollment, form, review_form), status
-
-
-@bp.get("/deadlines")
-@require_permission(Permission.PATIENTS_READ)
-def worklist():
-    mine = request.args.get("mine") == "1"
-    items = services.deadline_worklist(current_user, counselor_only=mine)
-    record(
-        AuditAction.VIEW,
-        actor=current_user,
-        entity_type="deadline_worklist",
-        details={"results": len(items)},
-    )
-    return render_template("patients/worklist.html", items=items, mine=mine)
-
-
-def _int(value) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
 
 
 # --- break-glass -------------------------------------------------------------------------
@@ -992,18 +496,18 @@ def break_glass():
     if form.validate_on_submit():
         outcome = save(
             form,
-            lambda: services.grant_break_glass(
+            lambda: emergency.grant_break_glass(
                 actor=current_user, mrn=form.mrn.data, reason=form.reason.data
             ),
-            refusals=services.DATABASE_REFUSALS,
-            once=_once(
+            refusals=common.DATABASE_REFUSALS,
+            once=create_once(
                 form,
                 "break_glass_grant",
                 lambda access: url_for("patients.chart", patient_id=access.patient.id),
             ),
         )
         if outcome.repeated_url:
-            return _already_saved(outcome)
+            return already_saved(outcome)
         if outcome.saved:
             granted = outcome.result
             until = _site_time(granted.grant.expires_at, granted.patient.site)
@@ -1015,15 +519,15 @@ def break_glass():
                 )
             else:
                 flash(
-                    f"Emergency access granted for {services.BREAK_GLASS_MINUTES} minutes "
+                    f"Emergency access granted for {emergency.BREAK_GLASS_MINUTES} minutes "
                     f"(until {until}). It is recorded and will be reviewed.",
                     "warning",
                 )
             return redirect(url_for("patients.chart", patient_id=granted.patient.id))
-        if isinstance(outcome.error, services.PatientNotFound):
+        if isinstance(outcome.error, emergency.PatientNotFound):
             record_denied("patient")  # a refused lookup (the MRN is not recorded)
     return render_template(
-        "patients/break_glass.html", form=form, minutes=services.BREAK_GLASS_MINUTES
+        "patients/break_glass.html", form=form, minutes=emergency.BREAK_GLASS_MINUTES
     )
 
 
@@ -1032,12 +536,12 @@ def break_glass():
 def emergency_lookup():
     """Find a patient of another site for emergency access by last name (or "last, first")
     and date of birth. A POST (the name and date of birth stay out of URLs and browser
-    history); the results show site and MRN only (``services.emergency_lookup``)."""
+    history); the results show site and MRN only (``emergency.emergency_lookup``)."""
     form = EmergencyLookupForm()
     lookup = None
     if form.validate_on_submit():
         try:
-            lookup = services.emergency_lookup(
+            lookup = emergency.emergency_lookup(
                 actor=current_user, name=form.name.data, date_of_birth=form.date_of_birth.data
             )
         except DomainError as error:
@@ -1055,6 +559,6 @@ def emergency_lookup():
         "patients/emergency_lookup.html",
         form=form,
         lookup=lookup,
-        limit=services.EMERGENCY_LOOKUP_LIMIT,
-        minutes=services.BREAK_GLASS_MINUTES,
+        limit=emergency.EMERGENCY_LOOKUP_LIMIT,
+        minutes=emergency.BREAK_GLASS_MINUTES,
     )

@@ -24,5 +24,5 @@ class Site(Base):
     # IANA zone name; clinical days (dose day, admission date) are dates in this zone.
     timezone: Mapped[str] = mapped_column(sa.String(64))
     active: Mapped[bool] = mapped_column(default=True, server_default=sa.true())
-    # The last medical record number given at this site (see patients.services).
+    # The last medical record number given at this site (see patients.registry).
     last_mrn: Mapped[int] = mapped_column(default=0, server_default="0")

@@ -1,5 +1,16 @@
 """Therapy sessions, group attendance and signed progress notes (issue 11).
 
-This increment holds the data model and the services; the pages (and their blueprint,
-registered from ``create_app``) come next.
+``register(app)`` installs the blueprint and the chart's "Sessions" section; ``create_app``
+calls it.
 """
+
+from __future__ import annotations
+
+from flask import Flask
+
+
+def register(app: Flask) -> None:
+    from clinic.therapy import views
+
+    app.register_blueprint(views.bp)
+    views.register_chart_sections(app)

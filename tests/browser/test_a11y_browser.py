@@ -206,6 +206,18 @@ TOURS: dict[str, set[str]] = {
         "dosing.review",
         "dosing.injections",
     },
+    # The therapy pages (issue 11).
+    "clinician, therapy": {
+        "therapy.my_day",
+        "therapy.plan",
+        "therapy.record_session",
+        "therapy.note",
+        "therapy.edit_note",
+        "therapy.sign_note",
+        "therapy.add_addendum",
+        "therapy.note_entered_in_error",
+        "patients.chart",
+    },
     "admin, medications": {
         "patients.chart",
         "medications.patient",
@@ -300,7 +312,7 @@ def clinic(app, site, make_site, make_user, make_program, make_patient, make_enr
 
     from clinic.accounts.models import User
     from clinic.extensions import db
-    from clinic.patients import services
+    from clinic.patients import admissions, registry
     from clinic.patients.models import Enrollment, Patient
 
     east = make_site("EAST", "East Side Clinic", "America/New_York")
@@ -322,7 +334,7 @@ def clinic(app, site, make_site, make_user, make_program, make_patient, make_enr
     with app.app_context():
         actor = db.session.get(User, admin)
         enrollment = db.session.get(Enrollment, ended)
-        services.discharge(
+        admissions.discharge(
             enrollment,
             actor=actor,
             discharged_on=dt.date(2026, 1, 20),
@@ -330,7 +342,7 @@ def clinic(app, site, make_site, make_user, make_program, make_patient, make_enr
             expected_version=enrollment.version,
         )
         mistaken = db.session.get(Patient, mistake)
-        services.mark_entered_in_error(
+        registry.mark_entered_in_error(
             mistaken,
             actor=actor,
             reason="Registered twice by mistake",
@@ -811,3 +823,69 @@ def test_staff_meet_no_medication_page(ui, app, medication_clinic):
     tour.visit("/dosing/", "dosing refused (403)", status=403)
     tour.visit(f"/medications/patients/{med.patients.ana}", "medications refused", status=403)
     assert not tour.problems, "\n\n".join(tour.problems)
+
+
+# --- the therapy pages (issue 11) ---------------------------------------------------------
+
+
+def test_clinician_therapy_tour(ui, app, clinic, username_of):
+    """My day (empty, then with an unrecorded session), the plan form and the recording
+    form, each with its errors shown, and the chart's "Sessions" section."""
+    import datetime as dt
+
+    from clinic.accounts.models import User
+    from clinic.extensions import db
+    from clinic.therapy import sessions
+
+    tour = Tour(ui, app)
+    tour_sign_in(tour, username_of(clinic.target))
+    tour.visit("/therapy/", "my day, nothing planned")
+    with app.app_context():
+        planned = sessions.plan_session(
+            actor=db.session.get(User, clinic.target),
+            plan=sessions.SessionPlan(
+                site_id=db.session.get(User, clinic.target).sites[0].id,
+                starts_at=dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=2),
+                duration_minutes=60,
+                kind="individual",
+                modality="cbt",
+                setting="in_person",
+                patient_ids=[clinic.ana],
+            ),
+        )
+        db.session.commit()
+        session_id = planned.id
+    tour.visit("/therapy/", "my day with an unrecorded session")
+    tour.visit("/therapy/sessions/new", "plan form")
+    tour.submit(None, "plan with errors shown")
+    tour.visit(f"/therapy/sessions/{session_id}/record", "record form")
+    tour.page.get_by_label("Minutes attended by Torres, Ana").fill("999")
+    tour.submit(None, "record with errors shown")
+    tour.page.get_by_label("Minutes attended by Torres, Ana").fill("50")
+    tour.page.get_by_label("Individual note for Torres, Ana").fill("Discussed cravings.")
+    tour.submit(None, "my day with an unsigned note")
+    note = f"/therapy/notes/{note_id(app, session_id)}"
+    tour.visit(note, "a draft note")
+    tour.visit(f"{note}/edit", "edit the draft")
+    tour.page.get_by_label("Note").fill("")
+    tour.submit(None, "edit with errors shown")
+    tour.visit(f"{note}/sign", "sign: confirmation")
+    tour.submit(None, "a signed note")
+    tour.visit(f"{note}/addendum", "addendum form")
+    tour.submit(None, "addendum with errors shown")
+    tour.visit(f"{note}/entered-in-error", "entered in error: confirmation")
+    tour.submit(None, "entered in error with errors shown")
+    tour.visit(f"/patients/{clinic.ana}", "chart with a recorded session and its note")
+    tour.finish("clinician, therapy")
+
+
+def note_id(app, session_id: int) -> int:
+    import sqlalchemy as sa
+
+    from clinic.extensions import db
+    from clinic.therapy.models import ProgressNote
+
+    with app.app_context():
+        return db.session.scalar(
+            sa.select(ProgressNote.id).where(ProgressNote.session_id == session_id)
+        )

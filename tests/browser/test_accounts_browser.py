@@ -16,7 +16,7 @@ NAVIGATION = {
         "Audit trail",
         "Emergency-access review",
     ],
-    "clinician": ["Patients", "Deadlines", "Dosing", "Emergency access"],
+    "clinician": ["Patients", "Deadlines", "My day", "Dosing", "Emergency access"],
     "staff": ["Patients", "Deadlines"],
 }
 

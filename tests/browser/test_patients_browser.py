@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from playwright.sync_api import expect
 
-from clinic.patients.services import format_day
+from clinic.patients.common import format_day
 from tests.conftest import PASSWORD
 
 

@@ -1,0 +1,591 @@
+"""Therapy pages (issue 11): "My day", planning a session (or a weekly group), recording a
+session in one pass, and the chart's "Sessions" section.
+
+Thin views: parse the form, call the service (clinic/therapy/sessions.py, notes.py), commit
+once through ``clinic.web.save``, redirect. A session loaded by id is looked up within the
+user's sites (``sessions.session_for``: else 404 with an access_denied event), then each
+attendee's record is ``opened`` (one view event per patient shown).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_login import current_user
+from wtforms import SelectChoice
+
+from clinic.charts import ChartSection, register_chart_section
+from clinic.db import utcnow
+from clinic.errors import DomainError, record_denied
+from clinic.extensions import db
+from clinic.patients import access
+from clinic.patients.models import Enrollment, Patient
+from clinic.security import Permission, require_permission
+from clinic.sites.models import Site
+from clinic.therapy import notes as note_services
+from clinic.therapy import reading, sessions
+from clinic.therapy.forms import (
+    AddendumForm,
+    CosignForm,
+    EnteredInErrorForm,
+    NoteForm,
+    PlanForm,
+    RecordForm,
+    SignForm,
+)
+from clinic.therapy.models import (
+    Attendance,
+    Modality,
+    ProgressNote,
+    SessionKind,
+    SessionSetting,
+    TherapySession,
+)
+from clinic.web import Once, conflict_rows, save
+
+bp = Blueprint("therapy", __name__, url_prefix="/therapy")
+
+PLAN_REFUSALS = {
+    "uq_therapy_session_live_clinician_start": DomainError(
+        "You already have a session starting at that time.", field="start_time"
+    )
+}
+NAMES_WARNING = (
+    "The group note names {names}. It is shown in every attendee's chart: remove the "
+    "name, or tick the box to save it as it is."
+)
+
+
+def _label(enum, value) -> str:
+    try:
+        return enum(value).label
+    except ValueError:
+        return str(value)
+
+
+@bp.app_template_filter("therapy_label")
+def _therapy_label(value, kind: str) -> str:
+    """A stored kind, modality, setting or attendance as people read it."""
+    enum = {
+        "kind": SessionKind,
+        "modality": Modality,
+        "setting": SessionSetting,
+        "attendance": Attendance,
+    }[kind]
+    return _label(enum, value) if value is not None else "—"
+
+
+def _home_zone(user) -> ZoneInfo:
+    """The clinician's day is their first site's day."""
+    return ZoneInfo(user.sites[0].timezone) if user.sites else ZoneInfo("UTC")
+
+
+@bp.app_template_filter("therapy_time")
+def _therapy_time(value: dt.datetime | None) -> str:
+    """An instant in the signed-in user's first site's time zone: "5 Jan 2026 14:05 CST"."""
+    if value is None:
+        return "—"
+    if value.tzinfo is None:  # SQLite gives naive UTC from some expressions
+        value = value.replace(tzinfo=dt.UTC)
+    local = value.astimezone(_home_zone(current_user))
+    return f"{local.day} {local:%b %Y %H:%M} {local.tzname()}"
+
+
+# --- my day ----------------------------------------------------------------------------------
+
+
+@bp.get("/")
+@require_permission(Permission.SESSIONS_RECORD)
+def my_day():
+    """Today's planned and recorded sessions, unrecorded past sessions, the user's
+    unsigned notes (oldest first) and the notes waiting for their co-signature: four
+    queries whatever the number of rows (reading.py), plus the page's own."""
+    now = utcnow()
+    today = now.astimezone(_home_zone(current_user)).date()
+    schedule = reading.day_schedule(current_user, today, now=now)
+    # Today's unrecorded sessions are in the schedule (marked); the list is the days before.
+    unrecorded = reading.unrecorded_sessions(current_user, now=now)
+    unrecorded = [e for e in unrecorded if e.local_start.date() < today]
+    return render_template(
+        "therapy/my_day.html",
+        today=today,
+        schedule=schedule,
+        unrecorded=unrecorded,
+        unsigned=reading.unsigned_notes(current_user),
+        cosign=reading.cosign_queue(current_user),
+    )
+
+
+# --- plan ------------------------------------------------------------------------------------
+
+
+def _eligible_patients(site_ids: list[int], day: dt.date) -> list[Patient]:
+    """Patients of these sites with an enrollment in force on ``day`` (the service checks
+    again on save, on the session's own day). One query."""
+    in_force = (
+        sa.select(Enrollment.id)
+        .where(
+            Enrollment.patient_id == Patient.id,
+            Enrollment.admitted_on <= day,
+            sa.or_(Enrollment.discharged_on.is_(None), Enrollment.discharged_on >= day),
+        )
+        .exists()
+    )
+    return list(
+        db.session.scalars(
+            sa.select(Patient)
+            .where(
+                Patient.site_id.in_(site_ids or [-1]),
+                Patient.entered_in_error_at.is_(None),
+                in_force,
+            )
+            .order_by(Patient.last_name, Patient.first_name, Patient.id)
+        )
+    )
+
+
+def _starts_at(form: PlanForm, site: Site | None) -> dt.datetime | None:
+    if site is None or form.day.data is None or form.start_time.data is None:
+        return None
+    local = dt.datetime.combine(form.day.data, form.start_time.data, tzinfo=ZoneInfo(site.timezone))
+    return local.astimezone(dt.UTC)
+
+
+@bp.route("/sessions/new", methods=["GET", "POST"])
+@require_permission(Permission.SESSIONS_RECORD)
+def plan():
+    """Plan a session (individual, group or family) or, with a number of weeks, a weekly
+    group: its date, time in the site's time zone and attendees."""
+    sites = [s for s in current_user.sites if s.active]
+    form = PlanForm()
+    form.site_id.choices = [SelectChoice(s.id, f"{s.code} — {s.name}") for s in sites]
+    zone = ZoneInfo(sites[0].timezone) if sites else ZoneInfo("UTC")
+    today = utcnow().astimezone(zone).date()
+    eligible = _eligible_patients([s.id for s in sites], form.day.data or today)
+    form.patient_ids.choices = [SelectChoice(p.id, f"{p.display_name} · {p.mrn}") for p in eligible]
+    if request.method == "GET" and not form.restored:
+        form.day.data = today
+        form.duration_minutes.data = 60
+        if sites:
+            form.site_id.data = sites[0].id
+    if form.validate_on_submit():
+        site = next((s for s in sites if s.id == form.site_id.data), None)
+        data = sessions.SessionPlan(
+            site_id=site.id if site else None,
+            starts_at=_starts_at(form, site),
+            duration_minutes=form.duration_minutes.data,
+            kind=form.kind.data,
+            modality=form.modality.data,
+            setting=form.setting.data,
+            patient_ids=list(form.patient_ids.data or []),
+            group_name=form.group_name.data,
+        )
+        weeks = form.weeks.data
+
+        def plan_it():
+            if weeks is not None and weeks > 1:
+                return sessions.plan_weekly_group(actor=current_user, plan=data, weeks=weeks)[0]
+            return sessions.plan_session(actor=current_user, plan=data)
+
+        outcome = save(
+            form,
+            plan_it,
+            refusals=PLAN_REFUSALS,
+            once=Once(
+                token=form.submission_token.data,
+                user_id=current_user.id,
+                kind="therapy_session",
+                result_url=lambda _result: url_for("therapy.my_day"),
+            ),
+        )
+        if outcome.saved:
+            if outcome.repeated_url:
+                flash("This session was planned once.", "info")
+                return redirect(outcome.repeated_url)
+            flash(
+                f"{weeks} weekly sessions planned." if weeks and weeks > 1 else "Session planned.",
+                "success",
+            )
+            return redirect(url_for("therapy.my_day"))
+        _move_error(form, outcome.error, {"starts_at": "start_time"})
+        return render_template("therapy/plan.html", form=form), 400
+    return render_template("therapy/plan.html", form=form), (_status(form))
+
+
+def _status(form) -> int:
+    """400 for a form shown with its errors; 200 for a fresh form, and for a form the
+    CSRF handler shows again (it answers 400 itself, and only shows a 2xx page again,
+    keeping what the user typed)."""
+    if g.get("csrf_refused"):
+        return 200
+    return 400 if form.errors or form.form_errors else 200
+
+
+def _move_error(form, error: DomainError | None, aliases: dict[str, str]) -> None:
+    """A service error naming a field the form spells differently: next to that field."""
+    if error is None or error.field not in aliases:
+        return
+    if error.message in form.form_errors:
+        form.form_errors.remove(error.message)
+    field = form._fields[aliases[error.field]]
+    if error.message not in field.errors:
+        field.errors = [*field.errors, error.message]
+
+
+# --- record ----------------------------------------------------------------------------------
+
+
+def _session_or_404(session_id: int) -> TherapySession:
+    session = sessions.session_for(current_user, session_id)
+    if session is None:
+        record_denied("therapy_session", session_id)
+        abort(404)
+    for attendee in session.attendees:
+        access.opened(attendee.patient, "therapy_session", session.id)
+    return session
+
+
+def _row_error(form: RecordForm, error: DomainError | None) -> None:
+    """A refusal naming one attendee's field (``attendees-<i>-minutes``): next to it."""
+    if error is None or not error.field or not error.field.startswith("attendees-"):
+        return
+    parts = error.field.split("-")
+    if len(parts) != 3 or not parts[1].isdigit() or int(parts[1]) >= len(form.attendees):
+        return
+    sub = form.attendees[int(parts[1])].form._fields.get(parts[2])
+    if sub is None:
+        return
+    if error.message in form.form_errors:
+        form.form_errors.remove(error.message)
+    sub.errors = [*sub.errors, error.message]
+
+
+@bp.route("/sessions/<int:session_id>/record", methods=["GET", "POST"])
+@require_permission(Permission.SESSIONS_RECORD)
+def record_session(session_id: int):
+    """Record a planned session in one pass: every attendee's attendance, minutes and
+    optional note, the group note, and "sign now". All or nothing."""
+    session = _session_or_404(session_id)
+    if session.recorded or session.entered_in_error:
+        flash(
+            "This session is already recorded."
+            if session.recorded
+            else "This session was entered in error.",
+            "info",
+        )
+        return redirect(url_for("therapy.my_day"))
+    if session.clinician_id != current_user.id:
+        flash("Only the session's clinician records it.", "warning")
+        return redirect(url_for("therapy.my_day"))
+    attendees = list(session.attendees)
+    form = RecordForm()
+    if request.method == "GET" and not form.restored:
+        while len(form.attendees) < len(attendees):
+            form.attendees.append_entry()
+        started = session.starts_at <= utcnow()
+        for row, attendee in zip(form.attendees, attendees, strict=False):
+            row.form.patient_id.data = str(attendee.patient_id)
+            if started:
+                row.form.attendance.data = Attendance.ATTENDED.value
+                row.form.minutes.data = session.duration_minutes
+    names = {a.patient_id: a.patient.display_name for a in attendees}
+    warnings: list[str] = []
+    refused = False
+    if form.validate_on_submit():
+        ids = [row.form.patient_id.data for row in form.attendees]
+        if sorted(ids) != sorted(str(a.patient_id) for a in attendees):
+            form.form_errors.append(
+                "This form is out of date: reload the page and enter the attendance again."
+            )
+        else:
+            group_note = form.group_note.data or None
+            if SessionKind(session.kind).has_group_note:
+                warnings = note_services.group_note_name_warnings(session, group_note)
+            if warnings and not form.confirm_names.data:
+                form.group_note.errors = [
+                    *form.group_note.errors,
+                    NAMES_WARNING.format(names=", ".join(warnings)),
+                ]
+            else:
+                lines = [
+                    sessions.AttendeeRecord(
+                        patient_id=int(row.form.patient_id.data),
+                        attendance=row.form.attendance.data or None,
+                        minutes_attended=row.form.minutes.data,
+                        note=row.form.note.data or None,
+                    )
+                    for row in form.attendees
+                ]
+                outcome = save(
+                    form,
+                    lambda: sessions.record_session(
+                        session,
+                        actor=current_user,
+                        attendees=lines,
+                        group_note=group_note,
+                        sign=form.sign.data,
+                    ),
+                    once=Once(
+                        token=form.submission_token.data,
+                        user_id=current_user.id,
+                        kind="therapy_record",
+                        result_url=lambda _result: url_for("therapy.my_day"),
+                    ),
+                )
+                if outcome.saved:
+                    flash(
+                        "This session was recorded once."
+                        if outcome.repeated_url
+                        else "Session recorded.",
+                        "success",
+                    )
+                    return redirect(outcome.repeated_url or url_for("therapy.my_day"))
+                refused = True
+                _row_error(form, outcome.error)
+    return render_template(
+        "therapy/record.html",
+        form=form,
+        session=session,
+        names=names,
+        local_start=session.starts_at.astimezone(ZoneInfo(session.site.timezone)),
+        rows=[(row, names.get(_int(row.form.patient_id.data), "")) for row in form.attendees],
+        warnings=warnings,
+    ), (400 if refused or warnings else _status(form))
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+# --- the chart's "Sessions" section ----------------------------------------------------------
+
+
+def _chart_context(patient: Patient) -> dict | None:
+    """This patient's recent sessions with their attendance (every role); for clinicians
+    the group note and THIS patient's own note (the chart's own view event records that
+    this patient's record was shown). Never another attendee's name or note."""
+    if not current_user.can(Permission.SESSIONS_READ):
+        return None
+    page = reading.patient_history(patient, viewer=current_user, limit=10)
+    return {
+        "rows": page.rows,
+        "texts": current_user.can(Permission.NOTES_READ),
+        "more": page.next_cursor is not None,
+    }
+
+
+def register_chart_sections(app: Flask) -> None:
+    register_chart_section(
+        app,
+        ChartSection(
+            key="sessions",
+            template="therapy/_chart_section.html",
+            context=_chart_context,
+            order=30,
+        ),
+    )
+
+
+# --- notes -----------------------------------------------------------------------------------
+
+
+def _note_or_404(note_id: int) -> ProgressNote:
+    """A note within the user's sites (clinicians only: ``note_for``), each patient it
+    concerns opened (one view event each: the page shows the note's text)."""
+    note = note_services.note_for(current_user, note_id)
+    if note is None:
+        record_denied("progress_note", note_id)
+        abort(404)
+    if note.attendee is not None:
+        access.opened(note.attendee.patient, "progress_note", note.id)
+    else:
+        for attendee in note.session.attendees:
+            access.opened(attendee.patient, "progress_note", note.id)
+    return note
+
+
+def _note_url(note: ProgressNote) -> str:
+    return url_for("therapy.note", note_id=note.id)
+
+
+def _note_page(template: str, note: ProgressNote, form, status: int = 200, **context):
+    attendee = note.attendee
+    return render_template(
+        template,
+        note=note,
+        form=form,
+        session=note.session,
+        about=attendee.patient.display_name if attendee is not None else None,
+        local_start=note.session.starts_at.astimezone(ZoneInfo(note.session.site.timezone)),
+        **context,
+    ), status
+
+
+def _edit_once(form, note: ProgressNote, kind: str) -> Once:
+    return Once(
+        token=form.submission_token.data,
+        user_id=current_user.id,
+        kind=kind,
+        result_url=lambda _result: url_for("therapy.note", note_id=note.id),
+        required=False,
+    )
+
+
+@bp.get("/notes/<int:note_id>")
+@require_permission(Permission.NOTES_READ)
+def note(note_id: int):
+    """A note with its addenda and what may be done with it (edit, sign, add an
+    addendum, co-sign, mark entered in error)."""
+    shown = _note_or_404(note_id)
+    return _note_page("therapy/note.html", shown, CosignForm())
+
+
+@bp.route("/notes/<int:note_id>/edit", methods=["GET", "POST"])
+@require_permission(Permission.SESSIONS_RECORD)
+def edit_note(note_id: int):
+    """Edit a draft: a conflict (someone saved it meanwhile) shows both texts."""
+    shown = _note_or_404(note_id)
+    if shown.signed or shown.entered_in_error:
+        flash(
+            note_services.SIGNED_MESSAGE if shown.signed else note_services.IN_ERROR_MESSAGE,
+            "warning",
+        )
+        return redirect(_note_url(shown))
+    form = NoteForm()
+    if request.method == "GET" and not form.restored:
+        form.text.data = shown.text
+        form.version.data = shown.version
+    conflict = None
+    if form.validate_on_submit():
+        outcome = save(
+            form,
+            lambda: note_services.save_draft(
+                shown.session,
+                actor=current_user,
+                text=form.text.data,
+                attendee=shown.attendee,
+                version=form.version_number,
+            ),
+            once=_edit_once(form, shown, "progress_note_edit"),
+        )
+        if outcome.saved:
+            flash("Draft saved.", "success")
+            return redirect(outcome.repeated_url or _note_url(shown))
+        conflict = conflict_rows(outcome, form, shown, lambda n: {"text": n.text})
+        return _note_page(
+            "therapy/note_edit.html", shown, form, 409 if conflict else 400, conflict=conflict
+        )
+    return _note_page("therapy/note_edit.html", shown, form, _status(form), conflict=conflict)
+
+
+@bp.route("/notes/<int:note_id>/sign", methods=["GET", "POST"])
+@require_permission(Permission.SESSIONS_RECORD)
+def sign_note(note_id: int):
+    """Confirmation, then the draft is signed and locked."""
+    shown = _note_or_404(note_id)
+    if shown.signed:
+        flash("This note is already signed.", "info")
+        return redirect(_note_url(shown))
+    form = SignForm()
+    if request.method == "GET" and not form.restored:
+        form.version.data = shown.version
+    if form.validate_on_submit():
+        outcome = save(
+            form,
+            lambda: note_services.sign_note(shown, actor=current_user, version=form.version_number),
+            once=_edit_once(form, shown, "progress_note_sign"),
+        )
+        if outcome.saved:
+            flash("Note signed.", "success")
+            return redirect(outcome.repeated_url or _note_url(shown))
+        db.session.refresh(shown)
+        form.version.data = shown.version
+        return _note_page("therapy/note_sign.html", shown, form, 400)
+    return _note_page("therapy/note_sign.html", shown, form, _status(form))
+
+
+@bp.route("/notes/<int:note_id>/addendum", methods=["GET", "POST"])
+@require_permission(Permission.SESSIONS_RECORD)
+def add_addendum(note_id: int):
+    shown = _note_or_404(note_id)
+    if not shown.signed or shown.entered_in_error:
+        flash(
+            note_services.IN_ERROR_MESSAGE
+            if shown.entered_in_error
+            else "A draft is edited, not amended: addenda go under signed notes.",
+            "warning",
+        )
+        return redirect(_note_url(shown))
+    form = AddendumForm()
+    if form.validate_on_submit():
+        outcome = save(
+            form,
+            lambda: note_services.add_addendum(shown, actor=current_user, text=form.text.data),
+            once=Once(
+                token=form.submission_token.data,
+                user_id=current_user.id,
+                kind="note_addendum",
+                result_url=lambda _result: _note_url(shown),
+            ),
+        )
+        if outcome.saved:
+            flash("Addendum signed and added.", "success")
+            return redirect(outcome.repeated_url or _note_url(shown))
+        return _note_page("therapy/note_addendum.html", shown, form, 400)
+    return _note_page("therapy/note_addendum.html", shown, form, _status(form))
+
+
+@bp.post("/notes/<int:note_id>/cosign")
+@require_permission(Permission.SESSIONS_RECORD)
+def cosign_note(note_id: int):
+    shown = _note_or_404(note_id)
+    form = CosignForm()
+    if form.validate_on_submit():
+        outcome = save(form, lambda: note_services.cosign_note(shown, actor=current_user))
+        flash(
+            "Note co-signed."
+            if outcome.saved
+            else (outcome.error.message if outcome.error else "Nothing was saved."),
+            "success" if outcome.saved else "warning",
+        )
+    return redirect(_note_url(shown))
+
+
+@bp.route("/notes/<int:note_id>/entered-in-error", methods=["GET", "POST"])
+@require_permission(Permission.SESSIONS_RECORD)
+def note_entered_in_error(note_id: int):
+    """Confirmation with a reason, then the note is marked entered in error (never
+    deleted: clinicians still see it, struck through)."""
+    shown = _note_or_404(note_id)
+    if shown.entered_in_error:
+        flash("This note is already marked entered in error.", "info")
+        return redirect(_note_url(shown))
+    form = EnteredInErrorForm()
+    if form.validate_on_submit():
+        outcome = save(
+            form,
+            lambda: note_services.mark_entered_in_error(
+                shown, actor=current_user, reason=form.reason.data
+            ),
+        )
+        if outcome.saved:
+            flash("Note marked entered in error.", "success")
+            return redirect(_note_url(shown))
+        return _note_page("therapy/note_in_error.html", shown, form, 400)
+    return _note_page("therapy/note_in_error.html", shown, form, _status(form))
