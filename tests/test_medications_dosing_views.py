@@ -147,6 +147,18 @@ def test_the_list_refresh_is_not_recorded_again(app, nurse, patient_on):
     assert views() == 2
 
 
+def test_an_automatic_refresh_without_a_recorded_screen_is_recorded(app, nurse, patient_on):
+    """``auto=1`` is the client's word: a list fetched with it by a user who never opened
+    the screen is recorded all the same."""
+    patient_on()
+    nurse.get("/dosing/list?site=MAIN&auto=1")
+    with app.app_context():
+        recorded = db.session.scalar(
+            sa.select(sa.func.count(AuditEvent.id)).where(AuditEvent.entity_type == "dosing_screen")
+        )
+    assert recorded == 1
+
+
 def test_another_sites_screen_is_not_found(app, nurse, make_site):
     make_site("EAST")
     assert nurse.get("/dosing/?site=EAST").status_code == 404

@@ -98,6 +98,29 @@ def client_ip(raw: str | None) -> str | None:
     return text if len(text) <= IP_COLUMN_LENGTH else None
 
 
+def recently_recorded(
+    user: User, action: AuditAction, entity_type: str, site_id: int, within: dt.timedelta
+) -> bool:
+    """Whether ``user`` has an event of ``action`` on ``entity_type`` at ``site_id`` in the
+    trail from the last ``within``: lets a page's automatic refresh skip recording again
+    only when the server itself holds the record of the page shown (never on the client's
+    word)."""
+    return (
+        db.session.scalar(
+            sa.select(AuditEvent.id)
+            .where(
+                AuditEvent.user_id == user.id,
+                AuditEvent.action == action,
+                AuditEvent.entity_type == entity_type,
+                AuditEvent.site_id == site_id,
+                AuditEvent.occurred_at > utcnow() - within,
+            )
+            .limit(1)
+        )
+        is not None
+    )
+
+
 def record(
     action: AuditAction,
     *,

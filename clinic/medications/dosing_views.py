@@ -26,6 +26,7 @@ from flask_login import current_user
 from wtforms import SelectChoice
 
 from clinic.audit import AuditAction, record
+from clinic.audit.services import recently_recorded
 from clinic.charts import ChartSection, register_chart_section
 from clinic.errors import DomainError, record_denied
 from clinic.forms import has_control_characters
@@ -141,6 +142,10 @@ def _screen_rows(site: Site, day: dt.date, text: str) -> list[worklists.ScreenRo
     return worklists.dosing_screen(site, day, matching=matching)
 
 
+# How long a recorded dosing screen covers its automatic refreshes (dosing.js: every 45 s).
+SCREEN_REFRESH_RECORDED = dt.timedelta(minutes=10)
+
+
 def _record_screen_view(site: Site, day: dt.date, text: str, rows: list) -> None:
     # The list shows names and dates of birth: an access, recorded without its terms.
     record(
@@ -192,7 +197,11 @@ def screen_list():
     today, day = _day(site)
     text = _filter_text()
     rows = _screen_rows(site, day, text)
-    if request.args.get("auto") != "1":
+    # An automatic refresh (``auto=1``) of a screen this user opened in the last minutes
+    # is not recorded again; the flag alone never skips the record.
+    if request.args.get("auto") != "1" or not recently_recorded(
+        current_user, AuditAction.VIEW, "dosing_screen", site.id, SCREEN_REFRESH_RECORDED
+    ):
         _record_screen_view(site, day, text, rows)
     return render_template(
         "medications/dosing/_list.html",
