@@ -10,7 +10,10 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    from clinic.therapy import views
+    from clinic.therapy import (
+        note_views,  # noqa: F401 (its routes join views.bp)
+        views,
+    )
 
     app.register_blueprint(views.bp)
     views.register_chart_sections(app)
