@@ -47,6 +47,12 @@ class Permission(StrEnum):
     SESSIONS_READ = "sessions.read"
     SESSIONS_RECORD = "sessions.record"  # plan, record, write and sign notes
     NOTES_READ = "notes.read"
+    # Aftercare (issue 12): the resource directory, support networks, 42 CFR Part 2 consents,
+    # referrals and the accounting of disclosures.
+    RESOURCES_MANAGE = "resources.manage"  # add, edit, import the aftercare directory
+    AFTERCARE_READ = "aftercare.read"  # the directory, a patient's consents and referrals
+    CONSENTS_RECORD = "consents.record"  # consents, revocations, restriction requests
+    REFERRALS_MANAGE = "referrals.manage"  # support people, referrals, sending (disclosure)
 
 
 # What each role may do (DOMAIN.md, "Who uses it"). Later features add their rows.
@@ -63,6 +69,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.PROGRAMS_MANAGE,
             Permission.MEDICATION_READ,
             Permission.SESSIONS_READ,
+            Permission.RESOURCES_MANAGE,
+            Permission.AFTERCARE_READ,
+            Permission.CONSENTS_RECORD,
+            Permission.REFERRALS_MANAGE,
         }
     ),
     Role.CLINICIAN: frozenset(
@@ -78,10 +88,19 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.SESSIONS_READ,
             Permission.SESSIONS_RECORD,
             Permission.NOTES_READ,
+            Permission.AFTERCARE_READ,
         }
     ),
     Role.STAFF: frozenset(
-        {Permission.PATIENTS_READ, Permission.PATIENTS_REGISTER, Permission.SESSIONS_READ}
+        {
+            Permission.PATIENTS_READ,
+            Permission.PATIENTS_REGISTER,
+            Permission.SESSIONS_READ,
+            Permission.RESOURCES_MANAGE,
+            Permission.AFTERCARE_READ,
+            Permission.CONSENTS_RECORD,
+            Permission.REFERRALS_MANAGE,
+        }
     ),
 }
 
