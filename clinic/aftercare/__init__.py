@@ -10,4 +10,8 @@ from flask import Flask
 
 
 def register(app: Flask) -> None:
-    """Nothing yet: the aftercare pages join here as they land."""
+    from clinic.aftercare import views
+
+    # Page modules join views.bp here as they land (directory_views, consent_views,
+    # referral_views), each with its chart sections.
+    app.register_blueprint(views.bp)
