@@ -1,4 +1,4 @@
-"""support network, Part 2 consents, restrictions, referrals and disclosures
+"""support network, Part 2 consents and restriction requests
 
 Revision ID: b1c2d3e4f5a6
 Revises: a0b1c2d3e4f5

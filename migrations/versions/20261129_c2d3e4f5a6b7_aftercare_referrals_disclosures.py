@@ -1,4 +1,4 @@
-"""support network, Part 2 consents, restrictions, referrals and disclosures
+"""aftercare referrals, their status history and the disclosures they make
 
 Revision ID: c2d3e4f5a6b7
 Revises: b1c2d3e4f5a6
