@@ -37,7 +37,7 @@ def main() -> int:
     from flask_migrate import upgrade
 
     from clinic import create_app
-    from clinic.audit import services
+    from clinic.audit import reading
     from clinic.audit.models import AuditEvent
     from clinic.extensions import db
     from clinic.sites.models import Site
@@ -88,35 +88,35 @@ def main() -> int:
             db.session.commit()
         print(f"loaded {args.events} events in {time.perf_counter() - loaded:.1f} s")
         deep = args.events // 2
-        everything = services.AuditScope.everything()
-        one_site = services.AuditScope(frozenset({site_ids[0]}))
+        everything = reading.AuditScope.everything()
+        one_site = reading.AuditScope(frozenset({site_ids[0]}))
         cases = {
-            "first page": lambda: services.event_page(
-                services.AuditFilters(), scope=everything, before=None
+            "first page": lambda: reading.event_page(
+                reading.AuditFilters(), scope=everything, before=None
             ),
-            "deep page": lambda: services.event_page(
-                services.AuditFilters(), scope=everything, before=deep
+            "deep page": lambda: reading.event_page(
+                reading.AuditFilters(), scope=everything, before=deep
             ),
-            "by user": lambda: services.event_page(
-                services.AuditFilters(username=f"user{rng.randrange(200)}"),
+            "by user": lambda: reading.event_page(
+                reading.AuditFilters(username=f"user{rng.randrange(200)}"),
                 scope=everything,
                 before=deep,
             ),
-            "by patient": lambda: services.event_page(
-                services.AuditFilters(patient_id=rng.randrange(10_000)),
+            "by patient": lambda: reading.event_page(
+                reading.AuditFilters(patient_id=rng.randrange(10_000)),
                 scope=everything,
                 before=None,
             ),
-            "by action": lambda: services.event_page(
-                services.AuditFilters(action="access_denied"), scope=everything, before=deep
+            "by action": lambda: reading.event_page(
+                reading.AuditFilters(action="access_denied"), scope=everything, before=deep
             ),
-            "by month": lambda: services.event_page(
-                services.AuditFilters(date_from=dt.date(2025, 3, 1), date_to=dt.date(2025, 3, 31)),
+            "by month": lambda: reading.event_page(
+                reading.AuditFilters(date_from=dt.date(2025, 3, 1), date_to=dt.date(2025, 3, 31)),
                 scope=everything,
                 before=None,
             ),
-            "one site": lambda: services.event_page(
-                services.AuditFilters(), scope=one_site, before=deep
+            "one site": lambda: reading.event_page(
+                reading.AuditFilters(), scope=one_site, before=deep
             ),
         }
         failed = False

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 from clinic.audit import AuditAction, record
 from clinic.audit.models import AuditEvent, BreakGlassGrant, ReviewOutcome
-from clinic.audit.services import ALREADY_REVIEWED_MESSAGE, ESCALATION_NOTE_MESSAGE
+from clinic.audit.review import ALREADY_REVIEWED_MESSAGE, ESCALATION_NOTE_MESSAGE
 from clinic.extensions import db
 from clinic.forms import CONTROL_CHARACTER_MESSAGE
 

@@ -18,7 +18,8 @@ from clinic.audit import AuditAction, record
 from clinic.audit.csvsafe import csv_lines, escape_cell, safe_row
 from clinic.audit.forms import DATE_FORMAT, DATE_MESSAGE, REVERSED_RANGE_MESSAGE
 from clinic.audit.models import AuditEvent, BreakGlassGrant
-from clinic.audit.services import AuditScope, client_ip
+from clinic.audit.reading import AuditScope
+from clinic.audit.services import client_ip
 from clinic.extensions import db
 from clinic.forms import CONTROL_CHARACTER_MESSAGE
 from clinic.patients.models import Patient

@@ -1,7 +1,7 @@
 """The audit viewer, its CSV export, the emergency-access review and the patient access
 report (administrators only).
 
-Every page reads through ``services.AuditScope.of(current_user)``: a site administrator
+Every page reads through ``reading.AuditScope.of(current_user)``: a site administrator
 sees only what concerns their sites, in the query itself. An invalid filter shows its
 error and no events (the CSV export answers 400): a filter never fails open.
 """
@@ -25,7 +25,7 @@ from flask import (
 from flask_login import current_user
 
 from clinic.accounts.services import user_by_username
-from clinic.audit import display, services
+from clinic.audit import display, reading, review, services
 from clinic.audit.csvsafe import csv_lines
 from clinic.audit.forms import AuditFilterForm, ReportPeriodForm, ReviewForm
 from clinic.audit.models import AuditAction, BreakGlassGrant
@@ -58,12 +58,12 @@ CSV_COLUMNS = [
 CURSOR_RE = re.compile(r"[0-9]{1,30}")
 
 
-def _filters(form: AuditFilterForm) -> services.AuditFilters | None:
+def _filters(form: AuditFilterForm) -> reading.AuditFilters | None:
     """The form's filters, or None when one is invalid (the caller shows no events).
     The patient and user are looked up separately (``_resolve``)."""
     if not form.validate():
         return None
-    return services.AuditFilters(
+    return reading.AuditFilters(
         username=form.user.data or None,
         action=form.action.data or None,
         entity_type=form.entity.data or None,
@@ -85,7 +85,7 @@ class Resolved:
 
 
 def _resolve(
-    form: AuditFilterForm, filters: services.AuditFilters, scope: services.AuditScope
+    form: AuditFilterForm, filters: reading.AuditFilters, scope: reading.AuditScope
 ) -> Resolved:
     """Turn the patient filter into a patient in scope, and check the username prefix.
     An MRN unknown or outside the administrator's sites, and a username of another site,
@@ -93,7 +93,7 @@ def _resolve(
     resolved = Resolved()
     text = (form.patient.data or "").strip()
     if text:
-        lookup = services.find_patient(current_user, scope, text)
+        lookup = reading.find_patient(current_user, scope, text)
         if lookup.patient is not None:
             filters.patient_id = lookup.patient.id
         elif lookup.refused:
@@ -102,15 +102,15 @@ def _resolve(
             resolved.notice = f"No patient at your sites has the MRN {text.upper()}."
         elif lookup.candidates:
             resolved.matches_nothing = True
-            resolved.candidates = lookup.candidates[: services.PATIENT_CHOICES_LIMIT]
-            more = len(lookup.candidates) > services.PATIENT_CHOICES_LIMIT
+            resolved.candidates = lookup.candidates[: reading.PATIENT_CHOICES_LIMIT]
+            more = len(lookup.candidates) > reading.PATIENT_CHOICES_LIMIT
             resolved.notice = f"Several patients match \u201c{text}\u201d: choose one" + (
                 " (only the first 20 are listed: type more of the name)." if more else "."
             )
         else:
             resolved.matches_nothing = True
             resolved.notice = f"No patient at your sites matches \u201c{text}\u201d."
-    if filters.username and not services.users_with_prefix(filters.username, scope):
+    if filters.username and not reading.users_with_prefix(filters.username, scope):
         exact = user_by_username(filters.username)
         if exact is not None and scope.site_ids is not None:
             record_denied("user", exact.id)
@@ -134,12 +134,12 @@ def _cursor() -> int | None:
     return min(int(raw), services.MAX_SEQ)
 
 
-def _filter_names(filters: services.AuditFilters) -> list[str]:
+def _filter_names(filters: reading.AuditFilters) -> list[str]:
     return sorted(k for k, v in vars(filters).items() if v)
 
 
 def _audit_reading(
-    action: AuditAction, filters: services.AuditFilters | None, *, refused: bool
+    action: AuditAction, filters: reading.AuditFilters | None, *, refused: bool
 ) -> None:
     services.record(
         action,
@@ -161,19 +161,19 @@ def _first_site_timezone() -> str | None:
 def index():
     form = AuditFilterForm(request.args)
     before = _cursor()
-    scope = services.AuditScope.of(current_user)
+    scope = reading.AuditScope.of(current_user)
     filters = _filters(form)
     events, next_cursor, resolved = [], None, Resolved()
     if filters is not None:
         resolved = _resolve(form, filters, scope)
         if not resolved.matches_nothing:
-            events, next_cursor = services.event_page(filters, scope=scope, before=before)
+            events, next_cursor = reading.event_page(filters, scope=scope, before=before)
     _audit_reading(AuditAction.VIEW, filters, refused=resolved.refused)
     return (
         render_template(
             "audit/index.html",
             form=form,
-            rows=services.viewer_rows(events, fallback_timezone=_first_site_timezone()),
+            rows=reading.viewer_rows(events, fallback_timezone=_first_site_timezone()),
             next_cursor=next_cursor,
             args=form.submitted_filters() if filters is not None else {},
             first_page=before is None,
@@ -199,7 +199,7 @@ def export():
             status=400,
             mimetype="text/plain",
         )
-    scope = services.AuditScope.of(current_user)
+    scope = reading.AuditScope.of(current_user)
     resolved = _resolve(form, filters, scope)
     _audit_reading(AuditAction.EXPORT, filters, refused=resolved.refused)
     # The export's own event is committed before the file streams.
@@ -208,7 +208,7 @@ def export():
     def rows():
         if resolved.matches_nothing:
             return
-        for event in services.iter_events(filters, scope=scope):
+        for event in reading.iter_events(filters, scope=scope):
             yield [
                 event.seq,
                 event.occurred_at,
@@ -243,14 +243,14 @@ def _display_helpers() -> dict:
 @require_permission(Permission.AUDIT_READ)
 def break_glass():
     show_all = request.args.get("show") == "all"
-    scope = services.AuditScope.of(current_user)
-    rows = services.break_glass_grants(scope, unacknowledged_only=not show_all)
+    scope = reading.AuditScope.of(current_user)
+    rows = review.break_glass_grants(scope, unacknowledged_only=not show_all)
     services.record(AuditAction.VIEW, actor=current_user, entity_type="break_glass_review")
     return render_template("audit/break_glass.html", rows=rows, show_all=show_all)
 
 
-def _grant_or_404(grant_id: int) -> services.GrantRow:
-    row = services.grant_row(services.AuditScope.of(current_user), grant_id)
+def _grant_or_404(grant_id: int) -> review.GrantRow:
+    row = review.grant_row(reading.AuditScope.of(current_user), grant_id)
     if row is None:
         # Missing, or a patient at another site: the same answer, and on the record.
         existing = (
@@ -270,7 +270,7 @@ def acknowledge(grant_id: int):
     if form.validate_on_submit():
         outcome = save(
             form,
-            lambda: services.acknowledge_break_glass(
+            lambda: review.acknowledge_break_glass(
                 row.grant, actor=current_user, outcome=form.outcome.data, note=form.note.data
             ),
         )
@@ -294,7 +294,7 @@ def acknowledge(grant_id: int):
 def patient_access(patient_id: int):
     """Who accessed this patient's record, when and how: an accounting a clinic can hand
     to the patient (printable). An invalid period shows its error and no entries."""
-    scope = services.AuditScope.of(current_user)
+    scope = reading.AuditScope.of(current_user)
     patient = db.session.get(Patient, patient_id) if patient_id <= services.MAX_ID else None
     if patient is None or not scope.patient_visible(patient.id):
         record_denied("patient", patient_id, patient.id if patient else None)
@@ -302,7 +302,7 @@ def patient_access(patient_id: int):
     form = ReportPeriodForm(request.args)
     report = None
     if form.validate():
-        report = services.access_report(
+        report = review.access_report(
             patient, date_from=form.date_from.data, date_to=form.date_to.data
         )
     services.record(
