@@ -21,6 +21,7 @@ DEMO_USERS = [
     ("prescriber", "Dr. Priya Shah", Role.CLINICIAN, True),
     ("nurse", "Maria Lopez", Role.CLINICIAN, False),
     ("counselor", "Dan Miller", Role.CLINICIAN, False),
+    ("trainee", "Chris Park", Role.CLINICIAN, False),  # a trainee counselor, under Dan
     ("staff", "Sam Front-Desk", Role.STAFF, False),
 ]
 
@@ -93,6 +94,37 @@ def seed_demo() -> None:
 
     doses = dosing_demo.seed(site, nurse=users["nurse"])
     click.echo(f"Created {doses} dose ledger rows (three weeks of doses).")
+    from clinic.therapy import demo as therapy_demo
+
+    therapy = therapy_demo.seed(
+        site, counselor=users["counselor"], trainee=users["trainee"], admin=admin
+    )
+    click.echo(
+        f"Created {therapy.sessions} therapy sessions (a weekly group, individual sessions) "
+        f"and {therapy.notes} progress notes; {users['trainee'].full_name} is a trainee "
+        f"supervised by {users['counselor'].full_name}."
+    )
+    from clinic.aftercare import directory_demo
+
+    resources = directory_demo.seed(site, east, actor=users["staff"])
+    click.echo(f"Created {resources} aftercare directory resources (every kind).")
+    from clinic.aftercare import consent_demo
+
+    network = consent_demo.seed(site, staff=users["staff"])
+    click.echo(
+        f"Created {network.people} support people, {network.consents} consents (active, "
+        f"expired, revoked, TPO, counseling notes) and {network.restrictions} restriction "
+        "request."
+    )
+    # After the directory's and the consents' demos: referrals are sent under their consents.
+    from clinic.aftercare import referral_demo
+
+    referred = referral_demo.seed(site, staff=users["staff"])
+    click.echo(
+        f"Created {referred} referrals (every status; the sent ones disclosed)."
+        if referred
+        else "No referrals: the aftercare directory and consents demos made none to refer to."
+    )
     db.session.commit()
     # Last, after everything else the seeding printed, so it does not scroll past.
     click.echo(_password_box(passwords))

@@ -17,18 +17,34 @@ Three rules hold for every form, so no form can forget them:
 - A request whose CSRF check failed never reaches a view's POST branch: the CSRF error
   handler shows the page again (with the user's input), and ``is_submitted()`` and
   ``validate_on_submit()`` answer False (see ``clinic.errors`` for the other guards).
+
+The first two hold for the fields of nested forms too (a ``FieldList`` of ``FormField``
+rows, such as the attendee rows of a recorded session). ``TokenForm`` is the base of a form
+that creates or changes something: its submission token is ``clinic.web.save``'s
+idempotency key.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+import secrets
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from flask import flash, g, request
 from flask_wtf import FlaskForm
-from flask_wtf.form import SUBMIT_METHODS
-from wtforms import DateField, IntegerField, StringField, TextAreaField
+from flask_wtf.form import SUBMIT_METHODS, _Auto
+from wtforms import (
+    DateField,
+    Field,
+    FieldList,
+    FormField,
+    HiddenField,
+    IntegerField,
+    StringField,
+    TextAreaField,
+)
+from wtforms.validators import Length, Optional, ValidationError
 
 from clinic.converters import DATABASE_INT_MAX
 
@@ -86,6 +102,30 @@ def _fit_date_input(field: DateField) -> None:
     field.render_kw = render_kw
 
 
+def _leaf_fields(fields: Any) -> Iterator[Field]:
+    """Every input field of a form, those of its nested rows included (``FieldList``
+    entries, ``FormField`` subforms)."""
+    for field in fields:
+        if isinstance(field, FieldList):
+            yield from _leaf_fields(field.entries)
+        elif isinstance(field, FormField):
+            yield from _leaf_fields(field.form)
+        else:
+            yield field
+
+
+def _refresh_list_errors(fields: Any) -> None:
+    """A ``FieldList`` gathers its entries' errors when it validates: gather them again
+    after an error was added to a nested field (so ``form.errors`` shows it)."""
+    for field in fields:
+        if isinstance(field, FieldList):
+            _refresh_list_errors(field.entries)
+            errors = [entry.errors for entry in field.entries]
+            field.errors = errors if any(errors) else []
+        elif isinstance(field, FormField):
+            _refresh_list_errors(field.form)
+
+
 class ClinicForm(FlaskForm):
     """Derive every form from this, never from ``FlaskForm`` directly."""
 
@@ -112,7 +152,7 @@ class ClinicForm(FlaskForm):
 
     def validate(self, extra_validators: Any = None) -> bool:
         ok = super().validate(extra_validators=extra_validators)
-        for field in self:
+        for field in _leaf_fields(self):
             if isinstance(field, IntegerField) and isinstance(field.data, int):
                 if abs(field.data) > DATABASE_INT_MAX and not field.errors:
                     field.errors = [*field.errors, NUMBER_TOO_LARGE_MESSAGE]
@@ -127,6 +167,8 @@ class ClinicForm(FlaskForm):
             elif multi_line and "\r" in field.data:
                 # Browsers send a textarea's line breaks as CR LF: keep plain newlines.
                 field.data = field.data.replace("\r\n", "\n").replace("\r", "\n")
+        if not ok:
+            _refresh_list_errors(self)
         return ok
 
     def is_submitted(self) -> bool:
@@ -148,3 +190,88 @@ class ClinicForm(FlaskForm):
                 g.csrf_refusal_shown = True  # the page says why: the handler may show it
             return False
         return super().validate_on_submit(extra_validators=extra_validators)
+
+
+OUT_OF_DATE_FORM_MESSAGE = (
+    "This form is incomplete or out of date, so nothing was saved: reload the page and "
+    "enter your changes again."
+)
+
+
+def submission_token_field(*, required: bool = True) -> HiddenField:
+    """The hidden field holding a form's submission token (``arm`` fills it). Required on
+    a form that creates something (without it a double click creates twice); optional
+    on an edit, where the record's version already refuses a repeat (only less kindly)."""
+    checks = [Length(min=16, max=64, message=OUT_OF_DATE_FORM_MESSAGE)]
+    return HiddenField(validators=checks if required else [Optional(), *checks])
+
+
+def arm(form: FlaskForm, *, fresh: bool) -> None:
+    """A new random token on a ``fresh`` form (a page opened, not one sent back); a form
+    sent back with an error, or kept across a sign-in, keeps the token it had."""
+    field = form.submission_token  # type: ignore[attr-defined]
+    if fresh and not field.data:
+        field.data = secrets.token_urlsafe(24)
+
+
+def _record_version(form: Any, field: Any) -> None:
+    """The version a form was built from is required: without it the optimistic lock
+    could not tell an old form from a new one."""
+    try:
+        if int(field.data) < 1:
+            raise ValueError
+    except (TypeError, ValueError):
+        raise ValidationError(OUT_OF_DATE_FORM_MESSAGE) from None
+
+
+def version_field() -> HiddenField:
+    """The hidden field holding the version of the record an edit form was built from
+    (its optimistic lock): required, a whole number from 1."""
+    return HiddenField(validators=[_record_version])
+
+
+# Hidden fields the user can neither see nor fix: their errors go on top of the form.
+BOOKKEEPING_FIELDS = ("version", "submission_token")
+
+
+class BookkeepingForm(ClinicForm):
+    """A form with hidden bookkeeping fields (the ``version`` of the record it changes,
+    a submission token): their errors, which no one can fix beside the field, are shown
+    on top of the form."""
+
+    def validate(self, extra_validators: Any = None) -> bool:
+        ok = super().validate(extra_validators=extra_validators)
+        for name in BOOKKEEPING_FIELDS:
+            field = self._fields.get(name)
+            for message in field.errors if field is not None else []:
+                if message not in self.form_errors:
+                    self.form_errors.append(message)
+        return ok
+
+    @property
+    def version_number(self) -> int | None:
+        """The record version the form was built from (None when absent or not a number)."""
+        field = self._fields.get("version")
+        try:
+            return int(field.data) if field is not None else None
+        except (TypeError, ValueError):
+            return None
+
+
+class TokenForm(BookkeepingForm):
+    """A form that creates or changes something: a random submission token
+    (``clinic.web.save``'s idempotency key), new on a fresh form, kept when the form comes
+    back with an error or across a sign-in. Required here (a create); an edit form, which
+    also carries the record's ``version`` (its optimistic lock), makes it optional with
+    ``submission_token = submission_token_field(required=False)``."""
+
+    submission_token = submission_token_field()
+
+    def __init__(self, formdata: Any = _Auto, **kwargs: Any) -> None:
+        if formdata is _Auto:
+            # Not passed on: ClinicForm restores a form kept across a sign-in only when
+            # the caller gave no formdata (clinic.accounts.drafts).
+            super().__init__(**kwargs)
+        else:
+            super().__init__(formdata=formdata, **kwargs)
+        arm(self, fresh=formdata is None or not self.is_submitted())

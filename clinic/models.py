@@ -1,6 +1,9 @@
 """Imports every domain's models, so the metadata holds the whole schema."""
 
 from clinic.accounts.models import RecoveryCode, User, UserSession
+from clinic.aftercare.consent_models import Consent, RestrictionRequest, SupportPerson
+from clinic.aftercare.models import AftercareResource
+from clinic.aftercare.referral_models import Disclosure, Referral, ReferralEvent
 from clinic.audit.models import AuditChainHead, AuditEvent, BreakGlassGrant
 from clinic.medications.models import (
     DoseEntry,
@@ -21,6 +24,7 @@ from clinic.sites.models import Site
 from clinic.submissions import FormSubmission
 from clinic.therapy.models import (
     CounselingNote,
+    CounselingNoteReader,
     NoteAddendum,
     ProgressNote,
     SessionAttendee,
@@ -28,11 +32,15 @@ from clinic.therapy.models import (
 )
 
 __all__ = [
+    "AftercareResource",
     "AuditChainHead",
     "AuditEvent",
     "BreakGlassGrant",
     "CarePlanReview",
+    "Consent",
     "CounselingNote",
+    "CounselingNoteReader",
+    "Disclosure",
     "DoseEntry",
     "Enrollment",
     "FlagAcknowledgement",
@@ -47,8 +55,12 @@ __all__ = [
     "Program",
     "ProgressNote",
     "RecoveryCode",
+    "Referral",
+    "ReferralEvent",
+    "RestrictionRequest",
     "SessionAttendee",
     "Site",
+    "SupportPerson",
     "TherapySession",
     "User",
     "UserSession",

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -29,13 +28,15 @@ from typing import Any, Generic, TypeVar
 import sqlalchemy as sa
 from flask import flash
 from sqlalchemy.orm.exc import StaleDataError
-from wtforms import HiddenField, SelectChoice
-from wtforms.validators import Length, Optional
+from wtforms import SelectChoice
 
 from clinic.errors import CONFLICT_MESSAGE as CONFLICT_MESSAGE  # the pages' word for it
 from clinic.errors import ConflictError, DomainError
 from clinic.extensions import db
+from clinic.forms import OUT_OF_DATE_FORM_MESSAGE as OUT_OF_DATE_FORM_MESSAGE
 from clinic.forms import ClinicForm as FlaskForm
+from clinic.forms import arm as arm  # the submission token's helpers live with the forms
+from clinic.forms import submission_token_field as submission_token_field
 from clinic.submissions import FormSubmission
 
 T = TypeVar("T")
@@ -69,28 +70,6 @@ def put_error_on_form(form: FlaskForm, error: DomainError) -> None:
             field.errors = [*field.errors, error.message]
     elif error.message not in form.form_errors:
         form.form_errors.append(error.message)
-
-
-OUT_OF_DATE_FORM_MESSAGE = (
-    "This form is incomplete or out of date, so nothing was saved: reload the page and "
-    "enter your changes again."
-)
-
-
-def submission_token_field(*, required: bool = True) -> HiddenField:
-    """The hidden field holding a form's submission token (``arm`` fills it). Required on
-    a form that creates something (without it a double click creates twice); optional
-    on an edit, where the record's version already refuses a repeat (only less kindly)."""
-    checks = [Length(min=16, max=64, message=OUT_OF_DATE_FORM_MESSAGE)]
-    return HiddenField(validators=checks if required else [Optional(), *checks])
-
-
-def arm(form: FlaskForm, *, fresh: bool) -> None:
-    """A new random token on a ``fresh`` form (a page opened, not one sent back); a form
-    sent back with an error, or kept across a sign-in, keeps the token it had."""
-    field = form.submission_token  # type: ignore[attr-defined]
-    if fresh and not field.data:
-        field.data = secrets.token_urlsafe(24)
 
 
 @dataclass

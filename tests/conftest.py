@@ -446,13 +446,36 @@ def medication_records(
 
 @pytest.fixture
 def route_records(app, records, make_user, make_order, make_patient) -> dict[str, int]:
-    """The shared records and those of the medications endpoints: every URL rule's
-    variables, for the tests that walk every endpoint (matrix, CSRF)."""
-    return {
+    """The shared records and those of the medications, therapy and aftercare endpoints:
+    every URL rule's variables, for the tests that walk every endpoint (matrix, CSRF,
+    input edges)."""
+    from tests.test_aftercare_consents import consent_route_records
+    from tests.test_aftercare_referrals import referral_route_records
+    from tests.test_therapy_counseling import counseling_route_records
+
+    merged = {
         **records,
         **medication_records(app, records, make_user, make_order, make_patient),
         **therapy_records(app, records, make_user),
+        **directory_records(app),
     }
+    merged.update(counseling_route_records(app, merged, make_user))
+    merged.update(referral_route_records(app, merged))
+    merged.update(consent_route_records(app, merged))
+    return merged
+
+
+def directory_records(app) -> dict[str, int]:
+    """An active resource of the aftercare directory (the ``resource_id`` of its pages)."""
+    from clinic.aftercare import directory
+
+    with app.test_request_context():
+        resource = directory.create_resource(
+            actor=None,
+            data=directory.ResourceData(name="Matrix House", kind="halfway_house"),
+        )
+        db.session.commit()
+        return {"resource_id": resource.id}
 
 
 def therapy_records(app, records: dict[str, int], make_user) -> dict[str, int]:

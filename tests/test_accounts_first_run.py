@@ -40,7 +40,7 @@ def test_seed_demo_prints_the_passwords_last_in_a_box(flask):
         for i, line in enumerate(lines)
         if re.match(r"^\s+\S+\s+(?:Administrator|Clinician|Staff)\s+\S+$", line)
     ]
-    assert len(accounts) == 5
+    assert len(accounts) == 6  # admin, prescriber, nurse, counselor, trainee, staff
     assert min(accounts) > heading
     assert lines[-2] == (
         "  Missed a password? Give the account a new temporary one: flask users reset-password NAME"

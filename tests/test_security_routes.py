@@ -34,6 +34,8 @@ NOT_STAFF = row(staff=DENY)
 CLINICIAN_ONLY = row(staff=DENY, admin=DENY)
 # A permission the role grants only with a flag on the account (prescriber, may dispense).
 NOBODY_WITHOUT_FLAG = row(staff=DENY, clinician=DENY, admin=DENY)
+# A record the role may open, but not this one (another author's counseling note): 404.
+NOT_FOUND = "404 (allowed, but not this record)"
 
 # (endpoint, method) -> expected outcome per role
 MATRIX: dict[tuple[str, str], dict[str, str]] = {
@@ -155,6 +157,82 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("therapy.cosign_note", "POST"): CLINICIAN_ONLY,
     ("therapy.note_entered_in_error", "GET"): CLINICIAN_ONLY,
     ("therapy.note_entered_in_error", "POST"): CLINICIAN_ONLY,
+    # SUD counseling notes: clinicians write them; the matrix's note is another
+    # clinician's (the matrix clinician holds no grant): a 404 for them, as for anyone
+    # the site does not allow. Administrators choose a site's readers.
+    ("therapy.write_counseling_note", "GET"): CLINICIAN_ONLY,
+    ("therapy.write_counseling_note", "POST"): CLINICIAN_ONLY,
+    ("therapy.counseling_note", "GET"): row(staff=DENY, clinician=NOT_FOUND, admin=DENY),
+    ("therapy.patient_counseling_notes", "GET"): CLINICIAN_ONLY,
+    ("therapy.counseling_reader_sites", "GET"): ADMIN_ONLY,
+    ("therapy.counseling_readers", "GET"): ADMIN_ONLY,
+    ("therapy.counseling_readers", "POST"): ADMIN_ONLY,
+    ("therapy.revoke_counseling_reader", "GET"): ADMIN_ONLY,
+    ("therapy.revoke_counseling_reader", "POST"): ADMIN_ONLY,
+    # My caseload is a clinician's; a patient's session history is every role's (note
+    # text for clinicians only); marking the matrix's session entered in error is for
+    # clinicians of its site (the empty form is refused on the page, 400).
+    # Reassigning a deactivated clinician's drafts: administrators (an empty POST is
+    # refused on the page, 400).
+    ("therapy.inactive_drafts", "GET"): ADMIN_ONLY,
+    ("therapy.inactive_drafts", "POST"): ADMIN_ONLY,
+    ("therapy.caseload", "GET"): CLINICIAN_ONLY,
+    ("therapy.patient_sessions", "GET"): ANY_USER,
+    ("therapy.session_entered_in_error", "GET"): CLINICIAN_ONLY,
+    ("therapy.session_entered_in_error", "POST"): CLINICIAN_ONLY,
+    # The aftercare resource directory (issue 12): every role reads it (AFTERCARE_READ);
+    # staff and administrators change it (RESOURCES_MANAGE). The matrix's resource is
+    # active: reactivating it redirects to it; empty POSTs are refused on the page (400).
+    ("aftercare.directory_index", "GET"): ANY_USER,
+    ("aftercare.directory_export", "GET"): ANY_USER,
+    ("aftercare.directory_resource", "GET"): ANY_USER,
+    ("aftercare.directory_new", "GET"): NOT_CLINICIAN,
+    ("aftercare.directory_new", "POST"): NOT_CLINICIAN,
+    ("aftercare.directory_edit", "GET"): NOT_CLINICIAN,
+    ("aftercare.directory_edit", "POST"): NOT_CLINICIAN,
+    ("aftercare.directory_deactivate", "GET"): NOT_CLINICIAN,
+    ("aftercare.directory_deactivate", "POST"): NOT_CLINICIAN,
+    ("aftercare.directory_reactivate", "GET"): NOT_CLINICIAN,
+    ("aftercare.directory_reactivate", "POST"): NOT_CLINICIAN,
+    ("aftercare.directory_import", "GET"): NOT_CLINICIAN,
+    ("aftercare.directory_import", "POST"): NOT_CLINICIAN,
+    # Referrals and disclosures (issue 12): staff and administrators manage and send them,
+    # clinicians read them (the matrix's referral is a draft without consent: its send page
+    # shows the refusal, its packet redirects to it, empty POSTs are refused on the page).
+    ("aftercare.dashboard", "GET"): NOT_CLINICIAN,
+    ("aftercare.patient_referrals", "GET"): ANY_USER,
+    ("aftercare.new_referral", "GET"): NOT_CLINICIAN,
+    ("aftercare.new_referral", "POST"): NOT_CLINICIAN,
+    ("aftercare.referral", "GET"): ANY_USER,
+    ("aftercare.referral_status", "POST"): NOT_CLINICIAN,
+    ("aftercare.referral_follow_up", "POST"): NOT_CLINICIAN,
+    ("aftercare.send_referral", "GET"): NOT_CLINICIAN,
+    ("aftercare.send_referral", "POST"): NOT_CLINICIAN,
+    ("aftercare.referral_packet", "GET"): NOT_CLINICIAN,
+    ("aftercare.accounting", "GET"): NOT_CLINICIAN,
+    # Support network, Part 2 consents and restriction requests (issue 12): every role reads
+    # them (AFTERCARE_READ); staff and administrators keep the network (REFERRALS_MANAGE)
+    # and record consents, revocations and restrictions (CONSENTS_RECORD). Empty POSTs
+    # are refused on the page (400); printing a form from an empty POST shows the form.
+    ("aftercare.support_network", "GET"): ANY_USER,
+    ("aftercare.new_support_person", "GET"): NOT_CLINICIAN,
+    ("aftercare.new_support_person", "POST"): NOT_CLINICIAN,
+    ("aftercare.edit_support_person", "GET"): NOT_CLINICIAN,
+    ("aftercare.edit_support_person", "POST"): NOT_CLINICIAN,
+    ("aftercare.archive_support_person", "GET"): NOT_CLINICIAN,
+    ("aftercare.archive_support_person", "POST"): NOT_CLINICIAN,
+    ("aftercare.consents", "GET"): ANY_USER,
+    ("aftercare.consent", "GET"): ANY_USER,
+    ("aftercare.new_consent", "GET"): NOT_CLINICIAN,
+    ("aftercare.new_consent", "POST"): NOT_CLINICIAN,
+    ("aftercare.consent_form", "GET"): NOT_CLINICIAN,
+    ("aftercare.consent_form", "POST"): NOT_CLINICIAN,
+    ("aftercare.revoke_consent", "GET"): NOT_CLINICIAN,
+    ("aftercare.revoke_consent", "POST"): NOT_CLINICIAN,
+    ("aftercare.new_restriction", "GET"): NOT_CLINICIAN,
+    ("aftercare.new_restriction", "POST"): NOT_CLINICIAN,
+    ("aftercare.lift_restriction", "GET"): NOT_CLINICIAN,
+    ("aftercare.lift_restriction", "POST"): NOT_CLINICIAN,
 }
 
 # Values for the URL rules' variables (records give the ids), by endpoint where they differ.
@@ -208,6 +286,8 @@ def _outcome(response) -> str:
         return DENY
     if response.status_code == 400 and any(text in body for text in CSRF_REFUSALS):
         return CSRF_REFUSED
+    if response.status_code == 404:
+        return NOT_FOUND
     if response.status_code in (200, 302, 400):
         return OK
     return f"unexpected {response.status_code}"
@@ -215,7 +295,7 @@ def _outcome(response) -> str:
 
 @pytest.fixture
 def records(route_records) -> dict[str, int]:
-    """Every URL rule's variables (``route_records``: medications' included)."""
+    """Every URL rule's variables (``route_records``: every domain's included)."""
     return route_records
 
 

@@ -1,6 +1,7 @@
 """Progress notes (issue 11): drafts with an optimistic version, signing (hash, late
 entry), the lock held by the service AND by a trigger on both engines, addenda,
-co-signature, entered in error, SUD counseling notes and the group note's name warning."""
+co-signature, entered in error and the group note's name warning (SUD counseling notes:
+tests/test_therapy_counseling.py)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from clinic.errors import ConflictError, DomainError
 from clinic.extensions import db
 from clinic.patients.models import Program
 from clinic.therapy import notes
-from clinic.therapy.models import CounselingNote, NoteAddendum, ProgressNote
+from clinic.therapy.models import NoteAddendum, ProgressNote
 from clinic.web import constraint_name
 from tests.test_therapy_helpers import hours_ago, plan, therapy_fixture  # noqa: F401
 
@@ -404,53 +405,6 @@ def test_a_session_entered_in_error_takes_no_more_notes(therapy):
     db.session.commit()
     with pytest.raises(DomainError, match="entered in error"):
         notes.save_draft(session, actor=therapy.user(therapy.dan), text="text")
-
-
-# --- SUD counseling notes -------------------------------------------------------------------
-
-
-def test_a_counseling_note_is_read_by_its_author_only_and_every_read_is_audited(therapy):
-    session = group(therapy)
-    attendee = session.attendees[0]
-    note = notes.add_counseling_note(
-        attendee, actor=therapy.user(therapy.dan), text="Private analysis TOPSECRET"
-    )
-    db.session.commit()
-    assert notes.read_counseling_note(note.id, actor=therapy.user(therapy.dan)) is note
-    for other in (therapy.cotherapist, therapy.admin, therapy.staff):
-        assert notes.read_counseling_note(note.id, actor=therapy.user(other)) is None
-    db.session.commit()
-    events = list(
-        db.session.scalars(
-            sa.select(AuditEvent)
-            .where(AuditEvent.entity_type == "counseling_note")
-            .order_by(AuditEvent.seq)
-        )
-    )
-    assert [e.action for e in events] == [
-        "create",
-        "view",
-        "access_denied",
-        "access_denied",
-        "access_denied",
-    ]
-    assert all(e.patient_id == attendee.patient_id for e in events)
-    assert all("TOPSECRET" not in (e.details or "") for e in events)
-    assert notes.counseling_notes_of(session, actor=therapy.user(therapy.dan)) == [
-        (note.id, attendee.patient_id)
-    ]
-    assert notes.counseling_notes_of(session, actor=therapy.user(therapy.cotherapist)) == []
-
-
-@pytest.mark.parametrize(
-    "statement", ["UPDATE counseling_note SET text = 'x'", "DELETE FROM counseling_note"]
-)
-def test_sql_cannot_change_or_delete_a_counseling_note(therapy, statement):
-    session = group(therapy)
-    notes.add_counseling_note(session.attendees[0], actor=therapy.user(therapy.dan), text="t")
-    db.session.commit()
-    assert sql_refusal(statement) == "counseling_note_append_only"
-    assert db.session.scalar(sa.select(sa.func.count()).select_from(CounselingNote)) == 1
 
 
 # --- audit and the name warning ------------------------------------------------------------------

@@ -13,8 +13,9 @@ from clinic.accounts.models import User
 from clinic.errors import DomainError, record_denied
 from clinic.extensions import db
 from clinic.pagination import SortSpec, paginate_sorted
-from clinic.security import Permission, require_permission
+from clinic.security import Permission, Role, require_permission
 from clinic.sites.models import Site
+from clinic.therapy import notes as therapy_notes
 from clinic.web import Once, conflict_rows, save
 
 bp = Blueprint("users", __name__, url_prefix="/admin/users")
@@ -45,6 +46,43 @@ def _site_choices(form: UserForm, user: User | None = None) -> None:
     form.sites.choices = [SelectChoice(s.id, f"{s.code} — {s.name}") for s in sites]
 
 
+def _supervisor_choices(form: UserForm, user: User | None = None) -> None:
+    """Active clinicians sharing a site with the trainee (on a new account, or one with
+    no site yet: with the administrator's sites); ``set_trainee_supervisor`` checks the
+    rule again against the sites saved."""
+    site_ids = user.site_ids if user is not None and user.site_ids else None
+    if site_ids is None:
+        site_ids = {s.id for s in services.assignable_sites(current_user)}
+    query = (
+        sa.select(User)
+        .where(
+            User.role == Role.CLINICIAN,
+            User.active,
+            User.sites.any(Site.id.in_(site_ids or {-1})),
+        )
+        .order_by(User.full_name, User.id)
+    )
+    if user is not None:
+        query = query.where(User.id != user.id)
+    form.supervisor_id.choices = [
+        SelectChoice("", "None"),
+        *(SelectChoice(u.id, f"{u.full_name} ({u.username})") for u in db.session.scalars(query)),
+    ]
+
+
+def _chosen_supervisor(form: UserForm) -> User | None:
+    """The supervisor the form names, when it marks a trainee (the select only offers
+    active clinicians of the trainee's sites: ``_supervisor_choices``)."""
+    if not form.is_trainee.data or form.supervisor_id.data is None:
+        return None
+    return db.session.get(User, form.supervisor_id.data)
+
+
+def _check_trainee_role(form: UserForm, supervisor: User | None) -> None:
+    if supervisor is not None and form.role.data != Role.CLINICIAN.value:
+        raise DomainError("Only clinicians are trainees.", field="is_trainee")
+
+
 def _chosen_sites(form: UserForm) -> list[Site]:
     ids = [i for i in (form.sites.data or []) if isinstance(i, int)]
     if not ids:
@@ -73,6 +111,7 @@ def index():
     return render_template(
         "accounts/admin/index.html",
         page=page,
+        supervisors=_supervisor_names(page.items),
         show=show,
         q=search.strip() if search_error is None else "",  # never echo control characters
         search_error=search_error,
@@ -84,23 +123,9 @@ def index():
 def create():
     form = NewUserForm()
     _site_choices(form)
+    _supervisor_choices(form)
     if form.validate_on_submit():
-        outcome = save(
-            form,
-            lambda: services.create_user(
-                actor=current_user,
-                username=form.username.data,
-                full_name=form.full_name.data,
-                email=form.email.data,
-                role=form.role.data,
-                is_prescriber=form.is_prescriber.data,
-                may_dispense=form.may_dispense.data,
-                all_sites=form.all_sites.data,
-                sites=_chosen_sites(form),
-                password=form.password.data,
-                must_change_password=True,
-            ),
-        )
+        outcome = save(form, lambda: _create_user(form))
         if outcome.saved:
             user = outcome.result
             flash(
@@ -112,6 +137,73 @@ def create():
     return render_template("accounts/admin/form.html", form=form, user=None)
 
 
+def _create_user(form: NewUserForm) -> User:
+    """The account, then (a trainee) its supervisor: one transaction (``save``)."""
+    supervisor = _chosen_supervisor(form)
+    _check_trainee_role(form, supervisor)
+    user = services.create_user(
+        actor=current_user,
+        username=form.username.data,
+        full_name=form.full_name.data,
+        email=form.email.data,
+        role=form.role.data,
+        is_prescriber=form.is_prescriber.data,
+        may_dispense=form.may_dispense.data,
+        all_sites=form.all_sites.data,
+        sites=_chosen_sites(form),
+        password=form.password.data,
+        must_change_password=True,
+    )
+    if supervisor is not None:
+        therapy_notes.set_trainee_supervisor(user, actor=current_user, supervisor=supervisor)
+    return user
+
+
+def _update_user(user: User, form: UserForm) -> list[str]:
+    """The profile, and the trainee's supervisor, in one transaction (``save``). A
+    supervisor taken off goes first (a trainee is a clinician: CHECK
+    trainee_has_supervisor, should the role change too); one given goes last (the role
+    and sites it is checked against are the new ones). A change of supervisor alone makes
+    older forms of this account out of date too (its profile version)."""
+    supervisor = _chosen_supervisor(form)
+    _check_trainee_role(form, supervisor)
+    new_supervisor_id = supervisor.id if supervisor is not None else None
+    supervision_changed = new_supervisor_id != user.supervisor_id
+    if supervision_changed and supervisor is None:
+        services.check_may_manage(user, actor=current_user, action="edit")
+        services.check_profile_version(user, form.version_number)
+        therapy_notes.set_trainee_supervisor(user, actor=current_user, supervisor=None)
+    changed = services.update_user(
+        user,
+        actor=current_user,
+        full_name=form.full_name.data,
+        email=form.email.data,
+        role=form.role.data,
+        sites=_chosen_sites(form),
+        is_prescriber=form.is_prescriber.data,
+        may_dispense=form.may_dispense.data,
+        all_sites=form.all_sites.data,
+        expected_version=form.version_number,
+    )
+    if supervision_changed and supervisor is not None:
+        therapy_notes.set_trainee_supervisor(user, actor=current_user, supervisor=supervisor)
+    if supervision_changed:
+        if not changed:
+            services.mark_profile_changed(user)
+            db.session.flush()
+        changed = [*changed, "supervisor_id"]
+    return changed
+
+
+def _supervisor_names(users) -> dict[int, str]:
+    """The supervisors' names of these accounts, by id: one query."""
+    ids = {u.supervisor_id for u in users if u.supervisor_id is not None}
+    if not ids:
+        return {}
+    rows = db.session.execute(sa.select(User.id, User.full_name).where(User.id.in_(ids)))
+    return {row.id: row.full_name for row in rows}
+
+
 @bp.get("/<int:user_id>")
 @require_permission(Permission.USERS_MANAGE)
 def detail(user_id: int):
@@ -119,6 +211,7 @@ def detail(user_id: int):
     return render_template(
         "accounts/admin/detail.html",
         user=user,
+        supervisors=_supervisor_names([user]),
         sessions=services.live_sessions(user),
         confirm_form=ConfirmForm(),
         may_manage=services.may_manage(current_user, user),
@@ -147,6 +240,7 @@ def edit(user_id: int):
             return _refused(error, user)
     form = UserForm(obj=user) if request.method == "GET" else UserForm()
     _site_choices(form, user)
+    _supervisor_choices(form, user)
     if request.method == "GET" and not form.restored:
         form.role.data = user.role.value
         form.sites.data = [s.id for s in user.sites]
@@ -157,18 +251,7 @@ def edit(user_id: int):
         # flashed), as on every other edit page.
         outcome = save(
             form,
-            lambda: services.update_user(
-                user,
-                actor=current_user,
-                full_name=form.full_name.data,
-                email=form.email.data,
-                role=form.role.data,
-                sites=_chosen_sites(form),
-                is_prescriber=form.is_prescriber.data,
-                may_dispense=form.may_dispense.data,
-                all_sites=form.all_sites.data,
-                expected_version=form.version_number,
-            ),
+            lambda: _update_user(user, form),
             # A double click shows the first save's result, not a conflict with itself.
             once=Once(
                 token=form.submission_token.data,
@@ -202,6 +285,7 @@ def _profile_values(user: User) -> dict[str, str]:
         "may_dispense": "yes" if user.may_dispense else "no",
         "all_sites": "yes" if user.all_sites else "no",
         "sites": ", ".join(f"{s.code} — {s.name}" for s in user.sites) or "—",
+        "supervisor_id": _supervisor_names([user]).get(user.supervisor_id, "—"),
     }
 
 

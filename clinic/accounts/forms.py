@@ -5,11 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask_wtf.form import _Auto
 from wtforms import (
     BooleanField,
     EmailField,
-    HiddenField,
     PasswordField,
     SelectChoice,
     SelectField,
@@ -17,14 +15,13 @@ from wtforms import (
     StringField,
     SubmitField,
 )
-from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional, ValidationError
+from wtforms.validators import DataRequired, Email, EqualTo, Length, Optional
 from wtforms.widgets import CheckboxInput, ListWidget
 
 from clinic.accounts.models import USERNAME_MAX
 from clinic.accounts.passwords import MAX_LENGTH, MIN_LENGTH
-from clinic.forms import ClinicForm
+from clinic.forms import ClinicForm, TokenForm, submission_token_field, version_field
 from clinic.security import Role
-from clinic.web import arm, submission_token_field
 
 # A typed password is checked in full up to this length (passwords are set with at most
 # MAX_LENGTH; a longer one cannot be right), so no input is hashed unbounded.
@@ -113,23 +110,17 @@ class MultiCheckboxField(SelectMultipleField):
 ROLE_CHOICES = [SelectChoice(r.value, r.label) for r in Role]
 
 
-RELOAD_MESSAGE = (
-    "This form is incomplete or out of date, so nothing was saved: reload the page and "
-    "enter your changes again."
-)
+def optional_id(value: Any) -> int | None:
+    """A select's value as an id, or None for its empty choice."""
+    if value is None or value in ("", "None"):
+        return None
+    return int(value)
 
 
-def _profile_version(form: Any, field: Any) -> None:
-    """The account's version the form was built from is required: without it the
-    optimistic lock could not tell an old form from a new one."""
-    try:
-        if int(field.data) < 1:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ValidationError(RELOAD_MESSAGE) from None
+TRAINEE_NEEDS_SUPERVISOR = "Choose the trainee's supervisor."
 
 
-class UserForm(ClinicForm):
+class UserForm(TokenForm):
     """An administrator's edit of an account's profile. ``version``: the account's
     ``profile_version`` when the form was built (optimistic lock)."""
 
@@ -144,34 +135,26 @@ class UserForm(ClinicForm):
     )
     all_sites = BooleanField("Works at all sites (administrators only)")
     sites = MultiCheckboxField("Sites", coerce=int)
-    version = HiddenField(validators=[_profile_version])
+    is_trainee = BooleanField(
+        "Trainee (clinicians only: their signed notes wait for the supervisor's co-signature)"
+    )
+    supervisor_id = SelectField(
+        "Supervisor",
+        coerce=optional_id,
+        description="An active clinician who shares a site with the trainee.",
+    )
+    version = version_field()
     # A double click shows the first save's result (clinic.web.save, once=).
     submission_token = submission_token_field(required=False)
     submit = SubmitField("Save")
 
-    def __init__(self, formdata: Any = _Auto, **kwargs: Any) -> None:
-        if formdata is _Auto:
-            super().__init__(**kwargs)  # lets ClinicForm restore a form kept across a sign-in
-        else:
-            super().__init__(formdata=formdata, **kwargs)
-        arm(self, fresh=formdata is None or not self.is_submitted())
-
     def validate(self, extra_validators: Any = None) -> bool:
         ok = super().validate(extra_validators=extra_validators)
-        # A hidden field's error has no place beside it: on top of the form.
-        for name in ("version", "submission_token"):
-            field = self._fields.get(name)
-            for message in field.errors if field is not None else []:
-                if message not in self.form_errors:
-                    self.form_errors.append(message)
+        if self.is_trainee.data and self.supervisor_id.data is None:
+            if not self.supervisor_id.errors:
+                self.supervisor_id.errors = [*self.supervisor_id.errors, TRAINEE_NEEDS_SUPERVISOR]
+            ok = False
         return ok
-
-    @property
-    def version_number(self) -> int | None:
-        try:
-            return int(self.version.data)
-        except (AttributeError, TypeError, ValueError):
-            return None
 
 
 CHOOSE = "Choose…"

@@ -369,6 +369,13 @@ def _profile_changed(user: User) -> None:
     user.profile_version = (user.profile_version or 1) + 1
 
 
+def mark_profile_changed(user: User) -> None:
+    """An administrator's change to the profile made through another domain's service
+    (a trainee's supervisor, ``clinic.therapy.notes.set_trainee_supervisor``) also makes
+    the forms built from the previous profile out of date."""
+    _profile_changed(user)
+
+
 def _refuse_losing_last_admin(user: User) -> None:
     """Refuse to demote or deactivate the last active administrator (DomainError).
     The caller has locked the rows (``_lock_for_change``), so the count holds until it

@@ -98,6 +98,20 @@ TABLE_PRIVILEGES = {
     "progress_note": "SELECT, INSERT, UPDATE",
     "note_addendum": "SELECT, INSERT",
     "counseling_note": "SELECT, INSERT",
+    # Sessions and attendees are marked entered in error, never deleted (issue 11).
+    "therapy_session": "SELECT, INSERT, UPDATE",
+    "session_attendee": "SELECT, INSERT, UPDATE",
+    "counseling_note_reader": "SELECT, INSERT, UPDATE",
+    # Aftercare (issue 12): never deleted; a consent's elements and a restriction's
+    # request never change (triggers), only their revocation / lifting is written, once.
+    "support_person": "SELECT, INSERT, UPDATE",
+    "part2_consent": "SELECT, INSERT, UPDATE",
+    "disclosure_restriction": "SELECT, INSERT, UPDATE",
+    # Referrals are closed, never deleted; their status history and the disclosures
+    # they made (the accounting, 42 CFR 2.25) are append-only (triggers).
+    "referral": "SELECT, INSERT, UPDATE",
+    "referral_event": "SELECT, INSERT",
+    "part2_disclosure": "SELECT, INSERT",
 }
 DEFAULT_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 

@@ -5,12 +5,10 @@ from __future__ import annotations
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from flask_wtf.form import _Auto
 from wtforms import (
     BooleanField,
     DateField,
     EmailField,
-    HiddenField,
     IntegerField,
     SelectChoice,
     SelectField,
@@ -30,7 +28,13 @@ from wtforms.validators import (
 )
 
 from clinic.errors import DomainError
-from clinic.forms import ClinicForm
+from clinic.forms import (
+    OUT_OF_DATE_FORM_MESSAGE,
+    BookkeepingForm,
+    TokenForm,
+    submission_token_field,
+    version_field,
+)
 from clinic.patients.contact import (
     InvalidContact,
     normalise_phone,
@@ -47,76 +51,24 @@ from clinic.patients.models import (
     Substance,
 )
 from clinic.patients.program_settings import DOSE_STEPS, DoseStep, parse_step_mg
-from clinic.web import arm, submission_token_field
 
 TAKE_HOME_CAPS_NOT_OTP_MESSAGE = (
     "Take-home caps (42 CFR 8.12(i)) apply to opioid treatment programs only: leave this "
     "empty for this kind of program."
 )
 
-RELOAD_MESSAGE = (
-    "This form is incomplete or out of date, so nothing was saved: reload the page and "
-    "enter your changes again."
-)
-# Hidden fields the user cannot see nor fix: their errors go on top of the form.
-BOOKKEEPING_FIELDS = ("version", "submission_token")
+RELOAD_MESSAGE = OUT_OF_DATE_FORM_MESSAGE
+VersionField = version_field  # a field factory, read like a class
 
 
-def _record_version(form, field) -> None:
-    """The version a form was built from is required: without it the optimistic lock
-    could not tell an old form from a new one."""
-    try:
-        if int(field.data) < 1:
-            raise ValueError
-    except (TypeError, ValueError):
-        raise ValidationError(RELOAD_MESSAGE) from None
+PatientsBaseForm = BookkeepingForm
 
 
-def VersionField() -> HiddenField:  # a field factory, read like a class
-    return HiddenField(validators=[_record_version])
-
-
-class PatientsBaseForm(ClinicForm):
-    def validate(self, extra_validators: Any = None) -> bool:
-        ok = super().validate(extra_validators=extra_validators)
-        for name in BOOKKEEPING_FIELDS:
-            field = self._fields.get(name)
-            if field is not None:
-                for message in field.errors:
-                    if message not in self.form_errors:
-                        self.form_errors.append(message)
-        return ok
-
-    @property
-    def version_number(self) -> int | None:
-        try:
-            return int(self.version.data)  # type: ignore[attr-defined]
-        except (AttributeError, TypeError, ValueError):
-            return None
-
-
-class _TokenForm(PatientsBaseForm):
-    """A form carrying a random submission token (an idempotency key, see
-    ``clinic.web.save``), new on each fresh form and kept when the form comes back with
-    an error or across a sign-in."""
-
-    submission_token = submission_token_field()
-
-    def __init__(self, formdata: Any = _Auto, **kwargs: Any) -> None:
-        if formdata is _Auto:
-            # Not passed on: ClinicForm restores a form kept across a sign-in only when
-            # the caller gave no formdata (clinic.accounts.drafts).
-            super().__init__(**kwargs)
-        else:
-            super().__init__(formdata=formdata, **kwargs)
-        arm(self, fresh=formdata is None or not self.is_submitted())
-
-
-class CreateForm(_TokenForm):
+class CreateForm(TokenForm):
     """A form that creates a record: sent twice, it creates once (the token is required)."""
 
 
-class EditForm(_TokenForm):
+class EditForm(TokenForm):
     """A form that changes a record (it carries the record's ``version``): sent twice (a
     double click), the second post shows the first one's result rather than a conflict
     with itself. The token is optional here: without it the version check still refuses

@@ -11,9 +11,13 @@ from flask import Flask
 
 def register(app: Flask) -> None:
     from clinic.therapy import (
+        admin_views,  # noqa: F401 (its routes join views.bp)
+        caseload_views,  # noqa: F401 (its routes join views.bp)
+        counseling_views,  # its routes join views.bp
         note_views,  # noqa: F401 (its routes join views.bp)
         views,
     )
 
     app.register_blueprint(views.bp)
     views.register_chart_sections(app)
+    counseling_views.register_chart_sections(app)

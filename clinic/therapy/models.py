@@ -429,8 +429,9 @@ class NoteAddendum(Base):
 
 class CounselingNote(Base):
     """An SUD counseling note (42 CFR 2.11, 2024 revision): the clinician's own analysis
-    of a session with one patient, kept apart from the progress notes. Only its author
-    reads it, every read is audited, and it is never in an export or print of the chart.
+    of a session with one patient, kept apart from the progress notes. Read by its author
+    and by the clinicians the session's site allows (``CounselingNoteReader``); every read
+    is audited, and it is never in an export or print of the chart.
     Append-only (signed at save; triggers refuse UPDATE and DELETE), like addenda."""
 
     __tablename__ = "counseling_note"
@@ -451,5 +452,55 @@ class CounselingNote(Base):
     text_sha256: Mapped[str] = mapped_column(sa.String(64))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
+    session: Mapped[TherapySession] = relationship()
+    author: Mapped[User] = relationship(foreign_keys=[author_id])
+
     def __repr__(self) -> str:
         return f"<CounselingNote id={self.id}>"
+
+
+LIVE_GRANT = "revoked_at IS NULL"
+
+
+class CounselingNoteReader(Base):
+    """A clinician a site allows to read the SUD counseling notes written at that site
+    (the issue's "clinicians the author's site allows"; 42 CFR 2.11). Granted by an
+    administrator of the site; a grant is never deleted: revoking it records who and
+    when, so the audit can tell who could read what on any day. One live grant per site
+    and clinician (a partial unique index); a trigger refuses DELETE and any change but
+    the one-time revocation, on both engines."""
+
+    __tablename__ = "counseling_note_reader"
+    __table_args__ = (
+        sa.CheckConstraint(
+            "(revoked_at IS NULL) = (revoked_by_id IS NULL)", name="revoked_complete"
+        ),
+        sa.CheckConstraint("revoked_at IS NULL OR revoked_at >= granted_at", name="revoked_after"),
+        sa.Index(
+            "uq_counseling_note_reader_live",
+            "site_id",
+            "user_id",
+            unique=True,
+            sqlite_where=sa.text(LIVE_GRANT),
+            postgresql_where=sa.text(LIVE_GRANT),
+        ),
+        sa.Index("ix_counseling_note_reader_user", "user_id", "site_id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    site_id: Mapped[int] = mapped_column(sa.ForeignKey("site.id"))
+    user_id: Mapped[int] = mapped_column(sa.ForeignKey("app_user.id"))
+    granted_by_id: Mapped[int] = mapped_column(sa.ForeignKey("app_user.id"))
+    granted_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[dt.datetime | None]
+    revoked_by_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
+
+    user: Mapped[User] = relationship(foreign_keys=[user_id])
+    granted_by: Mapped[User] = relationship(foreign_keys=[granted_by_id])
+
+    @property
+    def live(self) -> bool:
+        return self.revoked_at is None
+
+    def __repr__(self) -> str:
+        return f"<CounselingNoteReader id={self.id} site={self.site_id} user={self.user_id}>"

@@ -1,5 +1,5 @@
-"""Progress notes, addenda, co-signature, entered in error and SUD counseling notes
-(issue 11; DOMAIN.md "Therapy sessions"; 42 CFR 2.11 and 2.31(b) for counseling notes).
+"""Progress notes, addenda, co-signature and entered in error (issue 11; DOMAIN.md
+"Therapy sessions"). SUD counseling notes are ``clinic.therapy.counseling``'s.
 
 A note is a draft until signed. Drafts carry an optimistic version: two clinicians
 editing one draft (the author and the session's clinician, say) get a ``ConflictError``
@@ -14,8 +14,7 @@ Who may do what (decided for this increment):
 - addenda: any clinician of the session's site;
 - the co-signature: only the supervisor named on the note when a trainee signed it;
 - entered in error: the note's author or the session's clinician (a session: its
-  clinician);
-- counseling notes: written by a clinician of the site, read by their author only.
+  clinician).
 
 Audit events carry ids and kinds only, never note text (nor its length).
 """
@@ -28,7 +27,7 @@ from collections.abc import Iterable
 import sqlalchemy as sa
 
 from clinic.accounts.models import User
-from clinic.audit import AuditAction, AuditOutcome, record
+from clinic.audit import AuditAction, record
 from clinic.db import utcnow
 from clinic.errors import ConflictError, DomainError
 from clinic.extensions import db
@@ -39,7 +38,6 @@ from clinic.security import Permission, Role
 from clinic.therapy.models import (
     NOTE_TEXT_MAX,
     REASON_MAX,
-    CounselingNote,
     NoteAddendum,
     NoteStatus,
     ProgressNote,
@@ -390,71 +388,6 @@ def set_trainee_supervisor(trainee: User, *, actor: User, supervisor: User | Non
         entity_id=trainee.id,
         details={"fields": ["is_trainee", "supervisor_id"]},
     )
-
-
-# --- SUD counseling notes ---------------------------------------------------------------------
-
-
-def add_counseling_note(
-    attendee: SessionAttendee, *, actor: User, text: str | None
-) -> CounselingNote:
-    """Write an SUD counseling note about one attendee (42 CFR 2.11): kept apart from the
-    progress notes, signed at save, read by its author only."""
-    session = attendee.session
-    _check_clinician_at(actor, session)
-    if session.entered_in_error:
-        raise DomainError("This session was entered in error.")
-    text = check_text(text)
-    note = CounselingNote(
-        session_id=session.id,
-        attendee_id=attendee.id,
-        patient_id=attendee.patient_id,
-        author_id=actor.id,
-        text=text,
-        text_sha256=sha256_text(text),
-    )
-    db.session.add(note)
-    db.session.flush()
-    record(
-        AuditAction.CREATE,
-        actor=actor,
-        entity_type="counseling_note",
-        entity_id=note.id,
-        patient_id=note.patient_id,
-        site_id=session.site_id,
-        details={"session_id": session.id},
-    )
-    return note
-
-
-def counseling_notes_of(session: TherapySession, *, actor: User) -> list[tuple[int, int]]:
-    """The actor's own counseling notes of a session, as (note id, patient id): no text,
-    so listing them is not a read. Anyone else's are not listed at all."""
-    rows = db.session.execute(
-        sa.select(CounselingNote.id, CounselingNote.patient_id)
-        .where(CounselingNote.session_id == session.id, CounselingNote.author_id == actor.id)
-        .order_by(CounselingNote.id)
-    )
-    return [(row.id, row.patient_id) for row in rows]
-
-
-def read_counseling_note(note_id: int, *, actor: User) -> CounselingNote | None:
-    """An explicit read of a counseling note: its author only, every read audited (a
-    refusal as ``access_denied``). None when refused or missing, for the caller's 404."""
-    note = db.session.get(CounselingNote, note_id)
-    if note is None:
-        return None
-    allowed = note.author_id == actor.id and actor.can(Permission.NOTES_READ)
-    record(
-        AuditAction.VIEW if allowed else AuditAction.ACCESS_DENIED,
-        actor=actor,
-        entity_type="counseling_note",
-        entity_id=note.id,
-        patient_id=note.patient_id,
-        outcome=AuditOutcome.SUCCESS if allowed else AuditOutcome.DENIED,
-        details={"session_id": note.session_id},
-    )
-    return note if allowed else None
 
 
 # --- the group note's name warning ----------------------------------------------------------

@@ -21,7 +21,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased, defer
 
-from clinic.accounts.models import User
+from clinic.accounts.models import User, user_site
 from clinic.db import utcnow
 from clinic.extensions import db
 from clinic.patients.models import Enrollment, Patient
@@ -64,6 +64,7 @@ class ScheduleEntry:
     attendee_count: int
     entered_in_error: bool
     unrecorded: bool  # planned, and already started
+    entered_in_error_reason: str | None = None
 
 
 def _entry(session: TherapySession, site: Site, count: int, now: dt.datetime) -> ScheduleEntry:
@@ -81,6 +82,7 @@ def _entry(session: TherapySession, site: Site, count: int, now: dt.datetime) ->
         attendee_count=count,
         entered_in_error=session.entered_in_error,
         unrecorded=session.status == SessionStatus.PLANNED and session.starts_at <= now,
+        entered_in_error_reason=session.entered_in_error_reason,
     )
 
 
@@ -238,6 +240,8 @@ class CaseloadRow:
     month_attended: int
     month_counted: int
     flagged: bool  # no attended session for CASELOAD_FLAG_DAYS days (or never)
+    # The row's patient, held for the page's view event (``access.record_view``).
+    patient: Patient | None = field(default=None, compare=False, repr=False)
 
     @property
     def month_rate(self) -> float | None:
@@ -271,19 +275,27 @@ def caseload(
     """Patients with an active enrollment whose primary counselor is ``clinician``, with
     the last attended session, days since, and this month's attendance (the month of
     ``today`` in ``timezone``); flagged at 30 days without an attended session. Sorted by
-    ``sort`` (name, days, rate). Three queries whatever the caseload."""
+    ``sort`` (name, days, rate). Only patients of the clinician's own sites: a patient
+    who moved to a site the clinician does not work at leaves the list (site scope in the
+    query, like every list). Three queries whatever the caseload."""
     now = now or utcnow()
+    counselled = (
+        sa.select(Enrollment.id)
+        .where(
+            Enrollment.patient_id == Patient.id,
+            Enrollment.primary_counselor_id == clinician.id,
+            Enrollment.discharged_on.is_(None),
+        )
+        .exists()
+    )
+    own_sites = sa.select(user_site.c.site_id).where(user_site.c.user_id == clinician.id)
     patients = list(
-        db.session.execute(
-            sa.select(Patient.id, Patient.last_name, Patient.first_name, Patient.preferred_name)
-            .add_columns(Patient.mrn)
-            .join(Enrollment, Enrollment.patient_id == Patient.id)
-            .where(
-                Enrollment.primary_counselor_id == clinician.id,
-                Enrollment.discharged_on.is_(None),
+        db.session.scalars(
+            sa.select(Patient).where(
+                counselled,
+                Patient.site_id.in_(own_sites),
                 Patient.entered_in_error_at.is_(None),
             )
-            .distinct()
         )
     )
     ids = [row.id for row in patients] or [-1]
@@ -341,6 +353,7 @@ def caseload(
                 month_attended=attended,
                 month_counted=counted,
                 flagged=days is None or days >= CASELOAD_FLAG_DAYS,
+                patient=patient,
             )
         )
     return _sorted_caseload(rows, sort, descending)
@@ -410,6 +423,8 @@ class HistoryRow:
     entered_in_error: bool
     group_note: NoteView | None = None
     own_note: NoteView | None = None
+    # For clinicians only (None for anyone else): the reason the session was marked.
+    entered_in_error_reason: str | None = None
 
 
 Cursor = tuple[dt.datetime, int]
@@ -450,6 +465,7 @@ def patient_history(
             SessionAttendee.attendance,
             SessionAttendee.minutes_attended,
             TherapySession.entered_in_error_at,
+            TherapySession.entered_in_error_reason,
         )
         .join(TherapySession, TherapySession.id == SessionAttendee.session_id)
         .join(Site, Site.id == TherapySession.site_id)
@@ -470,7 +486,8 @@ def patient_history(
     more = len(fetched) > limit
     fetched = fetched[:limit]
     notes: dict[tuple[int, int | None], NoteView] = {}
-    if fetched and viewer.can(Permission.NOTES_READ):
+    clinician_viewer = viewer.can(Permission.NOTES_READ)
+    if fetched and clinician_viewer:
         notes = _notes_for(
             session_ids=[r.session_id for r in fetched],
             attendee_ids=[r.attendee_id for r in fetched],
@@ -493,6 +510,7 @@ def patient_history(
             entered_in_error=r.entered_in_error_at is not None,
             group_note=notes.get((r.session_id, None)),
             own_note=notes.get((r.session_id, r.attendee_id)),
+            entered_in_error_reason=r.entered_in_error_reason if clinician_viewer else None,
         )
         for r in fetched
     ]

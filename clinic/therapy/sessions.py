@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from clinic.accounts.models import User
 from clinic.audit import AuditAction, record
 from clinic.db import utcnow
-from clinic.errors import DomainError
+from clinic.errors import ConflictError, DomainError
 from clinic.extensions import db
 from clinic.forms import has_control_characters
 from clinic.patients.models import Enrollment, Patient
@@ -37,6 +37,7 @@ from clinic.therapy.models import (
     DURATION_MAX_MINUTES,
     GROUP_NAME_MAX,
     MAX_ATTENDEES,
+    REASON_MAX,
     Attendance,
     Modality,
     SessionAttendee,
@@ -499,6 +500,75 @@ def record_session(
                 note_services.sign_note(note, actor=actor, now=now)
             attendee_note_ids[line.patient_id] = note.id
     return RecordedSession(session, group_note_id, attendee_note_ids)
+
+
+# --- entered in error ------------------------------------------------------------------------
+
+IN_ERROR_MESSAGE = "This session was entered in error: it cannot change."
+REASON_NAMES_MESSAGE = (
+    "The reason is shown in every attendee's chart: name no patient (it names {names})."
+)
+
+
+def check_session_reason(session: TherapySession, reason: str | None) -> str:
+    """The reason, trimmed: from ``notes.REASON_MIN`` to ``REASON_MAX`` characters, on one
+    line, free of control characters, and (a group or family session) naming no attendee,
+    since every attendee's chart shows it."""
+    reason = (reason or "").strip()
+    low, high = note_services.REASON_MIN, REASON_MAX
+    if not low <= len(reason) <= high:
+        raise DomainError(f"Say why, in {low} to {high} characters.", field="reason")
+    if has_control_characters(reason):
+        raise DomainError(
+            "Write the reason on one line, without control characters.", field="reason"
+        )
+    if SessionKind(session.kind).has_group_note:
+        named = note_services.names_in_text(reason, [a.patient for a in session.attendees])
+        if named:
+            raise DomainError(REASON_NAMES_MESSAGE.format(names=", ".join(named)), field="reason")
+    return reason
+
+
+def mark_session_entered_in_error(
+    session: TherapySession,
+    *,
+    actor: User,
+    reason: str | None,
+    version: int | None = None,
+    now: dt.datetime | None = None,
+) -> TherapySession:
+    """Mark a whole session (planned or recorded) entered in error, with a reason
+    (DOMAIN.md "Clinical rows are never deleted"; issue 11 "Entered in error").
+
+    Who: a clinician (``SESSIONS_RECORD``) of the session's site -- its own clinician or
+    a colleague there (the clinician may have left, or be away when the mistake is
+    found). Administrators and staff may not: they do not record sessions. Nothing is
+    deleted: the session, its attendee rows and its notes stay as they are; clinicians
+    see it struck through with the reason, and it no longer counts for attendance rates,
+    the caseload or the unrecorded-sessions list. The mark is written once: the service
+    refuses a second one and the trigger ``therapy_session_in_error_once`` refuses any
+    change to it (migration e8f9a0b1c2d3). ``version`` is the version the confirmation
+    page showed: a session changed since (recorded meanwhile) is a ``ConflictError``.
+
+    Audited: one ``update`` event for the session and one per attendee (with its
+    patient), ids only -- never the reason."""
+    now = now or utcnow()
+    require_clinician(actor)
+    if session.site_id not in actor.site_ids:
+        raise DomainError("Only clinicians of the session's site mark it entered in error.")
+    if session.entered_in_error:
+        raise DomainError("This session is already marked entered in error.")
+    if version is not None and version != session.version:
+        raise ConflictError()
+    reason = check_session_reason(session, reason)
+    session.entered_in_error_at = now
+    session.entered_in_error_reason = reason
+    session.entered_in_error_by_id = actor.id
+    db.session.flush()
+    _audit(session, AuditAction.UPDATE, actor, entered_in_error=True)
+    for attendee in session.attendees:
+        _audit_attendee(attendee, AuditAction.UPDATE, actor, entered_in_error=True)
+    return session
 
 
 def session_for(user: User, session_id: int) -> TherapySession | None:

@@ -1,5 +1,6 @@
 """Therapy pages (issue 11): "My day", planning a session (or a weekly group), recording a
-session in one pass, and the chart's "Sessions" section.
+session in one pass, marking a whole session entered in error, and the chart's "Sessions"
+section. My caseload and a patient's session history are in caseload_views.py.
 
 Thin views: parse the form, call the service (clinic/therapy/sessions.py, notes.py), commit
 once through ``clinic.web.save``, redirect. A session loaded by id is looked up within the
@@ -40,6 +41,7 @@ from clinic.therapy import reading, sessions
 from clinic.therapy.forms import (
     PlanForm,
     RecordForm,
+    SessionInErrorForm,
 )
 from clinic.therapy.models import (
     Attendance,
@@ -48,7 +50,7 @@ from clinic.therapy.models import (
     SessionSetting,
     TherapySession,
 )
-from clinic.web import Once, save
+from clinic.web import Once, is_conflict, save
 
 bp = Blueprint("therapy", __name__, url_prefix="/therapy")
 
@@ -358,6 +360,65 @@ def record_session(session_id: int):
         rows=[(row, names.get(_int(row.form.patient_id.data), "")) for row in form.attendees],
         warnings=warnings,
     ), (400 if refused or warnings else _status(form))
+
+
+@bp.route("/sessions/<int:session_id>/entered-in-error", methods=["GET", "POST"])
+@require_permission(Permission.SESSIONS_RECORD)
+def session_entered_in_error(session_id: int):
+    """Confirmation with a reason, then the whole session is marked entered in error
+    (``sessions.mark_session_entered_in_error``: clinicians of the session's site; never
+    deleted, struck through for clinicians). ``?patient=`` (an attendee) returns to that
+    patient's session history afterwards, else to "My day"."""
+    session = _session_or_404(session_id)
+    attendees = list(session.attendees)
+    back_patient = _int(request.args.get("patient", ""))
+    if back_patient not in {a.patient_id for a in attendees}:
+        back_patient = None
+    done_url = (
+        url_for("therapy.patient_sessions", patient_id=back_patient)
+        if back_patient is not None
+        else url_for("therapy.my_day")
+    )
+    if session.entered_in_error:
+        flash("This session is already marked entered in error.", "info")
+        return redirect(done_url)
+    form = SessionInErrorForm()
+    if request.method == "GET" and not form.restored:
+        form.version.data = str(session.version)
+    status: int | None = None
+    if form.validate_on_submit():
+        version = form.version_number
+        outcome = save(
+            form,
+            lambda: sessions.mark_session_entered_in_error(
+                session,
+                actor=current_user,
+                reason=form.reason.data,
+                version=version if version is not None else -1,
+            ),
+        )
+        if outcome.saved:
+            flash("Session marked entered in error.", "success")
+            return redirect(done_url)
+        status = 400
+        if is_conflict(outcome):
+            # Someone changed the session meanwhile (recorded it, or marked it): show
+            # its facts now, with the form armed with its current version.
+            db.session.refresh(session)
+            if session.entered_in_error:
+                flash("This session was marked entered in error meanwhile.", "info")
+                return redirect(done_url)
+            form.version.data = str(session.version)
+            status = 409
+    return render_template(
+        "therapy/session_in_error.html",
+        form=form,
+        session=session,
+        names=sorted(a.patient.display_name for a in attendees),
+        local_start=session.starts_at.astimezone(ZoneInfo(session.site.timezone)),
+        back_patient=back_patient,
+        cancel_url=done_url,
+    ), (status or _status(form))
 
 
 def _int(value) -> int | None:

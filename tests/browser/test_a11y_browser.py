@@ -113,6 +113,7 @@ NOT_PAGES = {
     "bootstrap.static": "Bootstrap's files",
     "main.healthz": "the load balancer's health check (JSON)",
     "audit.export": "a CSV download",
+    "aftercare.directory_export": "a CSV download",
     "dosing.screen_list": "the dosing screen's list alone, which dosing.js swaps into the "
     "screen (checked there, after typing in the filter)",
 }
@@ -217,6 +218,67 @@ TOURS: dict[str, set[str]] = {
         "therapy.add_addendum",
         "therapy.note_entered_in_error",
         "patients.chart",
+    },
+    # My caseload, a patient's session history, a session marked entered in error.
+    "clinician, caseload and history": {
+        "therapy.caseload",
+        "therapy.patient_sessions",
+        "therapy.session_entered_in_error",
+        "therapy.my_day",
+    },
+    "admin, therapy drafts": {"therapy.inactive_drafts", "users.detail", "users.edit"},
+    "clinician, counseling notes": {
+        "therapy.write_counseling_note",
+        "therapy.counseling_note",
+        "therapy.patient_counseling_notes",
+        "patients.chart",
+    },
+    "admin, counseling readers": {
+        "therapy.counseling_reader_sites",
+        "therapy.counseling_readers",
+        "therapy.revoke_counseling_reader",
+    },
+    # Referrals and disclosures (issue 12).
+    "staff, referrals": {
+        "aftercare.dashboard",
+        "aftercare.patient_referrals",
+        "aftercare.new_referral",
+        "aftercare.referral",
+        "aftercare.send_referral",
+        "aftercare.referral_packet",
+        "aftercare.accounting",
+        "patients.chart",
+    },
+    # Support network, Part 2 consents, revocations and restriction requests (issue 12).
+    "staff, consents": {
+        "aftercare.support_network",
+        "aftercare.new_support_person",
+        "aftercare.edit_support_person",
+        "aftercare.archive_support_person",
+        "aftercare.consents",
+        "aftercare.new_consent",
+        "aftercare.consent",
+        "aftercare.consent_form",
+        "aftercare.revoke_consent",
+        "aftercare.new_restriction",
+        "aftercare.lift_restriction",
+        "patients.chart",
+    },
+    "clinician, consents": {
+        "aftercare.consents",
+        "aftercare.consent",
+        "aftercare.support_network",
+        "patients.chart",
+    },
+    # The aftercare resource directory (issue 12).
+    "staff, directory": {
+        "aftercare.directory_index",
+        "aftercare.directory_resource",
+        "aftercare.directory_new",
+        "aftercare.directory_edit",
+        "aftercare.directory_deactivate",
+        "aftercare.directory_reactivate",
+        "aftercare.directory_import",
     },
     "admin, medications": {
         "patients.chart",
@@ -889,3 +951,441 @@ def note_id(app, session_id: int) -> int:
         return db.session.scalar(
             sa.select(ProgressNote.id).where(ProgressNote.session_id == session_id)
         )
+
+
+def test_admin_therapy_drafts_tour(ui, app, clinic, make_user):
+    """The drafts of a deactivated clinician (none; then listed, with the errors of an
+    empty reassignment shown, then reassigned), and the trainee fields of the user form
+    with their error shown."""
+    import datetime as dt
+
+    from clinic.accounts import services as account_services
+    from clinic.accounts.models import User
+    from clinic.extensions import db
+    from clinic.therapy import sessions
+
+    dee = make_user("clinician", "dee.clinician", full_name="Dee Clinician")
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "ada.admin")
+    tour.visit("/therapy/admin/drafts", "no draft to reassign")
+    tour.visit(f"/admin/users/{dee}/edit", "edit user: trainee fields")
+    tour.page.get_by_label("Trainee", exact=False).check()
+    tour.submit("Save", "trainee without a supervisor: error shown")
+    with app.app_context():
+        cal = db.session.get(User, clinic.target)
+        planned = sessions.plan_session(
+            actor=cal,
+            plan=sessions.SessionPlan(
+                site_id=cal.sites[0].id,
+                starts_at=dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1),
+                duration_minutes=50,
+                kind="individual",
+                modality="cbt",
+                setting="in_person",
+                patient_ids=[clinic.ana],
+            ),
+        )
+        sessions.record_session(
+            planned,
+            actor=cal,
+            attendees=[sessions.AttendeeRecord(clinic.ana, "attended", 50, "A draft.")],
+        )
+        account_services.deactivate_user(cal, actor=db.session.get(User, clinic.admin))
+        db.session.commit()
+    tour.visit(f"/admin/users/{clinic.target}", "a deactivated clinician")
+    tour.page.get_by_role("link", name="Reassign their draft notes").click()
+    tour.check("drafts of one deactivated clinician")
+    tour.visit("/therapy/admin/drafts", "drafts to reassign")
+    tour.submit("Reassign the chosen drafts", "reassignment with errors shown")
+    tour.page.get_by_label("Reassign the draft of").first.check()
+    tour.page.get_by_label("New author").select_option(label="Dee Clinician (dee.clinician)")
+    tour.submit("Reassign the chosen drafts", "drafts reassigned")
+    tour.finish("admin, therapy drafts")
+
+
+def test_clinician_counseling_notes_tour(ui, app, clinic, username_of):
+    """A patient's counseling notes (none), writing one (its error shown, then saved),
+    reading it, the list with it, and the chart's pointer to them."""
+    import datetime as dt
+
+    from clinic.accounts.models import User
+    from clinic.extensions import db
+    from clinic.therapy import sessions
+
+    with app.app_context():
+        cal = db.session.get(User, clinic.target)
+        planned = sessions.plan_session(
+            actor=cal,
+            plan=sessions.SessionPlan(
+                site_id=cal.sites[0].id,
+                starts_at=dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=1),
+                duration_minutes=50,
+                kind="individual",
+                modality="cbt",
+                setting="in_person",
+                patient_ids=[clinic.ana],
+            ),
+        )
+        sessions.record_session(
+            planned, actor=cal, attendees=[sessions.AttendeeRecord(clinic.ana, "attended", 50)]
+        )
+        db.session.commit()
+        session_id, attendee_id = planned.id, planned.attendees[0].id
+    tour = Tour(ui, app)
+    tour_sign_in(tour, username_of(clinic.target))
+    tour.visit(f"/therapy/patients/{clinic.ana}/counseling-notes", "no counseling note")
+    tour.visit(
+        f"/therapy/sessions/{session_id}/attendees/{attendee_id}/counseling-note",
+        "counseling note form",
+    )
+    tour.submit(None, "counseling note with its error shown")
+    tour.page.get_by_label("Counseling note").fill("Ambivalence about tapering; explore next time.")
+    tour.submit(None, "a counseling note")
+    tour.visit(f"/therapy/patients/{clinic.ana}/counseling-notes", "one counseling note")
+    tour.visit(f"/patients/{clinic.ana}", "chart pointing to the counseling notes")
+    tour.finish("clinician, counseling notes")
+
+
+def test_admin_counseling_readers_tour(ui, app, clinic):
+    """The sites, a site's readers (none; the grant form's error shown; one granted) and
+    the revocation's confirmation."""
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "ada.admin")
+    tour.visit("/therapy/counseling-readers", "sites whose readers I choose")
+    tour.page.locator("main").get_by_role("link").first.click()
+    tour.check("no reader yet")
+    tour.submit(None, "grant with its error shown")
+    tour.page.get_by_label("Clinician").select_option(label="Cal Clinician (cal.clinician)")
+    tour.submit(None, "one reader")
+    tour.page.get_by_role("link", name="Revoke…").first.click()
+    tour.check("revocation: confirmation")
+    tour.submit(None, "reader revoked")
+    tour.finish("admin, counseling readers")
+
+
+def test_staff_referrals_tour(ui, app, clinic):
+    """The referrals dashboard (empty, then with a follow-up due), a patient's referrals
+    (none, then some), the new-referral form (filtered, with its errors shown), a draft
+    referral (its status form's errors shown), sending refused without consent and
+    allowed with it, the packet, the accounting (empty, then listed), and the chart's
+    "Referrals" section."""
+    from tests.test_aftercare_referrals import make_consent, make_referral, make_resources
+
+    ids = {
+        "patient_id": clinic.ana,
+        "program_id": clinic.methadone,
+        "staff": clinic.staff,
+        **make_resources(app),
+    }
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "sky.staff")
+    tour.visit("/aftercare/dashboard", "referrals dashboard, nothing yet")
+    tour.visit(f"/aftercare/patients/{clinic.ana}/referrals", "no referrals")
+    tour.visit(f"/aftercare/patients/{clinic.ana}/disclosures", "accounting, no disclosure")
+    new = f"/aftercare/patients/{clinic.ana}/referrals/new"
+    tour.visit(f"{new}?kind=recovery_residence&methadone=y&beds=y", "new referral, filtered")
+    tour.submit("Create the referral (draft)", "new referral with errors shown")
+    refused = make_referral(app, ids, resource=ids["strict"])
+    tour.visit(f"/aftercare/referrals/{refused}", "a draft referral")
+    tour.submit("Change the status", "status change with errors shown")
+    tour.visit(f"/aftercare/referrals/{refused}/send", "sending refused: no consent")
+    make_consent(app, ids, resource=ids["home"])
+    referral = make_referral(app, ids, resource=ids["home"])
+    tour.visit(f"/aftercare/referrals/{referral}/send", "send with the consent shown")
+    tour.submit("Send the referral", "the referral packet")
+    tour.visit(f"/aftercare/referrals/{referral}", "a sent referral")
+    tour.visit(f"/aftercare/patients/{clinic.ana}/referrals", "a patient's referrals")
+    tour.visit(f"/aftercare/patients/{clinic.ana}/disclosures", "accounting of disclosures")
+    tour.visit(f"/patients/{clinic.ana}", "chart with referrals")
+    tour.visit("/aftercare/dashboard", "referrals dashboard")
+    tour.finish("staff, referrals")
+
+
+# --- my caseload, a patient's sessions, a session entered in error (issue 11) ------------------
+
+
+def test_clinician_caseload_and_history_tour(ui, app, clinic, username_of):
+    """My caseload (empty, then with a flagged patient), a patient's session history (a
+    clinician's, with notes; staff's, without), the confirmation to mark a session entered
+    in error with its errors shown, and the history with that session struck through."""
+    import datetime as dt
+
+    from clinic.accounts.models import User
+    from clinic.extensions import db
+    from clinic.patients.models import Enrollment
+    from clinic.therapy import sessions
+
+    tour = Tour(ui, app)
+    tour_sign_in(tour, username_of(clinic.target))
+    tour.visit("/therapy/caseload", "caseload, empty")
+    with app.app_context():
+        cal = db.session.get(User, clinic.target)
+        db.session.get(Enrollment, clinic.active).primary_counselor_id = cal.id
+        session = sessions.plan_session(
+            actor=cal,
+            plan=sessions.SessionPlan(
+                site_id=cal.sites[0].id,
+                starts_at=dt.datetime.now(dt.UTC).replace(microsecond=0) - dt.timedelta(days=40),
+                duration_minutes=60,
+                kind="individual",
+                modality="cbt",
+                setting="in_person",
+                patient_ids=[clinic.ana],
+            ),
+        )
+        sessions.record_session(
+            session,
+            actor=cal,
+            attendees=[sessions.AttendeeRecord(clinic.ana, "attended", 50, "Talked about work.")],
+            sign=True,
+        )
+        db.session.commit()
+        session_id = session.id
+    tour.visit("/therapy/caseload", "caseload with a flagged patient")
+    tour.visit("/therapy/caseload?sort=days&dir=desc", "caseload sorted by days")
+    tour.visit(f"/therapy/patients/{clinic.ana}/sessions", "history with a note")
+    tour.visit(
+        f"/therapy/sessions/{session_id}/entered-in-error?patient={clinic.ana}",
+        "session entered in error: confirmation",
+    )
+    tour.submit(None, "session entered in error with errors shown")
+    tour.page.get_by_label("Reason").fill("Recorded on the wrong day by mistake.")
+    tour.submit(None, "history with the session struck through")
+    tour.visit("/therapy/", "my day")
+    tour.finish("clinician, caseload and history")
+
+
+def test_staff_directory_tour(ui, app, clinic):
+    """The aftercare directory: empty, then listed (a stale bed count among its rows), an
+    invalid filter, no match; a resource; the add form with its errors; the edit form with
+    a conflict; deactivate and reactivate (confirmations); an import refused with its
+    report."""
+    import datetime as dt
+
+    from clinic.accounts.models import User
+    from clinic.aftercare import directory
+    from clinic.extensions import db
+
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "sky.staff")
+    tour.visit("/aftercare/resources/", "directory, empty")
+    tour.visit("/aftercare/resources/new", "add a resource")
+    tour.page.get_by_label("Name").fill("Tuesday NA")
+    tour.page.get_by_label("Kind").select_option("support_group")
+    tour.page.get_by_label("Beds in total").fill("5")
+    tour.submit("Save", "add a resource: errors shown")
+    expect(tour.page.get_by_label("Support-group type")).to_have_attribute("aria-invalid", "true")
+    with app.test_request_context():
+        actor = db.session.scalar(db.select(User).where(User.username == "sky.staff"))
+        house = directory.create_resource(
+            actor=actor,
+            data=directory.ResourceData(
+                name="Harbor House",
+                kind="recovery_residence",
+                narr_level="II",
+                city="Chicago",
+                accepts_moud="yes",
+                accepts_methadone="yes",
+                beds_total=8,
+                beds_available=1,
+                beds_confirmed_on=dt.date.today() - dt.timedelta(days=20),
+                notes="Call before noon.\nAsk for Rosa.",
+            ),
+        )
+        directory.create_resource(
+            actor=actor,
+            data=directory.ResourceData(
+                name="Tuesday NA", kind="support_group", support_group_type="na"
+            ),
+        )
+        db.session.commit()
+        house_id = house.id
+    tour.visit("/aftercare/resources/", "directory with a stale bed count")
+    expect(tour.page.get_by_test_id("stale")).to_have_count(1)
+    tour.visit("/aftercare/resources/?kind=castle", "an invalid filter", status=400)
+    tour.visit("/aftercare/resources/?q=nothing-like-it", "no match")
+    tour.visit(f"/aftercare/resources/{house_id}", "a residence")
+    tour.visit(f"/aftercare/resources/{house_id}/edit", "edit a resource")
+    with app.test_request_context():
+        from clinic.aftercare.models import AftercareResource
+
+        resource = db.session.get(AftercareResource, house_id)
+        data = directory.ResourceData.of(resource)
+        data.city = "Evanston"
+        directory.update_resource(
+            resource, actor=None, data=data, expected_version=resource.version
+        )
+        db.session.commit()
+    tour.page.get_by_label("Name").fill("Harbor Home")
+    tour.submit("Save", "edit: someone else saved meanwhile")
+    expect(tour.page.get_by_test_id("conflict")).to_be_visible()
+    tour.visit(f"/aftercare/resources/{house_id}/deactivate", "deactivate: confirmation")
+    tour.submit("Deactivate", "an inactive resource")
+    tour.visit(f"/aftercare/resources/{house_id}/reactivate", "reactivate: confirmation")
+    tour.visit("/aftercare/resources/import", "import form")
+    tour.page.get_by_label("Directory file (CSV)").set_input_files(
+        files=[
+            {
+                "name": "directory.csv",
+                "mimeType": "text/csv",
+                "buffer": b"name,kind,beds_total,beds_available\nA,halfway_house,2,5\n",
+            }
+        ]
+    )
+    tour.submit("Import", "import refused: the report")
+    expect(tour.page.get_by_test_id("refused-row")).to_have_count(1)
+    tour.finish("staff, directory")
+
+
+# --- support network, consents and restriction requests (issue 12) ------------------------
+
+
+def consent_tour_records(app, clinic) -> SimpleNamespace:
+    """A residence of the directory, and a restriction request of Ana's to lift."""
+    from clinic.accounts.models import User
+    from clinic.aftercare import restrictions
+    from clinic.aftercare.models import AftercareResource
+    from clinic.extensions import db
+    from clinic.patients.models import Patient
+    from clinic.sites.time import site_today
+
+    with app.test_request_context():
+        home = AftercareResource(name="Harbor House", kind="recovery_residence")
+        db.session.add(home)
+        patient = db.session.get(Patient, clinic.ana)
+        restriction = restrictions.record_restriction(
+            patient,
+            actor=db.session.get(User, clinic.staff),
+            purpose=None,
+            recipient_type="anyone",
+            resource_id=None,
+            support_person_id=None,
+            recipient_class=None,
+            details="Nothing to my employer.",
+            requested_on=site_today(patient.site),
+        )
+        db.session.commit()
+        return SimpleNamespace(home=home.id, restriction=restriction.id)
+
+
+def test_staff_consent_tour(ui, app, clinic):
+    """The support network (empty, errors, a person, an edit conflict, removal), consents
+    (none, the form with its errors, recorded, printed, revoked with errors shown, a new
+    one based on it) and restriction requests (errors shown, lifting), and the chart."""
+    import datetime as dt
+
+    from clinic.aftercare.consent_models import SupportPerson
+    from clinic.extensions import db
+
+    records = consent_tour_records(app, clinic)
+    ana = clinic.ana
+    tour = Tour(ui, app)
+    page = tour.page
+    tour_sign_in(tour, "sky.staff")
+    tour.visit(f"/aftercare/patients/{ana}/support-network", "support network, empty")
+    tour.visit(f"/aftercare/patients/{ana}/support-network/new", "add a support person")
+    page.get_by_label("Phone").fill("call me")
+    tour.submit("Add to the support network", "support person with errors shown")
+    page.get_by_label("Name").fill("Maria Torres")
+    page.get_by_label("Relationship").select_option("family")
+    page.get_by_label("Phone").fill("(312) 555-0147")
+    page.get_by_label("Can offer the patient a place to stay").check()
+    tour.submit("Add to the support network", "support network with a person")
+    with app.app_context():
+        person_id = db.session.scalar(db.select(SupportPerson.id))
+    tour.visit(f"/aftercare/support-people/{person_id}/edit", "edit a support person")
+    with app.app_context():
+        db.session.get(SupportPerson, person_id).notes = "Changed meanwhile"
+        db.session.commit()
+    page.get_by_label("Name").fill("Maria T.")
+    tour.submit("Save changes", "support person changed meanwhile: conflict")
+    tour.visit(f"/aftercare/patients/{ana}/consents", "consents, none on file")
+    tour.visit(f"/aftercare/patients/{ana}/consents/new", "record a consent")
+    tour.submit("Record the consent", "consent with errors shown")
+    page.get_by_label("Kind of consent").select_option("specific_disclosure")
+    page.get_by_label("Who may disclose (the program)").select_option(index=1)
+    page.get_by_label("Information that may be disclosed").fill("Enrollment and medication")
+    page.get_by_label("Recipient", exact=True).select_option("resource")
+    page.get_by_label("Resource (named recipient)").select_option(str(records.home))
+    page.get_by_label("Purpose", exact=True).select_option("aftercare_referral")
+    page.get_by_label("Purpose, as written on the consent").fill("Placement")
+    page.get_by_label("Expiration", exact=True).select_option("date")
+    later = dt.date.today() + dt.timedelta(days=90)
+    page.get_by_label("Expiration date").fill(later.isoformat())
+    page.get_by_label("Signature", exact=True).select_option("paper")
+    page.get_by_label("Scan reference of the signed paper").fill("SCAN-1")
+    tour.submit("Record the consent", "a recorded consent")
+    consent_url = urlsplit(page.url).path
+    tour.visit(f"/aftercare/patients/{ana}/consents", "consents with an active one")
+    tour.visit(f"/aftercare/patients/{ana}/consents/print", "the printable consent form")
+    tour.visit(f"{consent_url}/revoke", "revoke: confirmation")
+    page.get_by_label("How the patient revoked it in writing").fill("")
+    tour.submit("Revoke the consent", "revocation with errors shown")
+    page.get_by_label("How the patient revoked it in writing").fill("Signed letter")
+    tour.submit("Revoke the consent", "a revoked consent")
+    consent_id = consent_url.rsplit("/", 1)[1]
+    tour.visit(
+        f"/aftercare/patients/{ana}/consents/new?based_on={consent_id}",
+        "a new consent based on the revoked one",
+    )
+    tour.visit(f"/aftercare/patients/{ana}/restrictions/new", "record a restriction")
+    tour.submit("Record the request", "restriction with errors shown")
+    tour.visit(f"/aftercare/restrictions/{records.restriction}/lift", "lift: confirmation")
+    tour.submit("Lift the restriction", "lifting with errors shown")
+    tour.visit(f"/aftercare/support-people/{person_id}/archive", "remove: confirmation")
+    tour.submit("Remove from the support network", "support network with a removed person")
+    tour.visit(f"/patients/{ana}", "chart with consents and support network")
+    tour.finish("staff, consents")
+
+
+def test_clinician_consent_tour(ui, app, clinic, username_of):
+    """Clinicians read the consents, the support network and the chart section."""
+    from clinic.accounts.models import User
+    from clinic.aftercare import consents, support
+    from clinic.extensions import db
+    from clinic.patients.models import Patient
+    from clinic.sites.time import site_today
+
+    records = consent_tour_records(app, clinic)
+    with app.test_request_context():
+        patient = db.session.get(Patient, clinic.ana)
+        actor = db.session.get(User, clinic.staff)
+        today = site_today(patient.site)
+        support.add_support_person(
+            patient,
+            actor=actor,
+            data=support.SupportPersonInput(name="Jo Sponsor", relationship="sponsor"),
+        )
+        consent = consents.record_consent(
+            patient,
+            actor=actor,
+            data=consents.ConsentInput(
+                kind="specific_disclosure",
+                program_id=patient.enrollments[0].program_id,
+                information_description="Enrollment",
+                recipient_type="resource",
+                resource_id=records.home,
+                support_person_id=None,
+                recipient_class=None,
+                purpose="aftercare_referral",
+                purpose_text="Placement",
+                right_to_revoke="In writing",
+                expiry_kind="event",
+                expires_on=None,
+                expiry_event="End of treatment",
+                signature_method="electronic",
+                paper_scan_reference=None,
+                electronic_signature_name="Ana Torres",
+                signed_on=today,
+            ),
+        )
+        db.session.commit()
+        consent_id = consent.id
+    tour = Tour(ui, app)
+    tour_sign_in(tour, username_of(clinic.target))
+    tour.visit(f"/aftercare/patients/{clinic.ana}/consents", "consents, read only")
+    tour.visit(f"/aftercare/consents/{consent_id}", "a consent, read only")
+    tour.visit(f"/aftercare/patients/{clinic.ana}/support-network", "support network")
+    tour.visit(f"/patients/{clinic.ana}", "chart with consents, read only")
+    expect(tour.page.get_by_role("link", name="Record a consent")).to_have_count(0)
+    tour.finish("clinician, consents")
