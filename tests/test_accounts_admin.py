@@ -15,7 +15,7 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from clinic.accounts import services
+from clinic.accounts import services, user_sessions
 from clinic.accounts.models import RecoveryCode, User
 from clinic.errors import DomainError
 from clinic.extensions import db
@@ -622,7 +622,7 @@ def test_action_pages_only_ask_for_confirmation(app, admin, locked_mfa_user, act
     url = f"/admin/users/{locked_mfa_user}/{action}"
     before = load_user(app, locked_mfa_user)
     with app.app_context():
-        sessions_before = len(services.live_sessions(db.session.get(User, locked_mfa_user)))
+        sessions_before = len(user_sessions.live_sessions(db.session.get(User, locked_mfa_user)))
 
     response = admin.get(url)
 
@@ -634,7 +634,10 @@ def test_action_pages_only_ask_for_confirmation(app, admin, locked_mfa_user, act
     assert "sam" in body
     assert load_user(app, locked_mfa_user) == before
     with app.app_context():
-        assert len(services.live_sessions(db.session.get(User, locked_mfa_user))) == sessions_before
+        assert (
+            len(user_sessions.live_sessions(db.session.get(User, locked_mfa_user)))
+            == sessions_before
+        )
 
 
 def test_deactivate_confirmation_explains_what_happens(admin, make_user):

@@ -15,7 +15,7 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from clinic.accounts import services
+from clinic.accounts import authentication, services
 from clinic.accounts.models import User
 from clinic.errors import DomainError
 from clinic.extensions import db
@@ -95,7 +95,7 @@ def test_service_answers_a_username_with_a_nul_as_unknown_without_asking_the_dat
     with app.app_context():
         assert services.user_by_username("adm\x00in") is None
         assert services.user_by_username("admin\x00") is None
-        attempt = services.authenticate("adm\x00in", PASSWORD)
+        attempt = authentication.authenticate("adm\x00in", PASSWORD)
         db.session.commit()
         assert (attempt.user, attempt.known_user) == (None, None)
 

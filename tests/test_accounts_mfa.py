@@ -657,14 +657,14 @@ class TestRoleThatRequiresTwoStepVerification:
 
 
 def test_same_code_sent_from_two_browsers_at_once_signs_in_only_one(app, mfa_user, monkeypatch):
-    from clinic.accounts import services
+    from clinic.accounts import authentication
 
     code = pyotp.TOTP(mfa_user.secret).now()
     owner, onlooker = app.test_client(), app.test_client()
     password_step(owner, "sam")
     password_step(onlooker, "sam")  # an onlooker who knows the password and sees the code
     token = owner.csrf_token("/login/verify")
-    match_step = services._matching_timestep
+    match_step = authentication._matching_timestep
     owner_answers = []
     started = []
 
@@ -679,7 +679,7 @@ def test_same_code_sent_from_two_browsers_at_once_signs_in_only_one(app, mfa_use
                 )
         return match_step(secret, typed, now)
 
-    monkeypatch.setattr(services, "_matching_timestep", meanwhile_the_owner_signs_in)
+    monkeypatch.setattr(authentication, "_matching_timestep", meanwhile_the_owner_signs_in)
 
     response = code_step(onlooker, code)
 

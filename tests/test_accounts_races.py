@@ -13,7 +13,7 @@ import pyotp
 import pytest
 import sqlalchemy as sa
 
-from clinic.accounts import services
+from clinic.accounts import authentication, services
 from clinic.accounts.models import RecoveryCode, User
 from clinic.errors import DomainError
 from clinic.extensions import db
@@ -308,7 +308,9 @@ def test_two_enrolments_at_once_leave_ten_recovery_codes_those_shown_last(app, m
         def run():
             user = get_user(user_id)
             code = pyotp.TOTP(secret).now()
-            shown[name] = services.enable_mfa(user, password=PASSWORD, secret=secret, code=code)
+            shown[name] = authentication.enable_mfa(
+                user, password=PASSWORD, secret=secret, code=code
+            )
 
         return run
 

@@ -14,7 +14,7 @@ def test_idle_timeout_accepts_a_decimal_number_of_minutes():
 
 
 def test_idle_timeout_from_the_environment_sets_the_sign_out(monkeypatch, database_uri):
-    from clinic.accounts.services import idle_timeout
+    from clinic.accounts.user_sessions import idle_timeout
 
     monkeypatch.setenv("SESSION_IDLE_TIMEOUT_MINUTES", "0.5")
     app = make_app(database_uri)

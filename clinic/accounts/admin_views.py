@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, u
 from flask_login import current_user
 from wtforms import SelectChoice
 
-from clinic.accounts import services
+from clinic.accounts import services, user_sessions
 from clinic.accounts.forms import ConfirmForm, NewUserForm, UserForm
 from clinic.accounts.models import User
 from clinic.errors import DomainError, record_denied
@@ -212,7 +212,7 @@ def detail(user_id: int):
         "accounts/admin/detail.html",
         user=user,
         supervisors=_supervisor_names([user]),
-        sessions=services.live_sessions(user),
+        sessions=user_sessions.live_sessions(user),
         confirm_form=ConfirmForm(),
         may_manage=services.may_manage(current_user, user),
     )

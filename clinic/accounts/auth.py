@@ -12,7 +12,7 @@ from flask import Flask, Response, flash, g, redirect, request, session, url_for
 from flask_login import current_user
 
 from clinic import forms
-from clinic.accounts import drafts, services
+from clinic.accounts import authentication, drafts, user_sessions
 from clinic.accounts.models import User, UserSession
 from clinic.extensions import db, login_manager
 from clinic.forms import has_control_characters
@@ -34,7 +34,7 @@ def load_user_from_session(_request) -> User | None:
     token = session.get("sid")
     if not token:
         return None
-    check = services.check_session(token)
+    check = user_sessions.check_session(token)
     if check.changed:
         db.session.commit()
     if check.session is None:
@@ -51,7 +51,7 @@ def complete_login(user: User) -> str | None:
     """Start a fresh server-side session for ``user`` in this browser. Returns the path of
     a form this user sent after their last session timed out (``drafts.claim``), where the
     sign-in should lead; a form another user left in this browser is deleted."""
-    token = services.start_session(
+    token = user_sessions.start_session(
         user, ip=request.remote_addr, user_agent=request.headers.get("User-Agent")
     )
     draft_id = session.get(drafts.COOKIE_KEY)
@@ -92,10 +92,10 @@ def session_timing() -> dict:
     user_session = db.session.get(UserSession, session_id)
     if user_session is None:
         return {}
-    idle_seconds = services.idle_timeout().total_seconds()
+    idle_seconds = user_sessions.idle_timeout().total_seconds()
     return {
         "session_timing": {
-            "seconds_left": round(services.seconds_left(user_session), 1),
+            "seconds_left": round(user_sessions.seconds_left(user_session), 1),
             "warn_seconds": round(min(WARNING_SECONDS, idle_seconds / 2), 1),
             "keep_alive_every": round(min(KEEP_ALIVE_EVERY_SECONDS, idle_seconds / 5), 1),
         }
@@ -139,7 +139,7 @@ def account_setup_gate(access) -> Response | None:
     if current_user.must_change_password:
         flash("Choose a new password before you continue.", "warning")
         return redirect(url_for("accounts.change_password"))
-    if services.mfa_required_for(current_user) and not current_user.mfa_enabled:
+    if authentication.mfa_required_for(current_user) and not current_user.mfa_enabled:
         flash("Your role requires two-step verification. Set it up to continue.", "warning")
         return redirect(url_for("accounts.mfa_setup"))
     return None

@@ -1,26 +1,23 @@
-"""Use cases for accounts: users, logins, server-side sessions and MFA.
+"""Use cases for user accounts: creating, changing and deactivating users, and who may
+change whom. Signing in and MFA are ``clinic.accounts.authentication``; server-side sessions
+``clinic.accounts.user_sessions``.
 
-HIPAA 164.312(a)(2)(i) unique user identification, (a)(2)(iii) automatic logoff,
-(d) person or entity authentication. Each function checks its rule, changes rows and
+HIPAA 164.312(a)(2)(i) unique user identification. Each function checks its rule, changes rows and
 flushes; the caller commits.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import enum
-import secrets
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Final
 
-import pyotp
 import sqlalchemy as sa
-from flask import current_app
 
 from clinic.accounts import passwords
-from clinic.accounts.models import USERNAME_MAX, RecoveryCode, User, UserSession
-from clinic.audit import AuditAction, AuditOutcome, record
+from clinic.accounts.models import USERNAME_MAX, User
+from clinic.accounts.user_sessions import audit_user, revoke_all_sessions
+from clinic.audit import AuditAction, AuditOutcome
 from clinic.db import utcnow
 from clinic.errors import ConflictError, DomainError
 from clinic.extensions import db
@@ -28,9 +25,6 @@ from clinic.forms import CONTROL_CHARACTER_MESSAGE, has_control_characters
 from clinic.security import Role
 from clinic.sites.models import Site
 
-RECOVERY_CODE_COUNT = 10
-TOTP_STEP_SECONDS = 30
-SESSION_TOUCH_SECONDS = 60
 USERNAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789._-")
 # The longest text a user search can match: a full name (User.full_name, 120).
 USER_SEARCH_MAX = 120
@@ -51,20 +45,6 @@ class _Unversioned(enum.Enum):
 # A form's version is always passed, None included (a form sent without it: refused).
 NOT_FROM_A_FORM: Final = _Unversioned.NOT_FROM_A_FORM
 ExpectedVersion = int | None | _Unversioned
-
-
-def _audit_user(
-    action: AuditAction,
-    user_id: int | None,
-    *,
-    actor: User | None,
-    outcome: AuditOutcome = AuditOutcome.SUCCESS,
-    **details: object,
-) -> None:
-    """An audit event about a user account (never with passwords or codes in it)."""
-    record(
-        action, actor=actor, entity_type="user", entity_id=user_id, outcome=outcome, details=details
-    )
 
 
 # --- users -----------------------------------------------------------------------------
@@ -181,7 +161,7 @@ def check_may_manage(user: User, *, actor: User | None, action: str) -> None:
 def record_refusal(error: OutOfReachError, *, actor: User) -> None:
     """Record a refused change of an account in the audit trail (``access_denied``,
     outcome ``denied``), after the caller rolled back the request's changes."""
-    _audit_user(
+    audit_user(
         AuditAction.ACCESS_DENIED,
         error.user_id,
         actor=actor,
@@ -306,13 +286,13 @@ def create_user(
         if _is_violation_of(error, _username_constraint()):
             raise DomainError(USERNAME_TAKEN, field="username") from None
         raise
-    _audit_user(
+    audit_user(
         AuditAction.CREATE, user.id, actor=actor, role=role.value, via="web" if actor else "cli"
     )
     return user
 
 
-def _lock_user_rows(condition: sa.ColumnElement[bool]) -> list[int]:
+def lock_user_rows(condition: sa.ColumnElement[bool]) -> list[int]:
     """Lock the rows of ``app_user`` matching ``condition`` until the transaction ends,
     and return their ids (in id order, so two lockers never deadlock).
 
@@ -345,7 +325,7 @@ def _lock_for_change(user: User) -> None:
     the same moment: the second waits for the first, then counts again). One statement
     locks them all, in id order, so two changes never deadlock.
     """
-    _lock_user_rows(sa.or_(User.id == user.id, sa.and_(User.role == Role.ADMIN, User.active)))
+    lock_user_rows(sa.or_(User.id == user.id, sa.and_(User.role == Role.ADMIN, User.active)))
     db.session.expire(user)
 
 
@@ -460,7 +440,7 @@ def update_user(
         revoke_all_sessions(user, reason="role_changed")
     db.session.flush()
     if changed:
-        _audit_user(AuditAction.UPDATE, user.id, actor=actor, fields=changed)
+        audit_user(AuditAction.UPDATE, user.id, actor=actor, fields=changed)
     return changed
 
 
@@ -484,7 +464,7 @@ def deactivate_user(
     user.active = False
     revoke_all_sessions(user, reason="deactivated")
     db.session.flush()
-    _audit_user(AuditAction.DEACTIVATE, user.id, actor=actor, via="web" if actor else "cli")
+    audit_user(AuditAction.DEACTIVATE, user.id, actor=actor, via="web" if actor else "cli")
 
 
 def reactivate_user(
@@ -501,7 +481,7 @@ def reactivate_user(
     user.failed_logins = 0
     user.locked_until = None
     db.session.flush()
-    _audit_user(AuditAction.REACTIVATE, user.id, actor=actor)
+    audit_user(AuditAction.REACTIVATE, user.id, actor=actor)
 
 
 def reset_password(user: User, *, actor: User | None) -> str:
@@ -519,7 +499,7 @@ def reset_password(user: User, *, actor: User | None) -> str:
     revoke_all_sessions(user, reason="password_reset")
     db.session.flush()
     who = {"reset_by_administrator": True} if actor is not None else {"reset_by_operator": True}
-    _audit_user(AuditAction.PASSWORD_CHANGE, user.id, actor=actor, **who)
+    audit_user(AuditAction.PASSWORD_CHANGE, user.id, actor=actor, **who)
     return temporary
 
 
@@ -531,7 +511,7 @@ def unlock_user(user: User, *, actor: User | None) -> None:
     user.failed_logins = 0
     user.locked_until = None
     db.session.flush()
-    _audit_user(AuditAction.UNLOCK, user.id, actor=actor, via="web" if actor else "cli")
+    audit_user(AuditAction.UNLOCK, user.id, actor=actor, via="web" if actor else "cli")
 
 
 def reset_mfa(user: User, *, actor: User) -> None:
@@ -545,7 +525,7 @@ def reset_mfa(user: User, *, actor: User) -> None:
     user.recovery_codes.clear()
     revoke_all_sessions(user, reason="mfa_reset")
     db.session.flush()
-    _audit_user(AuditAction.MFA_CHANGE, user.id, actor=actor, change="reset_by_administrator")
+    audit_user(AuditAction.MFA_CHANGE, user.id, actor=actor, change="reset_by_administrator")
 
 
 def change_password(user: User, *, current_password: str, new_password: str) -> None:
@@ -565,210 +545,7 @@ def change_password(user: User, *, current_password: str, new_password: str) -> 
     user.must_change_password = False
     revoke_all_sessions(user, reason="password_changed")
     db.session.flush()
-    _audit_user(AuditAction.PASSWORD_CHANGE, user.id, actor=user)
-
-
-# --- login -----------------------------------------------------------------------------
-
-
-@dataclass
-class LoginAttempt:
-    user: User | None  # set only when the password was right and the account may log in
-    known_user: User | None  # the account the name belongs to, for the audit trail
-    locked_now: bool = False
-
-
-def authenticate(username: str, password: str) -> LoginAttempt:
-    """Check a username and password.
-
-    Unknown user, wrong password, locked and deactivated accounts all fail the same way
-    and take the same time (a password hash is always verified). Five consecutive
-    failures lock the account for LOGIN_LOCKOUT_MINUTES.
-    """
-    user = user_by_username(username)  # None for a name no user can have
-    if user is None:
-        passwords.spend_verification_time(password[: passwords.MAX_LENGTH])
-        # The name typed is not kept: it may be a mistyped password.
-        _record_failed_login(None, "unknown_user")
-        return LoginAttempt(user=None, known_user=None)
-    ok = passwords.verify_password(user.password_hash, password)
-    now = utcnow()
-    if not user.active or user.is_locked(now):
-        _record_failed_login(user, "deactivated" if not user.active else "locked")
-        return LoginAttempt(user=None, known_user=user)
-    if not ok:
-        _record_failed_login(user, "wrong_password")
-        return LoginAttempt(user=None, known_user=user, locked_now=record_failure(user))
-    if passwords.needs_rehash(user.password_hash):
-        user.password_hash = passwords.hash_password(password)
-    if not user.mfa_enabled:
-        user.failed_logins = 0
-    db.session.flush()
-    return LoginAttempt(user=user, known_user=user)
-
-
-def _record_failed_login(user: User | None, reason: str) -> None:
-    _audit_user(
-        AuditAction.LOGIN_FAILED,
-        user.id if user else None,
-        actor=None,
-        outcome=AuditOutcome.FAILURE,
-        reason=reason,
-    )
-
-
-def record_failure(user: User) -> bool:
-    """Count a failed password or code; True when this failure locks the account."""
-    config = current_app.config
-    # Counted in the database, not on the row read at the start of the request: guesses
-    # sent at the same moment each count.
-    count = db.session.execute(
-        sa.update(User)
-        .where(User.id == user.id)
-        .values(failed_logins=User.failed_logins + 1)
-        .returning(User.failed_logins)
-        .execution_options(synchronize_session=False)
-    ).scalar_one()
-    locked = count >= config["LOGIN_LOCKOUT_FAILURES"]
-    if locked:
-        db.session.execute(
-            sa.update(User)
-            .where(User.id == user.id)
-            .values(
-                locked_until=utcnow() + dt.timedelta(minutes=config["LOGIN_LOCKOUT_MINUTES"]),
-                failed_logins=0,
-            )
-            .execution_options(synchronize_session=False)
-        )
-    db.session.refresh(user, ["failed_logins", "locked_until"])
-    if locked:
-        _audit_user(
-            AuditAction.LOCKOUT,
-            user.id,
-            actor=None,
-            outcome=AuditOutcome.DENIED,
-            minutes=config["LOGIN_LOCKOUT_MINUTES"],
-        )
-    db.session.flush()
-    return locked
-
-
-def mfa_required_for(user: User) -> bool:
-    roles = {r.strip() for r in current_app.config["MFA_REQUIRED_ROLES"].split(",") if r.strip()}
-    return user.role.value in roles
-
-
-# --- sessions --------------------------------------------------------------------------
-
-
-def start_session(user: User, *, ip: str | None, user_agent: str | None) -> str:
-    """Open a server-side session; returns the token for the cookie (a new one at every
-    login, so a session id planted before login is worthless)."""
-    token = secrets.token_urlsafe(32)
-    now = utcnow()
-    db.session.add(
-        UserSession(
-            user_id=user.id,
-            token_hash=passwords.token_digest(token),
-            created_at=now,
-            last_seen_at=now,
-            ip=(ip or "")[:45] or None,
-            user_agent=(user_agent or "")[:255] or None,
-        )
-    )
-    user.last_login_at = now
-    user.failed_logins = 0
-    db.session.flush()
-    _audit_user(AuditAction.LOGIN, user.id, actor=user, mfa=user.mfa_enabled)
-    return token
-
-
-@dataclass
-class SessionCheck:
-    session: UserSession | None
-    ended_reason: str | None = None  # "idle_timeout", "absolute_timeout", "revoked", ...
-    changed: bool = False  # rows were written and need a commit
-    user_id: int | None = None  # whose session it was (also when it has just ended)
-
-
-def idle_timeout() -> dt.timedelta:
-    """The idle sign-out (``SESSION_IDLE_TIMEOUT_MINUTES``, a float allowed for tests)."""
-    return dt.timedelta(minutes=float(current_app.config["SESSION_IDLE_TIMEOUT_MINUTES"]))
-
-
-def absolute_timeout() -> dt.timedelta:
-    return dt.timedelta(hours=float(current_app.config["SESSION_ABSOLUTE_TIMEOUT_HOURS"]))
-
-
-def _touch_interval() -> float:
-    # Once a minute at most, but often enough that a short idle timeout still sees
-    # activity (a tenth of it).
-    return min(SESSION_TOUCH_SECONDS, idle_timeout().total_seconds() / 10)
-
-
-def seconds_left(session: UserSession, now: dt.datetime | None = None) -> float:
-    """Seconds (float, >= 0) before ``session`` ends: whichever comes first of the idle
-    sign-out (from ``last_seen_at``) and the absolute limit (from ``created_at``)."""
-    now = now or utcnow()
-    idle_end = session.last_seen_at + idle_timeout()
-    absolute_end = session.created_at + absolute_timeout()
-    return max(0.0, (min(idle_end, absolute_end) - now).total_seconds())
-
-
-def keep_alive(session: UserSession) -> float:
-    """The user is active (typing in a form): reset the idle clock of ``session``.
-    The absolute limit is never extended (``created_at`` is untouched). Returns
-    ``seconds_left()`` afterwards. HIPAA 164.312(a)(2)(iii) automatic logoff."""
-    now = utcnow()
-    session.last_seen_at = now
-    db.session.flush()
-    return seconds_left(session, now)
-
-
-def check_session(token: str) -> SessionCheck:
-    """Find the live session for a cookie's token, ending it if it has timed out.
-
-    Idle and absolute timeouts (HIPAA automatic logoff) are enforced here, on the server.
-    ``last_seen_at`` is written at most once a minute, not on every request.
-    """
-    session = db.session.scalar(
-        sa.select(UserSession).where(UserSession.token_hash == passwords.token_digest(token))
-    )
-    if session is None:
-        return SessionCheck(None, "unknown")
-    if session.revoked_at is not None:
-        return SessionCheck(None, "revoked")
-    now = utcnow()
-    idle = idle_timeout()
-    absolute = absolute_timeout()
-    reason = None
-    if not session.user.active:
-        reason = "deactivated"
-    elif now - session.created_at >= absolute:
-        reason = "absolute_timeout"
-    elif now - session.last_seen_at >= idle:
-        reason = "idle_timeout"
-    if reason:
-        revoke_session(session, reason=reason)
-        _audit_user(AuditAction.SESSION_EXPIRED, session.user_id, actor=None, reason=reason)
-        return SessionCheck(None, reason, changed=True, user_id=session.user_id)
-    if (now - session.last_seen_at).total_seconds() >= _touch_interval():
-        session.last_seen_at = now
-        db.session.flush()
-        return SessionCheck(session, changed=True)
-    return SessionCheck(session)
-
-
-def revoke_session(session: UserSession, *, reason: str) -> None:
-    if session.revoked_at is None:
-        session.revoked_at = utcnow()
-        session.revoked_reason = reason
-        db.session.flush()
-
-
-def logout(session: UserSession) -> None:
-    revoke_session(session, reason="logout")
-    _audit_user(AuditAction.LOGOUT, session.user_id, actor=session.user)
+    audit_user(AuditAction.PASSWORD_CHANGE, user.id, actor=user)
 
 
 def end_sessions(user: User, *, actor: User, keep_session_id: int | None = None) -> int:
@@ -781,145 +558,5 @@ def end_sessions(user: User, *, actor: User, keep_session_id: int | None = None)
         check_may_manage(user, actor=actor, action="end-sessions")
     reason = "ended_by_user" if actor.id == user.id else "ended_by_admin"
     ended = revoke_all_sessions(user, reason=reason, except_session_id=keep_session_id)
-    _audit_user(AuditAction.SESSIONS_ENDED, user.id, actor=actor, sessions=ended)
+    audit_user(AuditAction.SESSIONS_ENDED, user.id, actor=actor, sessions=ended)
     return ended
-
-
-def revoke_all_sessions(user: User, *, reason: str, except_session_id: int | None = None) -> int:
-    """End every live session of the user (but ``except_session_id``); returns how many."""
-    query = sa.update(UserSession).where(
-        UserSession.user_id == user.id, UserSession.revoked_at.is_(None)
-    )
-    if except_session_id is not None:
-        query = query.where(UserSession.id != except_session_id)
-    result = db.session.execute(
-        query.values(revoked_at=utcnow(), revoked_reason=reason).execution_options(
-            synchronize_session=False
-        )
-    )
-    db.session.flush()
-    return result.rowcount
-
-
-def live_sessions(user: User) -> list[UserSession]:
-    return list(
-        db.session.scalars(
-            sa.select(UserSession)
-            .where(UserSession.user_id == user.id, UserSession.revoked_at.is_(None))
-            .order_by(UserSession.created_at.desc())
-        )
-    )
-
-
-# --- MFA -------------------------------------------------------------------------------
-
-
-def new_mfa_secret() -> str:
-    return pyotp.random_base32()
-
-
-def provisioning_uri(user: User, secret: str) -> str:
-    return pyotp.TOTP(secret).provisioning_uri(
-        name=user.username, issuer_name=current_app.config["MFA_ISSUER"]
-    )
-
-
-def _matching_timestep(secret: str, code: str, now: dt.datetime) -> int | None:
-    """The time step whose code this is (one step of clock drift allowed either way)."""
-    totp = pyotp.TOTP(secret)
-    current = int(now.timestamp()) // TOTP_STEP_SECONDS
-    for step in (current, current - 1, current + 1):
-        if secrets.compare_digest(totp.at(step * TOTP_STEP_SECONDS), code):
-            return step
-    return None
-
-
-def enable_mfa(user: User, *, password: str, secret: str, code: str) -> list[str]:
-    """Turn on TOTP after the user proves the authenticator works; returns ten recovery
-    codes, shown once and kept only as hashes.
-
-    Two enrolments at the same moment (a double click, two tabs) take turns on the
-    user's row: the second replaces the first one's codes, so exactly ten codes are
-    valid, those shown last, never twenty.
-    """
-    if not passwords.verify_password(user.password_hash, password):
-        raise DomainError("That is not your current password.", field="password")
-    step = _matching_timestep(secret, code.strip().replace(" ", ""), utcnow())
-    if step is None:
-        raise DomainError("That code does not match. Check the time on your device.", field="code")
-    _lock_user_rows(User.id == user.id)
-    # Read the codes again under the lock: another enrolment may just have added some.
-    db.session.expire(user, ["recovery_codes"])
-    user.mfa_secret = secret
-    user.mfa_enabled_at = utcnow()
-    user.mfa_last_timestep = step
-    codes = _replace_recovery_codes(user)
-    revoke_all_sessions(user, reason="mfa_changed")
-    db.session.flush()
-    _audit_user(AuditAction.MFA_CHANGE, user.id, actor=user, change="enabled")
-    return codes
-
-
-def _replace_recovery_codes(user: User) -> list[str]:
-    user.recovery_codes.clear()
-    codes = [f"{secrets.token_hex(4)}-{secrets.token_hex(4)}" for _ in range(RECOVERY_CODE_COUNT)]
-    user.recovery_codes.extend(RecoveryCode(code_hash=passwords.token_digest(c)) for c in codes)
-    return codes
-
-
-def disable_mfa(user: User, *, password: str) -> None:
-    if mfa_required_for(user):
-        raise DomainError("Your role requires two-step verification.")
-    if not passwords.verify_password(user.password_hash, password):
-        raise DomainError("That is not your current password.", field="password")
-    user.mfa_secret = None
-    user.mfa_enabled_at = None
-    user.mfa_last_timestep = None
-    user.recovery_codes.clear()
-    revoke_all_sessions(user, reason="mfa_changed")
-    db.session.flush()
-    _audit_user(AuditAction.MFA_CHANGE, user.id, actor=user, change="disabled")
-
-
-def _claim(statement: sa.Update) -> bool:
-    result = db.session.execute(statement.execution_options(synchronize_session=False))
-    return result.rowcount == 1
-
-
-def verify_second_factor(user: User, code: str) -> bool:
-    """A current TOTP code not used before, or an unused recovery code (used up now).
-    A failure counts towards the lockout like a wrong password."""
-    code = code.strip().replace(" ", "").lower()
-    ok = False
-    if user.mfa_secret and code.isdigit() and len(code) == 6:
-        step = _matching_timestep(user.mfa_secret, code, utcnow())
-        if step is not None:
-            # A conditional UPDATE: of two requests with the same code, only one wins.
-            ok = _claim(
-                sa.update(User)
-                .where(User.id == user.id)
-                .where(sa.or_(User.mfa_last_timestep.is_(None), User.mfa_last_timestep < step))
-                .values(mfa_last_timestep=step)
-            )
-    elif len(code) == 17:
-        digest = passwords.token_digest(code)
-        for recovery in user.recovery_codes:
-            if recovery.used_at is None and passwords.digests_equal(recovery.code_hash, digest):
-                ok = _claim(
-                    sa.update(RecoveryCode)
-                    .where(RecoveryCode.id == recovery.id, RecoveryCode.used_at.is_(None))
-                    .values(used_at=utcnow())
-                )
-                break
-    db.session.expire(user, ["mfa_last_timestep", "recovery_codes"])
-    if ok:
-        user.failed_logins = 0
-        db.session.flush()
-    else:
-        _record_failed_login(user, "wrong_second_factor")
-        record_failure(user)
-    return ok
-
-
-def unused_recovery_codes(user: User) -> int:
-    return sum(1 for c in user.recovery_codes if c.used_at is None)

@@ -19,7 +19,7 @@ from flask import (
 )
 from flask_login import current_user
 
-from clinic.accounts import services
+from clinic.accounts import authentication, services, user_sessions
 from clinic.accounts.auth import clear_keeping_draft, complete_login, end_login, safe_next
 from clinic.accounts.forms import (
     ChangePasswordForm,
@@ -59,7 +59,7 @@ def login():
     next_url = safe_next(request.args.get("next"))
     form = LoginForm()
     if form.validate_on_submit():
-        attempt = services.authenticate(form.username.data, form.password.data)
+        attempt = authentication.authenticate(form.username.data, form.password.data)
         db.session.commit()  # keep the failure count even when the login fails
         if attempt.user is not None:
             if attempt.user.mfa_enabled:
@@ -101,7 +101,7 @@ def second_factor():
     next_url = safe_next(request.args.get("next"))  # before anything is written
     form = SecondFactorForm()
     if form.validate_on_submit():
-        ok = services.verify_second_factor(user, form.code.data)
+        ok = authentication.verify_second_factor(user, form.code.data)
         if ok:
             draft_path = complete_login(user)
             db.session.commit()
@@ -121,7 +121,7 @@ def second_factor():
 def logout():
     user_session_id = g.get("user_session_id")
     if user_session_id is not None:
-        services.logout(db.session.get(UserSession, user_session_id))
+        user_sessions.logout(db.session.get(UserSession, user_session_id))
         db.session.commit()
     end_login()
     flash("You have signed out.", "info")
@@ -134,7 +134,7 @@ def keep_alive():
     """The user is typing (clinic.static/session.js): reset the idle clock, never the
     absolute limit. CSRF-protected (the X-CSRFToken header). Answers the seconds left."""
     user_session = db.session.get(UserSession, g.user_session_id)
-    seconds_left = services.keep_alive(user_session)
+    seconds_left = user_sessions.keep_alive(user_session)
     db.session.commit()
     return jsonify(seconds_left=round(seconds_left, 1))
 
@@ -144,10 +144,10 @@ def keep_alive():
 def account():
     return render_template(
         "accounts/account.html",
-        sessions=services.live_sessions(current_user),
+        sessions=user_sessions.live_sessions(current_user),
         current_session_id=g.get("user_session_id"),
-        unused_codes=services.unused_recovery_codes(current_user),
-        mfa_required=services.mfa_required_for(current_user),
+        unused_codes=authentication.unused_recovery_codes(current_user),
+        mfa_required=authentication.mfa_required_for(current_user),
         end_form=ConfirmForm(),
         disable_form=PasswordConfirmForm(),
     )
@@ -195,11 +195,11 @@ def mfa_setup():
     form = EnableMfaForm()
     secret = session.get("mfa_setup_secret")
     if request.method == "GET" or not secret:
-        secret = services.new_mfa_secret()
+        secret = authentication.new_mfa_secret()
         session["mfa_setup_secret"] = secret
     elif form.validate_on_submit():
         try:
-            codes = services.enable_mfa(
+            codes = authentication.enable_mfa(
                 current_user, password=form.password.data, secret=secret, code=form.code.data
             )
         except DomainError as error:
@@ -209,7 +209,7 @@ def mfa_setup():
             db.session.commit()
             flash("Two-step verification is on.", "success")
             return render_template("accounts/recovery_codes.html", codes=codes)
-    uri = services.provisioning_uri(current_user, secret)
+    uri = authentication.provisioning_uri(current_user, secret)
     qr_svg = segno.make(uri, error="m").svg_inline(
         scale=4, title="QR code for your authenticator app"
     )
@@ -224,7 +224,7 @@ def mfa_disable():
     form = PasswordConfirmForm()
     if form.validate_on_submit():
         try:
-            services.disable_mfa(current_user, password=form.password.data)
+            authentication.disable_mfa(current_user, password=form.password.data)
         except DomainError as error:
             db.session.rollback()
             flash(error.message, "error")

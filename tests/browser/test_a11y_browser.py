@@ -626,8 +626,8 @@ def test_staff_tour(ui, app, clinic):
 
 
 def test_anonymous_tour(ui, app, make_user):
+    from clinic.accounts.authentication import enable_mfa, new_mfa_secret
     from clinic.accounts.models import User
-    from clinic.accounts.services import enable_mfa, new_mfa_secret
     from clinic.extensions import db
 
     user_id = make_user("staff", "mo.mfa")
