@@ -242,6 +242,8 @@ def test_sending_with_consent_records_exactly_one_disclosure_under_it(app, after
         assert disclosure.referral_id == referral_id
         assert disclosure.disclosed_by_id == aftercare["staff"]
         assert disclosure.purpose == "aftercare_referral"
+        # What was disclosed is what the consent describes, never more (42 CFR 2.31(a)(3)).
+        assert disclosure.description == "That I am in treatment, and my medication"
         events = db.session.scalars(
             sa.select(AuditEvent.action).where(AuditEvent.entity_type == "part2_disclosure")
         ).all()
@@ -507,6 +509,8 @@ def test_the_whole_flow_over_http_send_packet_placement_and_accounting(app, afte
     send_url = f"/aftercare/referrals/{referral_id}/send"
     page = staff.get(send_url).get_data(as_text=True)
     assert 'data-testid="send-consent"' in page
+    # The description offered is the consent's own, not a broader one.
+    assert "That I am in treatment, and my medication</textarea>" in page
     html = staff.get(send_url).get_data(as_text=True)
     fields = _hidden(html)
     fields["description"] = "Name, that she is in treatment, her medication."

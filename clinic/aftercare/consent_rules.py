@@ -9,8 +9,9 @@ consent; PENDING before the signature date; else ACTIVE.
 The end-of-treatment rule: treatment ends on a day D when the patient is discharged on D
 and no enrollment of theirs is open at the end of D (a transfer closes one enrollment and
 opens the next the same day: not an end). An event consent is expired on day X when the
-treatment ended on some D with signed_on <= D <= X. A readmission later does not revive
-it: a new episode needs a new consent.
+treatment ended on some D with signed_on <= D <= X, or when no enrollment was open at the
+end of the signature day (a discharge dated before it: the end had come already). A
+readmission later does not revive it: a new episode needs a new consent.
 
 ``check_disclosure`` is what the referral sending calls, in its transaction, before
 recording a disclosure: it reads (two statements), records nothing.
@@ -98,7 +99,18 @@ def _treatment_ended(patient_id, since, on: dt.date) -> sa.ColumnElement[bool]:
         )
         .exists()
     )
-    return (
+    # Not in treatment at the end of the signature day (a discharge recorded later, dated
+    # before it): the end of treatment had come already.
+    open_at_signature = (
+        sa.select(other.id)
+        .where(
+            other.patient_id == patient_id,
+            other.admitted_on <= since,
+            sa.or_(other.discharged_on.is_(None), other.discharged_on > since),
+        )
+        .exists()
+    )
+    return sa.or_(
         sa.select(ended.id)
         .where(
             ended.patient_id == patient_id,
@@ -107,7 +119,8 @@ def _treatment_ended(patient_id, since, on: dt.date) -> sa.ColumnElement[bool]:
             ended.discharged_on <= on,
             ~still_open,
         )
-        .exists()
+        .exists(),
+        ~open_at_signature,
     )
 
 
@@ -193,6 +206,24 @@ def _names(consent: Consent, recipient: Recipient) -> bool:
     )
 
 
+def _written_name(person: SupportPerson) -> str:
+    """A support person's name as a consent writes it (``consents._recipient``)."""
+    return f"{person.name} ({person.relationship_kind.label.lower()})"
+
+
+def _renamed(consent: Consent, recipient: Recipient) -> bool:
+    """The consent names this recipient by id, but the record now names someone else: the
+    row was edited since the patient signed (§2.31(a)(4): the recipient the patient named,
+    not whoever the row says today)."""
+    written = consent.recipient_name.strip()
+    if recipient.resource is not None:
+        return consent.resource_id is not None and written != recipient.resource.name.strip()
+    person = recipient.support_person
+    if consent.support_person_id is None:
+        return False
+    return written not in (_written_name(person), person.name.strip())  # type: ignore[arg-type]
+
+
 def _forbids(restriction: RestrictionRequest, recipient: Recipient, purpose) -> bool:
     if restriction.purpose is not None and restriction.purpose != purpose:
         return False
@@ -227,12 +258,22 @@ def check_disclosure(
     purpose = ConsentPurpose(purpose)
     if recipient.support_person is not None:
         person = recipient.support_person
+        if purpose == ConsentPurpose.TPO:
+            # Family and friends are no provider, payer or operation of the program (§2.33(b)).
+            raise DisclosureRefused(
+                f"{person.name} is not a treatment provider or payer: a disclosure to them "
+                "needs a specific consent, not the TPO consent."
+            )
         if person.patient_id != patient.id:
             raise DisclosureRefused(f"{person.name} is not in this patient's support network.")
         if person.archived:
             raise DisclosureRefused(
                 f"{person.name} was removed from the patient's support network."
             )
+    elif not recipient.resource.active:  # type: ignore[union-attr]
+        raise DisclosureRefused(
+            f"{recipient.name} is no longer active in the directory: nothing is sent to it."
+        )
     ended = _treatment_ended(Consent.patient_id, Consent.signed_on, on).label("ended")
     rows = db.session.execute(
         sa.select(Consent, ended)
@@ -256,6 +297,14 @@ def check_disclosure(
     naming = [(c, e) for c, e in rows if _names(c, recipient)]
     if not naming:
         raise DisclosureRefused(f"No consent on file names {recipient.name} as a recipient.")
+    current = [(c, e) for c, e in naming if not _renamed(c, recipient)]
+    if not current:
+        raise DisclosureRefused(
+            f"The consent names {naming[0][0].recipient_name}, and the record now says "
+            f"{recipient.name}: the details changed since the patient signed. Record a new "
+            "consent naming the recipient as they are."
+        )
+    naming = current
     wanted_kind = (ConsentKind.COUNSELING_NOTES,) if counseling_notes else ()
     of_kind = [
         (c, e) for c, e in naming if (c.kind == ConsentKind.COUNSELING_NOTES) == bool(wanted_kind)

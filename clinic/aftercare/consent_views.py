@@ -170,6 +170,67 @@ def _consent_input(form) -> consents.ConsentInput:
     )
 
 
+def _blank(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+# The §2.31 elements a consent cannot be recorded without, with the service's messages
+# (consents.record_consent), so a blank form lists every missing element at once instead
+# of one per submission.
+ALWAYS_REQUIRED = {
+    "kind": "Choose the kind of consent.",
+    "program_id": "Choose the program that may disclose.",
+    "information_description": (
+        "Describe the information that may be disclosed (how much and what kind)."
+    ),
+    "recipient_type": "Choose who may receive the information.",
+    "purpose": "Choose the purpose.",
+    "purpose_text": "Write the purpose of the disclosure.",
+    "right_to_revoke": "State the patient's right to revoke the consent and how.",
+    "expiry_kind": "Choose when it expires.",
+    "signature_method": "Choose how it was signed.",
+    "signed_on": "Enter the date the patient signed.",
+}
+REQUIRED_WHEN = {
+    ("recipient_type", "resource"): ("resource_id", "Choose the resource that may receive it."),
+    ("recipient_type", "support_person"): (
+        "support_person_id",
+        "Choose a person of the patient's support network.",
+    ),
+    ("recipient_type", "class"): ("recipient_class", "Choose the class."),
+    ("expiry_kind", "date"): ("expires_on", "Enter the expiration date."),
+    ("signature_method", "paper"): (
+        "paper_scan_reference",
+        "Enter the reference of the signed paper's scan.",
+    ),
+    ("signature_method", "electronic"): (
+        "electronic_signature_name",
+        "Enter the name the patient typed to sign.",
+    ),
+    ("kind", "tpo"): (
+        "redisclosure_statement",
+        "A TPO consent carries its redisclosure statement.",
+    ),
+}
+
+
+def _flag_blank_elements(form) -> bool:
+    """Mark every blank required element by its field (one not already refused for its
+    shape); True when any is blank. The service checks them again, with the rules between
+    them."""
+    blank = dict(ALWAYS_REQUIRED)
+    for (name, value), (needed, message) in REQUIRED_WHEN.items():
+        if form[name].data == value:
+            blank[needed] = message
+    flagged = False
+    for name, message in blank.items():
+        field = form[name]
+        if _blank(field.data) and not field.errors:
+            field.errors = [*field.errors, message]
+            flagged = True
+    return flagged
+
+
 def _new_consent_page(form, patient: Patient, based_on, status: int):
     return render_template(
         "aftercare/consent_new.html", form=form, patient=patient, based_on=based_on
@@ -194,7 +255,10 @@ def new_consent(patient_id: int):
         for name, value in consents.prefill_from(based_on, shown).items():
             form[name].data = value
         form.signed_on.data = site_today(shown.site)
-    if form.validate_on_submit():
+    valid = form.validate_on_submit()
+    if form.is_submitted() and _flag_blank_elements(form):
+        valid = False
+    if valid:
         outcome = save(
             form,
             lambda: consents.record_consent(shown, actor=current_user, data=_consent_input(form)),

@@ -39,7 +39,7 @@ from clinic.db import utcnow
 from clinic.errors import DomainError
 from clinic.extensions import db
 from clinic.patients import common
-from clinic.patients.models import Patient, Program
+from clinic.patients.models import Enrollment, Patient, Program
 from clinic.sites.time import site_today
 
 if TYPE_CHECKING:
@@ -118,8 +118,8 @@ def _choice(enum, value, field: str, message: str):
 def _check_recorder(actor: User, patient: Patient) -> None:
     from clinic.security import Permission
 
-    if not actor.can(Permission.CONSENTS_RECORD):
-        raise DomainError("Only staff and administrators record consents.")
+    if not actor.can(Permission.CONSENTS_RECORD) or common.patient_for(actor, patient.id) is None:
+        raise DomainError("Only staff and administrators of the patient's site record consents.")
     common.refuse_if_entered_in_error(patient)
 
 
@@ -190,6 +190,12 @@ def record_consent(patient: Patient, *, actor: User, data: ConsentInput) -> Cons
             )
         expires_on = data.expires_on
     elif expiry == ExpiryKind.EVENT:
+        if not _in_treatment(patient, signed_on):
+            raise DomainError(
+                "The patient is not in treatment on the signature date, so the end of "
+                "treatment would never come: choose an expiration date.",
+                field="expiry_kind",
+            )
         expiry_event = _text(
             data.expiry_event or END_OF_TREATMENT,
             "expiry_event",
@@ -268,6 +274,23 @@ def record_consent(patient: Patient, *, actor: User, data: ConsentInput) -> Cons
         based_on=consent.based_on_id,
     )
     return consent
+
+
+def _in_treatment(patient: Patient, day: dt.date) -> bool:
+    """An enrollment of the patient is open at the end of ``day`` (``consent_rules``: the
+    end of treatment is a discharge after which none is)."""
+    return (
+        db.session.scalar(
+            sa.select(Enrollment.id)
+            .where(
+                Enrollment.patient_id == patient.id,
+                Enrollment.admitted_on <= day,
+                sa.or_(Enrollment.discharged_on.is_(None), Enrollment.discharged_on > day),
+            )
+            .limit(1)
+        )
+        is not None
+    )
 
 
 def _recipient(patient: Patient, data: ConsentInput) -> tuple[dict, str]:

@@ -27,7 +27,7 @@ from clinic.aftercare.referral_models import (
     Referral,
     ReferralStatus,
 )
-from clinic.aftercare.referrals import _check_version, _note, move
+from clinic.aftercare.referrals import _check_version, _note, check_manager, move
 from clinic.audit import AuditAction, record
 from clinic.db import utcnow
 from clinic.errors import DomainError
@@ -43,19 +43,10 @@ def recipient_of(referral: Referral) -> consents.Recipient:
     return consents.Recipient(resource=referral.resource, support_person=referral.support_person)
 
 
-def default_description(referral: Referral) -> str:
-    """What sending discloses, in words the accounting shows the patient."""
-    site = referral.patient.site
-    what = (
-        "The patient's name, date of birth and contact details; that the patient is in "
-        f"treatment for a substance use disorder at {site.name}; and the reason for referral."
-    )
-    if referral.resource is not None and referral.resource.kind in (
-        "halfway_house",
-        "recovery_residence",
-    ):
-        what += " The patient's current medication for opioid use disorder, if any."
-    return what
+def default_description(consent: Consent) -> str:
+    """What sending discloses unless staff narrow it: the information the covering consent
+    describes (its §2.31(a)(3) element), never more than the patient agreed to."""
+    return consent.information_description
 
 
 def covering_consent(referral: Referral, on: dt.date | None = None) -> Consent:
@@ -83,6 +74,7 @@ def send(
     covers this recipient and purpose and no restriction request (§2.26) forbids it; then
     the disclosure is recorded under that consent (what, to whom, when, by whom) with the
     status change, in the same transaction. Nothing is saved when refused."""
+    check_manager(actor, referral.patient, new_disclosure=True)
     if ReferralStatus(referral.status) is not ReferralStatus.DRAFT:
         raise DomainError(
             ALREADY_SENT
@@ -90,14 +82,14 @@ def send(
             else "This referral is closed: it cannot be sent."
         )
     _check_version(referral, version)
-    description = (description or "").strip() or default_description(referral)
+    on = on or site_today(referral.patient.site)
+    consent = covering_consent(referral, on)
+    description = (description or "").strip() or default_description(consent)
     if len(description) > DESCRIPTION_MAX:
         raise DomainError(
             f"Keep the description under {DESCRIPTION_MAX} characters.", field="description"
         )
     note = _note(note)
-    on = on or site_today(referral.patient.site)
-    consent = covering_consent(referral, on)
     disclosure = Disclosure(
         patient_id=referral.patient_id,
         referral_id=referral.id,

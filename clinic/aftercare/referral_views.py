@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import datetime as dt
 
-from flask import Flask, abort, flash, g, redirect, render_template, request, url_for
+from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from wtforms import SelectChoice
 
-from clinic.aftercare import consents, disclosures, referrals
+from clinic.aftercare import consents, directory, disclosures, referrals
 from clinic.aftercare.consent_models import PART2_NOTICE, ConsentPurpose
 from clinic.aftercare.referral_forms import (
     FollowUpForm,
@@ -40,7 +40,12 @@ from clinic.sites.time import site_today
 from clinic.web import RECHECK, Once, already_sent, conflict_rows, save, shown_day
 
 # Two staff sending at once: the one who lost sees why (already sent) on a re-check.
-SEND_REFUSALS = {"uq_part2_disclosure_referral": RECHECK}
+# A second disclosure of the referral (two senders), or none the database finds consented
+# (the consent revoked, the recipient changed meanwhile): the re-check says why.
+SEND_REFUSALS = {"uq_part2_disclosure_referral": RECHECK, "part2_disclosure_consented": RECHECK}
+# "Sent" is said on the packet's screen only: a flashed message would print on the paper
+# that goes to the recipient (base.html prints flashed alerts).
+JUST_SENT = "aftercare_just_sent"
 RECIPIENT_FIELD = "recipient"
 
 
@@ -108,6 +113,7 @@ def dashboard():
         due=due,
         expiring=expiring,
         beds=beds,
+        stale={r.id for r in beds if directory.beds_stale(r, today)},
         today=today,
         statuses=list(ReferralStatus),
     )
@@ -158,7 +164,12 @@ def new_referral(patient_id: int):
     free beds, text) or one of the patient's support people. A residence that does not
     accept the patient's medication is a warning to confirm, not a refusal."""
     patient = access.patient_or_404(patient_id, entity_type="referral")
-    filter_form = ResourceFilterForm(formdata=request.args)
+    # The filters sit in the referral's own form, so filtering after typing the reason
+    # keeps it (and the reason, clinical text, never goes into a URL); a link may still
+    # filter with the query string.
+    posted_filters = request.method == "POST" and "kind" in request.form
+    filter_form = ResourceFilterForm(formdata=request.form if posted_filters else request.args)
+    filtering = posted_filters and "apply_filter" in request.form
     filters = _filters(filter_form)
     resources = referrals.resource_choices(filters)
     people = referrals.support_people_of(patient)
@@ -175,7 +186,7 @@ def new_referral(patient_id: int):
             choices.append(SelectChoice(chosen, extra.name))
     form.recipient.choices = choices
     warnings: list[str] = []
-    if form.validate_on_submit():
+    if not filtering and form.validate_on_submit():
         resource_id, person_id = _recipient_ids(form.recipient.data)
         resource = next((r for r in resources if r.id == resource_id), None)
         warnings = referrals.moud_warnings(patient, resource)
@@ -221,6 +232,7 @@ def new_referral(patient_id: int):
         form=form,
         filter_form=filter_form,
         resources={f"resource-{r.id}": r for r in resources},
+        stale={r.id for r in resources if directory.beds_stale(r, site_today(patient.site))},
         people={f"person-{p.id}": p for p in people},
         warnings=warnings,
     ), (400 if warnings else _status(form))
@@ -358,7 +370,7 @@ def send_referral(referral_id: int):
         refusal = refused.message
     if request.method == "GET" and not form.restored:
         form.version.data = referral.version
-        form.description.data = disclosures.default_description(referral)
+        form.description.data = disclosures.default_description(consent) if consent else ""
     code = _status(form)
     if form.validate_on_submit():
         outcome = save(
@@ -374,12 +386,12 @@ def send_referral(referral_id: int):
             once=once,
         )
         if outcome.saved:
-            flash(
+            session[JUST_SENT] = [
+                referral.id,
                 "This referral was sent once."
                 if outcome.repeated_url
                 else "Referral sent; the disclosure is recorded. Print the packet to go with it.",
-                "success",
-            )
+            ]
             return redirect(
                 outcome.repeated_url
                 or url_for("aftercare.referral_packet", referral_id=referral.id)
@@ -420,8 +432,10 @@ def referral_packet(referral_id: int):
         site_id=referral.patient.site_id,
         details={"disclosure_id": disclosure.id, "consent_id": disclosure.consent_id},
     )
+    just_sent = session.pop(JUST_SENT, None)
     return render_template(
         "aftercare/referral_packet.html",
+        sent_message=just_sent[1] if just_sent and just_sent[0] == referral.id else None,
         referral=referral,
         patient=referral.patient,
         disclosure=disclosure,

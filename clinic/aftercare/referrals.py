@@ -63,6 +63,18 @@ def _audit(referral: Referral, action: AuditAction, actor: User, **details) -> N
     )
 
 
+def check_manager(actor: User, patient: Patient, *, new_disclosure: bool = False) -> None:
+    """Staff and administrators who may open the patient's chart manage referrals (the
+    service checks it too: a view's decorator is not the only gate). A record entered in
+    error (a wrong or duplicate person) gets no new referral and discloses nothing."""
+    from clinic.security import Permission
+
+    if not actor.can(Permission.REFERRALS_MANAGE) or common.patient_for(actor, patient.id) is None:
+        raise DomainError("Only staff and administrators of the patient's site manage referrals.")
+    if new_disclosure:
+        common.refuse_if_entered_in_error(patient)
+
+
 def _check_version(referral: Referral, version: int | None) -> None:
     if version is None or version != referral.version:
         raise ConflictError()
@@ -230,6 +242,7 @@ def create_referral(
     """A draft referral of ``patient`` to an active resource of the directory or to one of
     the patient's own support people (exactly one). Nothing is disclosed yet: sending is
     ``disclosures.send``. The MOUD warning (``moud_warnings``) is the page's to show."""
+    check_manager(actor, patient, new_disclosure=True)
     if (resource_id is None) == (support_person_id is None):
         raise DomainError(
             "Choose a resource from the directory or a person of the support network (one).",
@@ -340,6 +353,7 @@ def change_status(
     """Move a referral along the DOMAIN's path (``TRANSITIONS``) with a note; any other
     move is refused (and refused again by the database's trigger). "Sent" is not a status
     change: it is ``disclosures.send``, with its consent."""
+    check_manager(actor, referral.patient)
     try:
         target = ReferralStatus(to_status)
     except ValueError:
@@ -363,6 +377,7 @@ def set_follow_up(
 ) -> Referral:
     """Set (or clear) the day staff check on the referral again; a placed or closed
     referral has nothing to follow up."""
+    check_manager(actor, referral.patient)
     if ReferralStatus(referral.status).final:
         raise DomainError("A placed or closed referral needs no follow-up.", field="follow_up_on")
     _check_follow_up(follow_up_on, site_today(referral.patient.site))

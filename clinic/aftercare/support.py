@@ -47,8 +47,10 @@ class SupportPersonInput:
 
 
 def _check(actor: User, patient: Patient) -> None:
-    if not actor.can(Permission.REFERRALS_MANAGE):
-        raise DomainError("Only staff and administrators keep the support network.")
+    if not actor.can(Permission.REFERRALS_MANAGE) or common.patient_for(actor, patient.id) is None:
+        raise DomainError(
+            "Only staff and administrators of the patient's site keep the support network."
+        )
     common.refuse_if_entered_in_error(patient)
 
 

@@ -49,7 +49,12 @@ def _person_input(form) -> support.SupportPersonInput:
 def new_support_person(patient_id: int):
     shown = access.patient_or_404(patient_id, entity_type="support_network")
     form = SupportPersonForm()
-    if form.validate_on_submit():
+    valid = form.validate_on_submit()
+    if form.is_submitted() and not form.relationship.data and not form.relationship.errors:
+        # With the other fields' errors, not on a second submission (support._values).
+        form.relationship.errors = [*form.relationship.errors, "Choose the relationship."]
+        valid = False
+    if valid:
         outcome = save(
             form,
             lambda: support.add_support_person(shown, actor=current_user, data=_person_input(form)),

@@ -12,9 +12,11 @@ elements CHECKed non-empty, exactly one recipient, the expiry and signature rule
 Triggers on both engines (the therapy notes' pattern): a consent's elements
 (``CONSENT_ELEMENTS`` below) never change and its revocation is written once
 (``part2_consent_immutable``); a restriction's request never changes and its lifting is
-written once (``disclosure_restriction_immutable``); none of the three tables loses a row
-(``<table>_no_delete``). The refusal names the rule (SQLite: the RAISE message; PostgreSQL:
-a check_violation with that CONSTRAINT), so it arrives as an IntegrityError on both engines.
+written once (``disclosure_restriction_immutable``); a support person's patient never
+changes and their archiving is written once (``support_person_immutable``); none of the
+three tables loses a row (``<table>_no_delete``). The refusal names the rule (SQLite: the
+RAISE message; PostgreSQL: a check_violation with that CONSTRAINT), so it arrives as an
+IntegrityError on both engines.
 """
 
 import sqlalchemy as sa
@@ -72,6 +74,13 @@ RESTRICTION_LIFT = ("lifted_on", "lift_reason", "lifted_by_id", "lifted_at")
 IMMUTABLE = {
     "part2_consent": (CONSENT_ELEMENTS, CONSENT_REVOCATION, "revoked_on"),
     "disclosure_restriction": (RESTRICTION_ELEMENTS, RESTRICTION_LIFT, "lifted_on"),
+    # A support person stays in the network of the patient who named them (a consent names
+    # them by id); taken out of it once.
+    "support_person": (
+        ("patient_id", "created_by_id", "created_at"),
+        ("archived_at", "archived_by_id"),
+        "archived_at",
+    ),
 }
 NO_DELETE_TABLES = ("support_person", "part2_consent", "disclosure_restriction")
 

@@ -19,6 +19,15 @@ arrives as an IntegrityError on both):
   in a referral's life, the path having no cycle), and an event starts from the referral's
   status at the time (the creation event, from nothing, comes first and once);
 - ``referral_no_delete``: referrals are never deleted (closed instead);
+- ``referral_recipient_fixed``: a referral's patient, recipient and purpose never change (a
+  different recipient is a new referral, with its own consent check);
+- ``part2_disclosure_consented``: a disclosure is stored only under a consent of the same
+  patient that covers it on its day (42 CFR 2.31): the purpose; not a counseling-notes
+  consent, nor a TPO consent for a support person (no provider or payer, §2.33(b)); signed
+  on or before the day, not revoked, not expired (by date or by the end of treatment);
+  naming the recipient by id or by a class that includes it; with no restriction in force
+  forbidding it (§2.26); and only with its referral's patient, recipient and purpose, to an
+  active resource or a support person of the patient's network who is not archived;
 - ``referral_event_append_only``, ``part2_disclosure_append_only``: no UPDATE, DELETE (and on
   PostgreSQL TRUNCATE).
 """
@@ -56,6 +65,8 @@ TRANSITION_RULE = "referral_status_transition"
 SENT_RULE = "referral_sent_needs_disclosure"
 NO_DELETE_RULE = "referral_no_delete"
 EVENT_RULE = "referral_status_event"
+FIXED_RULE = "referral_recipient_fixed"
+CONSENTED_RULE = "part2_disclosure_consented"
 APPEND_ONLY_TABLES = ("referral_event", "part2_disclosure")
 
 
@@ -77,6 +88,91 @@ _EVENT_OUT_OF_STEP = (
     "WHERE e.referral_id = NEW.referral_id)) OR (NEW.from_status IS NOT NULL AND "
     "NEW.from_status <> (SELECT r.status FROM referral r WHERE r.id = NEW.referral_id))"
 )
+_RECIPIENT_CHANGED = (
+    "OLD.patient_id <> NEW.patient_id"
+    " OR COALESCE(OLD.resource_id, 0) <> COALESCE(NEW.resource_id, 0)"
+    " OR COALESCE(OLD.support_person_id, 0) <> COALESCE(NEW.support_person_id, 0)"
+    " OR OLD.purpose <> NEW.purpose"
+)
+# The classes of recipients and the resource kinds each includes (consent_models.RecipientClass
+# of this day), for a consent naming a class.
+_CLASS_KINDS = {
+    "residences": ("halfway_house", "recovery_residence"),
+    "support_groups": ("support_group",),
+    "outpatient_care": ("outpatient_care",),
+    "peer_support": ("peer_support",),
+    "aftercare_directory": (
+        "halfway_house",
+        "recovery_residence",
+        "support_group",
+        "outpatient_care",
+        "peer_support",
+    ),
+}
+
+
+def _class_includes_kind(alias: str) -> str:
+    """SQL: the recipient class of ``alias`` (a consent or a restriction) includes the
+    kind of the resource ``a``."""
+    return " OR ".join(
+        f"({alias}.recipient_class = '{cls}' AND a.kind IN ({', '.join(repr(k) for k in kinds)}))"
+        for cls, kinds in _CLASS_KINDS.items()
+    )
+
+
+# consent_rules._treatment_ended: discharged on a day D (signed_on <= D <= the disclosure's
+# day) with no enrollment of the patient open at the end of D; or none open at the end of
+# the signature day.
+_TREATMENT_ENDED = (
+    "(EXISTS (SELECT 1 FROM enrollment e WHERE e.patient_id = c.patient_id"
+    " AND e.discharged_on IS NOT NULL AND e.discharged_on >= c.signed_on"
+    " AND e.discharged_on <= NEW.disclosed_on AND NOT EXISTS (SELECT 1 FROM enrollment o"
+    " WHERE o.patient_id = e.patient_id AND o.admitted_on <= e.discharged_on"
+    " AND (o.discharged_on IS NULL OR o.discharged_on > e.discharged_on)))"
+    " OR NOT EXISTS (SELECT 1 FROM enrollment s WHERE s.patient_id = c.patient_id"
+    " AND s.admitted_on <= c.signed_on"
+    " AND (s.discharged_on IS NULL OR s.discharged_on > c.signed_on)))"
+)
+_COVERING_CONSENT = (
+    "EXISTS (SELECT 1 FROM part2_consent c WHERE c.id = NEW.consent_id"  # noqa: S608 (constants)
+    " AND c.patient_id = NEW.patient_id AND c.purpose = NEW.purpose"
+    " AND c.kind <> 'counseling_notes' AND c.signed_on <= NEW.disclosed_on"
+    " AND NOT (c.kind = 'tpo' AND NEW.support_person_id IS NOT NULL)"
+    " AND (c.revoked_on IS NULL OR c.revoked_on > NEW.disclosed_on)"
+    " AND (c.expires_on IS NULL OR c.expires_on >= NEW.disclosed_on)"
+    f" AND NOT (c.expiry_kind = 'event' AND {_TREATMENT_ENDED})"
+    " AND (c.resource_id = NEW.resource_id OR c.support_person_id = NEW.support_person_id"
+    " OR (c.recipient_class = 'support_network' AND NEW.support_person_id IS NOT NULL)"
+    " OR EXISTS (SELECT 1 FROM aftercare_resource a WHERE a.id = NEW.resource_id"
+    f" AND ({_class_includes_kind('c')}))))"
+)
+# consent_rules._forbids: a restriction in force on the day, for this purpose or any, to
+# anyone, to this recipient, or to a class that includes it (§2.26).
+_RESTRICTED = (
+    "EXISTS (SELECT 1 FROM disclosure_restriction x"  # noqa: S608 (constants)
+    " WHERE x.patient_id = NEW.patient_id AND x.requested_on <= NEW.disclosed_on"
+    " AND (x.lifted_on IS NULL OR x.lifted_on > NEW.disclosed_on)"
+    " AND (x.purpose IS NULL OR x.purpose = NEW.purpose)"
+    " AND ((x.resource_id IS NULL AND x.support_person_id IS NULL"
+    " AND x.recipient_class IS NULL)"
+    " OR x.resource_id = NEW.resource_id OR x.support_person_id = NEW.support_person_id"
+    " OR (x.recipient_class = 'support_network' AND NEW.support_person_id IS NOT NULL)"
+    " OR EXISTS (SELECT 1 FROM aftercare_resource a WHERE a.id = NEW.resource_id"
+    f" AND ({_class_includes_kind('x')}))))"
+)
+_UNCONSENTED = (
+    f"NOT {_COVERING_CONSENT} OR {_RESTRICTED}"  # noqa: S608 (constants)
+    " OR (NEW.referral_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM referral r"
+    " WHERE r.id = NEW.referral_id AND r.patient_id = NEW.patient_id"
+    " AND COALESCE(r.resource_id, 0) = COALESCE(NEW.resource_id, 0)"
+    " AND COALESCE(r.support_person_id, 0) = COALESCE(NEW.support_person_id, 0)"
+    " AND r.purpose = NEW.purpose))"
+    " OR (NEW.resource_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM aftercare_resource a"
+    " WHERE a.id = NEW.resource_id AND a.active))"
+    " OR (NEW.support_person_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM support_person p"
+    " WHERE p.id = NEW.support_person_id AND p.patient_id = NEW.patient_id"
+    " AND p.archived_at IS NULL))"
+)
 _SENT_BARE = (
     "OLD.status = 'draft' AND NEW.status = 'sent' AND NOT EXISTS "
     "(SELECT 1 FROM part2_disclosure d WHERE d.referral_id = NEW.id)"
@@ -92,7 +188,7 @@ def _raise(rule: str) -> str:
 
 PG_REFERRAL_FUNCTION = (
     "BEGIN\n"
-    "  IF TG_OP = 'DELETE' THEN\n"
+    "  IF TG_OP IN ('DELETE', 'TRUNCATE') THEN\n"
     f"{_raise(NO_DELETE_RULE)}"
     "  END IF;\n"
     "  IF TG_OP = 'INSERT' THEN\n"
@@ -100,6 +196,9 @@ PG_REFERRAL_FUNCTION = (
     f"  {_raise(TRANSITION_RULE)}"
     "    END IF;\n"
     "    RETURN NEW;\n"
+    "  END IF;\n"
+    f"  IF {_RECIPIENT_CHANGED} THEN\n"
+    f"{_raise(FIXED_RULE)}"
     "  END IF;\n"
     f"  IF {_BAD_MOVE} THEN\n"
     f"{_raise(TRANSITION_RULE)}"
@@ -125,6 +224,13 @@ SQLITE_REFERRAL_TRIGGERS = [
     ("referral_status_evented", "BEFORE UPDATE OF status ON referral", _NO_EVENT, EVENT_RULE),
     ("referral_no_delete", "BEFORE DELETE ON referral", "1", NO_DELETE_RULE),
     (
+        FIXED_RULE,
+        "BEFORE UPDATE OF patient_id, resource_id, support_person_id, purpose ON referral",
+        _RECIPIENT_CHANGED,
+        FIXED_RULE,
+    ),
+    (CONSENTED_RULE, "BEFORE INSERT ON part2_disclosure", _UNCONSENTED, CONSENTED_RULE),
+    (
         "referral_event_in_step",
         "BEFORE INSERT ON referral_event",
         _EVENT_OUT_OF_STEP,
@@ -133,6 +239,9 @@ SQLITE_REFERRAL_TRIGGERS = [
 ]
 PG_EVENT_FUNCTION = (
     f"BEGIN\n  IF {_EVENT_OUT_OF_STEP} THEN\n{_raise(EVENT_RULE)}  END IF;\n  RETURN NEW;\nEND"
+)
+PG_CONSENTED_FUNCTION = (
+    f"BEGIN\n  IF {_UNCONSENTED} THEN\n{_raise(CONSENTED_RULE)}  END IF;\n  RETURN NEW;\nEND"
 )
 
 
@@ -166,6 +275,14 @@ def _create_triggers() -> None:
         op.execute(
             f"CREATE TRIGGER referral_event_in_step BEFORE INSERT ON referral_event "
             f"FOR EACH ROW EXECUTE FUNCTION {EVENT_RULE}()"
+        )
+        op.execute(
+            f"CREATE FUNCTION {CONSENTED_RULE}() RETURNS trigger LANGUAGE plpgsql AS "
+            f"$fn${PG_CONSENTED_FUNCTION}\n$fn$"
+        )
+        op.execute(
+            f"CREATE TRIGGER {CONSENTED_RULE} BEFORE INSERT ON part2_disclosure "
+            f"FOR EACH ROW EXECUTE FUNCTION {CONSENTED_RULE}()"
         )
         for table in APPEND_ONLY_TABLES:
             rule = f"{table}_append_only"
@@ -202,6 +319,8 @@ def _drop_triggers() -> None:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_update_delete ON {table}")
             op.execute(f"DROP FUNCTION IF EXISTS {table}_append_only()")
+        op.execute(f"DROP TRIGGER IF EXISTS {CONSENTED_RULE} ON part2_disclosure")
+        op.execute(f"DROP FUNCTION IF EXISTS {CONSENTED_RULE}()")
         op.execute("DROP TRIGGER IF EXISTS referral_event_in_step ON referral_event")
         op.execute(f"DROP FUNCTION IF EXISTS {EVENT_RULE}()")
         op.execute("DROP TRIGGER IF EXISTS referral_no_truncate ON referral")

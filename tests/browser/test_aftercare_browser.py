@@ -60,8 +60,9 @@ def test_staff_refer_a_patient_to_sober_living_from_the_keyboard(
     expect(page.get_by_test_id("send-refused")).to_be_visible()
     ui.check()
 
-    # Record the patient's consent (E1's form), naming Harbor House.
-    ui.goto(f"/aftercare/patients/{patient_id}/consents/new")
+    # Record the patient's consent (E1's form), naming Harbor House: the refusal links to it.
+    _press(ui, page.get_by_role("link", name="record a consent the patient has signed"))
+    expect(page.get_by_role("heading", name="Record a consent (42 CFR 2.31)")).to_be_visible()
     ui.check()
     page.get_by_label("Kind of consent").select_option("specific_disclosure")
     page.get_by_label("Who may disclose (the program)").select_option(label="Methadone maintenance")
@@ -91,7 +92,14 @@ def test_staff_refer_a_patient_to_sober_living_from_the_keyboard(
     _press(ui, page.get_by_role("button", name="Send the referral"))
     expect(page.get_by_test_id("part2-notice")).to_contain_text("42 CFR part 2")
     expect(page.get_by_test_id("consent-scope")).to_contain_text("Harbor House")
+    expect(page.get_by_test_id("sent-message")).to_be_visible()
     ui.check()
+    # On paper: the notice and the scope, never the screen's "sent" message or buttons.
+    page.emulate_media(media="print")
+    expect(page.get_by_test_id("sent-message")).to_be_hidden()
+    expect(page.get_by_role("button", name="Print the packet")).to_be_hidden()
+    expect(page.get_by_test_id("part2-notice")).to_be_visible()
+    page.emulate_media(media="screen")
 
     # Follow it to placement.
     _press(ui, page.get_by_role("link", name="Back to the referral"))
@@ -108,6 +116,12 @@ def test_staff_refer_a_patient_to_sober_living_from_the_keyboard(
     _press(ui, page.get_by_role("link", name="Accounting of disclosures"))
     expect(page.get_by_test_id("accounting")).to_contain_text("Harbor House")
     ui.check()
+    page.get_by_role("button", name="Print").focus()
+    expect(page.get_by_role("button", name="Print")).to_be_focused()
+    page.emulate_media(media="print")
+    expect(page.get_by_role("button", name="Print")).to_be_hidden()
+    expect(page.get_by_test_id("accounting")).to_be_visible()
+    page.emulate_media(media="screen")
 
     with app.app_context():
         assert db.session.scalar(sa.select(sa.func.count()).select_from(Disclosure)) == 1
