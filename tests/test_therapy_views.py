@@ -207,7 +207,7 @@ def test_a_weekly_group_is_planned_in_one_step(therapy, as_user):
         ("duration_minutes", "2000", "Enter a duration from 1 to 600 minutes."),
         ("group_name", "Tuesday\x00group", "control"),
         ("kind", "individual", "An individual session has exactly one attendee."),
-        ("weeks", "27", "Number must be between 1 and 26."),
+        ("weeks", "27", "Enter 1 to 26 weeks."),
     ],
 )
 def test_bad_plans_are_refused_next_to_the_field_keeping_the_input(

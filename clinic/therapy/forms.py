@@ -70,9 +70,12 @@ class PlanForm(TokenForm):
     )
     weeks = IntegerField(
         "Repeat weekly for (weeks)",
-        description=f"A group or family session: 2 to {MAX_WEEKS} plans one a week. Leave "
-        "empty for one session.",
-        validators=[Optional(), NumberRange(min=1, max=MAX_WEEKS)],
+        description=f"A group or family session: up to {MAX_WEEKS} weeks plans one a week. "
+        "Leave empty for one session.",
+        validators=[
+            Optional(),
+            NumberRange(min=1, max=MAX_WEEKS, message=f"Enter 1 to {MAX_WEEKS} weeks."),
+        ],
         render_kw={"inputmode": "numeric", "autocomplete": "off"},
     )
     submit = SubmitField("Plan the session")
@@ -103,7 +106,7 @@ class RecordForm(TokenForm):
         description="Shown in every attendee's chart: name no attendee.",
         validators=[Optional(), Length(max=NOTE_TEXT_MAX)],
     )
-    confirm_names = BooleanField("The group note names an attendee: save it anyway")
+    confirm_names = BooleanField("A note names an attendee: save it anyway")
     sign = BooleanField("Sign the notes now")
     submit = SubmitField("Record the session")
 
@@ -152,6 +155,7 @@ class NoteForm(_EditForm):
     text = TextAreaField(
         "Note", validators=[Optional(), Length(max=NOTE_TEXT_MAX)], render_kw={"rows": 12}
     )
+    confirm_names = BooleanField("The note names an attendee: save it anyway")
     submit = SubmitField("Save the draft")
 
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+import sqlalchemy as sa
 from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user
 
+from clinic.accounts.models import User
 from clinic.errors import record_denied
 from clinic.extensions import db
 from clinic.patients import access
@@ -25,7 +27,7 @@ from clinic.therapy.forms import (
     SignForm,
 )
 from clinic.therapy.models import ProgressNote
-from clinic.therapy.views import _status, bp
+from clinic.therapy.views import NAMES_WARNING, OWN_NAMES_WARNING, _status, bp
 from clinic.web import Once, conflict_rows, save
 
 # --- notes -----------------------------------------------------------------------------------
@@ -50,6 +52,18 @@ def _note_url(note: ProgressNote) -> str:
     return url_for("therapy.note", note_id=note.id)
 
 
+def _people(note: ProgressNote) -> dict[int, str]:
+    """The names of who wrote, signed and co-signs the note and its addenda (a supervisor
+    co-signing, or a clinician given a deactivated colleague's draft, must see whose words
+    they are): one query."""
+    ids = {note.author_id, note.signed_by_id, note.cosigner_id}
+    ids.update(a.author_id for a in note.addenda)
+    ids.discard(None)
+    return dict(
+        db.session.execute(sa.select(User.id, User.full_name).where(User.id.in_(ids))).all()
+    )
+
+
 def _note_page(template: str, note: ProgressNote, form, status: int = 200, **context):
     attendee = note.attendee
     return render_template(
@@ -57,6 +71,7 @@ def _note_page(template: str, note: ProgressNote, form, status: int = 200, **con
         note=note,
         form=form,
         session=note.session,
+        people=_people(note),
         about=attendee.patient.display_name if attendee is not None else None,
         local_start=note.session.starts_at.astimezone(ZoneInfo(note.session.site.timezone)),
         **context,
@@ -99,6 +114,11 @@ def edit_note(note_id: int):
         form.version.data = shown.version
     conflict = None
     if form.validate_on_submit():
+        # Another attendee named: a warning before saving (their chart names no other).
+        named = note_services.note_name_warnings(shown.session, form.text.data, shown.attendee)
+        if named and not form.confirm_names.data:
+            form.text.errors = [*form.text.errors, _names_warning(shown, named)]
+            return _note_page("therapy/note_edit.html", shown, form, 400, warnings=named)
         outcome = save(
             form,
             lambda: note_services.save_draft(
@@ -118,6 +138,12 @@ def edit_note(note_id: int):
             "therapy/note_edit.html", shown, form, 409 if conflict else 400, conflict=conflict
         )
     return _note_page("therapy/note_edit.html", shown, form, _status(form), conflict=conflict)
+
+
+def _names_warning(note: ProgressNote, names: list[str]) -> str:
+    if note.attendee is None:
+        return NAMES_WARNING.format(names=", ".join(names))
+    return OWN_NAMES_WARNING.format(names=", ".join(names))
 
 
 @bp.route("/notes/<int:note_id>/sign", methods=["GET", "POST"])

@@ -12,7 +12,8 @@ Who may do what (decided for this increment):
 - any clinician of the session's site writes and edits a draft (co-facilitators);
 - the note's author or the session's clinician signs it;
 - addenda: any clinician of the session's site;
-- the co-signature: only the supervisor named on the note when a trainee signed it;
+- the co-signature: only the supervisor named on the note when a trainee signed it,
+  while a clinician of the session's site (a trainee signs only when that supervisor can);
 - entered in error: the note's author or the session's clinician (a session: its
   clinician).
 
@@ -214,6 +215,19 @@ def late_limit_hours(note: ProgressNote) -> int:
     return limit or DEFAULT_NOTE_LATE_HOURS
 
 
+def _check_supervisor_can_cosign(trainee: User, session: TherapySession) -> None:
+    """A trainee's signed note waits for their supervisor: one who can co-sign it (an
+    active clinician of the session's site), else the note would wait for ever."""
+    supervisor = db.session.get(User, trainee.supervisor_id) if trainee.supervisor_id else None
+    if supervisor is None:
+        raise DomainError("Your account needs a supervisor before you sign notes.")
+    if not supervisor.can(Permission.SESSIONS_RECORD) or session.site_id not in supervisor.site_ids:
+        raise DomainError(
+            "Your supervisor cannot co-sign notes of this site (account inactive, or not "
+            "working here): ask an administrator to name another supervisor."
+        )
+
+
 def sign_note(
     note: ProgressNote,
     *,
@@ -232,14 +246,16 @@ def sign_note(
         raise DomainError("Only the note's author or the session's clinician signs it.")
     if note.entered_in_error:
         raise DomainError(IN_ERROR_MESSAGE)
+    if session.entered_in_error:
+        raise DomainError("This session was entered in error: its notes cannot change.")
     if note.signed:
         raise DomainError("This note is already signed.")
     if version is not None and version != note.version:
         raise ConflictError()
     if session.starts_at > now:
         raise DomainError("This session has not started yet: its note cannot be signed.")
-    if actor.is_trainee and actor.supervisor_id is None:
-        raise DomainError("Your account needs a supervisor before you sign notes.")
+    if actor.is_trainee:
+        _check_supervisor_can_cosign(actor, session)
     # Everything is read before the first assignment: a read may autoflush, and a signed
     # row takes no second UPDATE of its frozen columns (the trigger).
     late = now > session.ends_at + dt.timedelta(hours=late_limit_hours(note))
@@ -269,6 +285,8 @@ def add_addendum(
         raise DomainError("A draft is edited, not amended: addenda go under signed notes.")
     if note.entered_in_error:
         raise DomainError(IN_ERROR_MESSAGE)
+    if note.session.entered_in_error:
+        raise DomainError("This session was entered in error: its notes cannot change.")
     text = check_text(text)
     addendum = NoteAddendum(
         note_id=note.id,
@@ -285,8 +303,14 @@ def add_addendum(
 
 def cosign_note(note: ProgressNote, *, actor: User, now: dt.datetime | None = None) -> ProgressNote:
     """Co-sign a trainee's signed note: only the supervisor named on it, once."""
-    if not actor.can(Permission.SESSIONS_RECORD) or note.cosigner_id != actor.id:
-        raise DomainError("Only the trainee's supervisor co-signs this note.")
+    if (
+        not actor.can(Permission.SESSIONS_RECORD)
+        or note.cosigner_id != actor.id
+        or note.session.site_id not in actor.site_ids
+    ):
+        raise DomainError(
+            "Only the trainee's supervisor, at the session's site, co-signs this note."
+        )
     if note.entered_in_error:
         raise DomainError(IN_ERROR_MESSAGE)
     if not note.awaiting_cosignature:
@@ -340,7 +364,8 @@ def reassign_draft(
 ) -> ProgressNote:
     """Give a draft to another clinician (an administrator's task when its author was
     deactivated: the issue's "drafts listed for an administrator to reassign"). The new
-    author is an active clinician of the session's site; a signed note keeps its author."""
+    author is an active clinician of the session's site; a signed note keeps its author,
+    and so does the draft of a clinician still active."""
     session = note.session
     if not actor.can(Permission.USERS_MANAGE) or not (
         actor.all_sites or session.site_id in actor.site_ids
@@ -348,6 +373,9 @@ def reassign_draft(
         raise DomainError("Only administrators of the session's site reassign drafts.")
     if note.signed or note.entered_in_error:
         raise DomainError("Only a live draft is reassigned.")
+    current = db.session.get(User, note.author_id)
+    if current is not None and current.active:
+        raise DomainError("Only the drafts of deactivated clinicians are reassigned.")
     if version is not None and version != note.version:
         raise ConflictError()
     if author.role != Role.CLINICIAN or not author.active or session.site_id not in author.site_ids:
@@ -374,6 +402,9 @@ def set_trainee_supervisor(trainee: User, *, actor: User, supervisor: User | Non
             raise DomainError("A trainee cannot supervise themselves.", field="supervisor_id")
         if supervisor.role != Role.CLINICIAN or not supervisor.active:
             raise DomainError("The supervisor must be an active clinician.", field="supervisor_id")
+        if supervisor.is_trainee:
+            # Two trainees would otherwise co-sign each other's notes.
+            raise DomainError("A trainee cannot supervise.", field="supervisor_id")
         if not (supervisor.site_ids & trainee.site_ids):
             raise DomainError(
                 "The supervisor must work at one of the trainee's sites.", field="supervisor_id"
@@ -393,18 +424,44 @@ def set_trainee_supervisor(trainee: User, *, actor: User, supervisor: User | Non
 # --- the group note's name warning ----------------------------------------------------------
 
 
-def names_in_text(text: str, patients: Iterable[Patient]) -> list[str]:
+def names_in_text(
+    text: str, patients: Iterable[Patient], *, about: Patient | None = None
+) -> list[str]:
     """The display names of those ``patients`` whose first, last or preferred name (or a
     word of one) appears in ``text``, matched on ``clinic.patients.names`` keys in every
     Latin spelling (so "Nunez" in the text matches "Núñez" on file, "Petrov" matches
-    "Петров"). Words of one letter are ignored."""
+    "Петров"). Words of one letter are ignored, and so are the names of ``about`` (the
+    patient an attendee's own note is about: their surname is no other's, even in a
+    family session where they share it)."""
     words = names.name_tokens(text)
+    if about is not None:
+        words -= names.name_tokens(about.first_name, about.last_name, about.preferred_name)
     found = []
     for patient in patients:
         keys = names.name_tokens(patient.first_name, patient.last_name, patient.preferred_name)
         if {k for k in keys if len(k) > 1} & words:
             found.append(patient.display_name)
     return found
+
+
+def note_name_warnings(
+    session: TherapySession, text: str | None, attendee: SessionAttendee | None
+) -> list[str]:
+    """The attendees a note of a group or family session names, other than the one it is
+    about: the group note (``attendee`` None) is shown in every attendee's chart, an
+    attendee's own note in theirs, and a chart names no other attendee. A warning before
+    saving, not a refusal. One query (none for an individual session)."""
+    if not text or not SessionKind(session.kind).has_group_note:
+        return []
+    if attendee is None:
+        return group_note_name_warnings(session, text)
+    others = db.session.scalars(
+        sa.select(Patient)
+        .join(SessionAttendee, SessionAttendee.patient_id == Patient.id)
+        .where(SessionAttendee.session_id == session.id, SessionAttendee.id != attendee.id)
+        .order_by(SessionAttendee.position)
+    )
+    return names_in_text(text, others, about=attendee.patient)
 
 
 def group_note_name_warnings(session: TherapySession, text: str | None) -> list[str]:

@@ -181,13 +181,15 @@ def _note_columns() -> sa.Select:
 
 
 def unsigned_notes(author: User) -> list[NoteQueueEntry]:
-    """The author's live drafts, oldest session first. One query."""
+    """The author's live drafts (of live sessions: a session entered in error takes no
+    signature), oldest session first. One query."""
     return _note_queue(
         _note_columns()
         .where(
             ProgressNote.author_id == author.id,
             ProgressNote.status == NoteStatus.DRAFT,
             ProgressNote.entered_in_error_at.is_(None),
+            TherapySession.entered_in_error_at.is_(None),
         )
         .order_by(TherapySession.starts_at, ProgressNote.id)
     )

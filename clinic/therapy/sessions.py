@@ -195,6 +195,24 @@ def _check_attendees(
     return chosen
 
 
+GROUP_NAME_NAMES_MESSAGE = (
+    "The group name is shown in every attendee's chart: name no patient (it names {names})."
+)
+
+
+def _check_group_name(checked: _Checked, patient_ids: Sequence[int]) -> None:
+    """A group name is shown in every attendee's chart (and to staff): like the reason
+    of a session entered in error, it names no attendee. One query."""
+    if checked.group_name is None:
+        return
+    patients = db.session.scalars(sa.select(Patient).where(Patient.id.in_(patient_ids)))
+    named = note_services.names_in_text(checked.group_name, patients)
+    if named:
+        raise DomainError(
+            GROUP_NAME_NAMES_MESSAGE.format(names=", ".join(named)), field="group_name"
+        )
+
+
 def _check_free(clinician: User, starts_at: dt.datetime, *, field: str = "starts_at") -> None:
     taken = db.session.scalar(
         sa.select(TherapySession.id).where(
@@ -287,6 +305,7 @@ def plan_session(*, actor: User, plan: SessionPlan) -> TherapySession:
         actor.id,
         field="patient_ids",
     )
+    _check_group_name(checked, patient_ids)
     _check_free(actor, checked.starts_at)
     return _insert(
         checked, checked.starts_at, patient_ids, enrollments, actor=actor, series_key=None
@@ -330,6 +349,7 @@ def plan_weekly_group(*, actor: User, plan: SessionPlan, weeks: int | None) -> l
                 field="patient_ids",
             )
         )
+    _check_group_name(checked, patient_ids)
     clash = db.session.scalar(
         sa.select(sa.func.count())
         .select_from(TherapySession)
@@ -383,6 +403,12 @@ def _check_line(
                 f"Enter the minutes attended, from 1 to the session's {session.duration_minutes}.",
                 field=f"{prefix}-minutes",
             )
+    elif attendance is Attendance.NO_SHOW and session.starts_at > now:
+        raise DomainError(
+            "This session has not started yet: a patient cannot have missed it (record a "
+            "cancellation instead).",
+            field=f"{prefix}-attendance",
+        )
     elif minutes not in (None, 0):
         raise DomainError(
             f"A patient who did not attend ({attendance.label.lower()}) has no minutes.",
@@ -405,14 +431,14 @@ def record_session(
     note, optionally signed at once. All or nothing: every line and note is checked
     before the first write.
 
-    Rules: only the session's clinician records it, once; a session that has not started
-    cannot be recorded as attended (late, left early); minutes attended lie within the
-    session's duration (a no-show or a cancellation has none); a group note only in a
-    group or family session."""
+    Rules: only the session's clinician records it (while working at its site), once; a
+    session that has not started cannot be recorded as attended (late, left early) nor
+    as a no-show; minutes attended lie within the session's duration (a no-show or a
+    cancellation has none); a group note only in a group or family session."""
     now = now or utcnow()
     require_clinician(actor)
-    if session.clinician_id != actor.id:
-        raise DomainError("Only the session's clinician records it.")
+    if session.clinician_id != actor.id or session.site_id not in actor.site_ids:
+        raise DomainError("Only the session's clinician, at the session's site, records it.")
     if session.entered_in_error:
         raise DomainError("This session was entered in error: it cannot be recorded.")
     if session.status == SessionStatus.RECORDED:

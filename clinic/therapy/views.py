@@ -26,6 +26,7 @@ from flask import (
     url_for,
 )
 from flask_login import current_user
+from markupsafe import Markup, escape
 from wtforms import SelectChoice
 
 from clinic.charts import ChartSection, register_chart_section
@@ -46,6 +47,7 @@ from clinic.therapy.forms import (
 from clinic.therapy.models import (
     Attendance,
     Modality,
+    SessionAttendee,
     SessionKind,
     SessionSetting,
     TherapySession,
@@ -59,6 +61,10 @@ PLAN_REFUSALS = {
         "You already have a session starting at that time.", field="start_time"
     )
 }
+OWN_NAMES_WARNING = (
+    "This note names {names}, another attendee. It is shown in this patient's chart: "
+    "remove the name, or tick the box to save it as it is."
+)
 NAMES_WARNING = (
     "The group note names {names}. It is shown in every attendee's chart: remove the "
     "name, or tick the box to save it as it is."
@@ -100,6 +106,17 @@ def _therapy_time(value: dt.datetime | None) -> str:
     return f"{local.day} {local:%b %Y %H:%M} {local.tzname()}"
 
 
+@bp.app_template_filter("therapy_lines")
+def _therapy_lines(text: str | None) -> Markup:
+    """A note's text with its line breaks kept: escaped, its lines joined by ``<br>``.
+    (``style="white-space: pre-wrap"`` does not work here: the Content-Security-Policy,
+    ``style-src 'self'``, drops inline styles, and notes then ran together on one line.)"""
+    if not text:
+        return Markup("")
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return Markup("<br>\n").join(escape(line) for line in lines)
+
+
 # --- my day ----------------------------------------------------------------------------------
 
 
@@ -115,14 +132,40 @@ def my_day():
     # Today's unrecorded sessions are in the schedule (marked); the list is the days before.
     unrecorded = reading.unrecorded_sessions(current_user, now=now)
     unrecorded = [e for e in unrecorded if e.local_start.date() < today]
+    with_whom = _with_whom([*schedule, *unrecorded])
     return render_template(
         "therapy/my_day.html",
         today=today,
         schedule=schedule,
         unrecorded=unrecorded,
+        with_whom=with_whom,
         unsigned=reading.unsigned_notes(current_user),
         cosign=reading.cosign_queue(current_user),
     )
+
+
+def _with_whom(entries: list[reading.ScheduleEntry]) -> dict[int, str]:
+    """Who an individual or family session on "My day" is with ("1 attendee" left a
+    counselor guessing who was coming): session id -> the attendees' names, one query.
+    A group shows its count only (its names are on its record page). Each patient named
+    is a view event, as on the caseload."""
+    ids = [e.session_id for e in entries if e.kind != SessionKind.GROUP.value]
+    if not ids:
+        return {}
+    rows = db.session.execute(
+        sa.select(SessionAttendee.session_id, Patient)
+        .join(Patient, Patient.id == SessionAttendee.patient_id)
+        .where(SessionAttendee.session_id.in_(ids))
+        .order_by(SessionAttendee.session_id, SessionAttendee.position, SessionAttendee.id)
+    ).all()
+    names: dict[int, list[str]] = {}
+    shown: dict[int, Patient] = {}
+    for session_id, patient in rows:
+        names.setdefault(session_id, []).append(patient.display_name)
+        shown[patient.id] = patient
+    for patient in shown.values():
+        access.record_view(patient, "therapy_my_day", None)
+    return {session_id: "; ".join(listed) for session_id, listed in names.items()}
 
 
 # --- plan ------------------------------------------------------------------------------------
@@ -157,7 +200,13 @@ def _starts_at(form: PlanForm, site: Site | None) -> dt.datetime | None:
     if site is None or form.day.data is None or form.start_time.data is None:
         return None
     local = dt.datetime.combine(form.day.data, form.start_time.data, tzinfo=ZoneInfo(site.timezone))
-    return local.astimezone(dt.UTC)
+    try:
+        return local.astimezone(dt.UTC)
+    except OverflowError:
+        # 31 Dec 9999 late at night (or 1 Jan 0001 east of UTC) has no UTC instant: the
+        # farthest one, which the service refuses with its own message (never a 500).
+        edge = dt.datetime.max if local.year > 1 else dt.datetime.min
+        return edge.replace(tzinfo=dt.UTC)
 
 
 @bp.route("/sessions/new", methods=["GET", "POST"])
@@ -169,7 +218,12 @@ def plan():
     form = PlanForm()
     form.site_id.choices = [SelectChoice(s.id, f"{s.code} — {s.name}") for s in sites]
     zone = ZoneInfo(sites[0].timezone) if sites else ZoneInfo("UTC")
-    today = utcnow().astimezone(zone).date()
+    now = utcnow()
+    today = now.astimezone(zone).date()
+    # Name the zone: "the site's time zone" alone left a new user guessing.
+    form.start_time.description = "In the site's time zone: " + ", ".join(
+        f"{s.code} {now.astimezone(ZoneInfo(s.timezone)).tzname()}" for s in sites
+    )
     eligible = _eligible_patients([s.id for s in sites], form.day.data or today)
     form.patient_ids.choices = [SelectChoice(p.id, f"{p.display_name} · {p.mrn}") for p in eligible]
     if request.method == "GET" and not form.restored:
@@ -254,6 +308,23 @@ def _session_or_404(session_id: int) -> TherapySession:
     return session
 
 
+def _own_notes_naming_others(form: RecordForm, attendees: list) -> dict[int, list[str]]:
+    """A group's attendee notes that name ANOTHER attendee (the note is shown in its
+    patient's chart, which names no other attendee): row index -> the names. No query
+    (the attendees' patients are loaded)."""
+    patients = {str(a.patient_id): a.patient for a in attendees}
+    named: dict[int, list[str]] = {}
+    for index, row in enumerate(form.attendees):
+        text = row.form.note.data
+        own = row.form.patient_id.data
+        if text and text.strip():
+            others = [p for key, p in patients.items() if key != own]
+            found = note_services.names_in_text(text, others, about=patients.get(own))
+            if found:
+                named[index] = found
+    return named
+
+
 def _row_error(form: RecordForm, error: DomainError | None) -> None:
     """A refusal naming one attendee's field (``attendees-<i>-minutes``): next to it."""
     if error is None or not error.field or not error.field.startswith("attendees-"):
@@ -308,13 +379,23 @@ def record_session(session_id: int):
             )
         else:
             group_note = form.group_note.data or None
+            own_named: dict[int, list[str]] = {}
             if SessionKind(session.kind).has_group_note:
                 warnings = note_services.group_note_name_warnings(session, group_note)
-            if warnings and not form.confirm_names.data:
-                form.group_note.errors = [
-                    *form.group_note.errors,
-                    NAMES_WARNING.format(names=", ".join(warnings)),
-                ]
+                own_named = _own_notes_naming_others(form, attendees)
+            if (warnings or own_named) and not form.confirm_names.data:
+                if warnings:
+                    form.group_note.errors = [
+                        *form.group_note.errors,
+                        NAMES_WARNING.format(names=", ".join(warnings)),
+                    ]
+                for index, named in own_named.items():
+                    note_field = form.attendees[index].form.note
+                    note_field.errors = [
+                        *note_field.errors,
+                        OWN_NAMES_WARNING.format(names=", ".join(named)),
+                    ]
+                warnings = [*warnings, *(n for named in own_named.values() for n in named)]
             else:
                 lines = [
                     sessions.AttendeeRecord(
