@@ -2,8 +2,7 @@
 by any route and by SQL, and privacy between the members of a group (bad input, double
 submits, tampering and query counts: tests/test_therapy_attacks_input.py). Each test
 states what must hold; the faults found were fixed where they were (the service, the
-view), each with its test. The ``xfail(strict=True)`` tests are faults that need a new
-migration (reported to the lead): they start passing, and must be unmarked, with it."""
+view, the database's triggers), each with its test."""
 
 from __future__ import annotations
 
@@ -347,13 +346,6 @@ def test_a_draft_of_a_session_entered_in_error_cannot_be_signed(therapy):
     assert reading.unsigned_notes(therapy.user(therapy.dan)) == []
 
 
-NEEDS_MIGRATION = (
-    "not refused by the database yet: needs a trigger in a new migration (reported to the "
-    "lead; services never make this change)"
-)
-
-
-@pytest.mark.xfail(strict=True, reason=NEEDS_MIGRATION)
 def test_sql_cannot_renumber_a_signed_note(therapy):
     """A signed note's id is what its audit events and addenda point at."""
     note = signed(therapy)
@@ -361,7 +353,6 @@ def test_sql_cannot_renumber_a_signed_note(therapy):
     assert refused == "progress_note_signed_immutable"
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_MIGRATION)
 @pytest.mark.parametrize("column", ["patient_id", "enrollment_id"])
 def test_sql_cannot_move_an_attendee_row_and_its_signed_note_to_another_patient(therapy, column):
     """The attendee row a signed note hangs on names the patient whose chart shows it:
@@ -381,7 +372,6 @@ def test_sql_cannot_move_an_attendee_row_and_its_signed_note_to_another_patient(
     assert refused is not None
 
 
-@pytest.mark.xfail(strict=True, reason=NEEDS_MIGRATION)
 @pytest.mark.parametrize(
     "assignment",
     ["site_id = :other_site", "clinician_id = :cotherapist", "starts_at = CURRENT_TIMESTAMP"],

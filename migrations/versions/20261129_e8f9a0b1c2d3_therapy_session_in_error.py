@@ -10,7 +10,14 @@ never deleted. Triggers on both engines (the therapy_sessions_notes migration's 
 - ``therapy_session_in_error_once``: a session's entered-in-error mark (time, reason, who)
   is written once: never changed, never cleared;
 - ``therapy_session_no_delete`` / ``session_attendee_no_delete``: sessions and their
-  attendee rows are never deleted (nor truncated on PostgreSQL).
+  attendee rows are never deleted (nor truncated on PostgreSQL);
+- ``session_attendee_identity_fixed``: an attendee row's session, patient, enrollment and
+  position never change (else a signed note about patient A would move to B's chart);
+- ``therapy_session_signed_context_fixed``: once a session has a signed note, its site,
+  clinician, start, duration and kind (what the note attests, and what makes it late)
+  never change;
+- a signed progress note is never renumbered (``progress_note_signed_immutable``, the rule
+  of the therapy_sessions_notes migration, now also on ``id``).
 
 The refusal names the rule (SQLite: the RAISE message; PostgreSQL: a check_violation with
 that CONSTRAINT), so it arrives as an IntegrityError on both engines. The columns
@@ -33,6 +40,18 @@ WRITE_ONCE_COLUMNS = (
 )
 IN_ERROR_RULE = "therapy_session_in_error_once"
 NO_DELETE_TABLES = ("therapy_session", "session_attendee")
+ATTENDEE_RULE = "session_attendee_identity_fixed"
+ATTENDEE_IDENTITY = ("session_id", "patient_id", "enrollment_id", "position")
+CONTEXT_RULE = "therapy_session_signed_context_fixed"
+SIGNED_CONTEXT = ("site_id", "clinician_id", "starts_at", "duration_minutes", "kind")
+SIGNED_NOTE_RULE = "progress_note_signed_immutable"
+HAS_SIGNED_NOTE = (
+    "EXISTS (SELECT 1 FROM progress_note n WHERE n.session_id = OLD.id AND n.status = 'signed')"
+)
+
+
+def _changed(columns: tuple[str, ...], distinct: str) -> str:
+    return " OR ".join(f"OLD.{c} {distinct} NEW.{c}" for c in columns)
 
 
 def _write_once(distinct: str) -> str:
@@ -61,6 +80,36 @@ def _pg_no_delete_function(table: str) -> str:
     return f"BEGIN\n{_raise(f'{table}_no_delete')}END"
 
 
+def _pg_refuse_when(condition: str, rule: str) -> str:
+    return f"BEGIN\n  IF {condition} THEN\n{_raise(rule)}  END IF;\n  RETURN NEW;\nEND"
+
+
+# (trigger, table, PostgreSQL condition, SQLite condition, rule)
+GUARDS = (
+    (
+        ATTENDEE_RULE,
+        "session_attendee",
+        _changed(ATTENDEE_IDENTITY, "IS DISTINCT FROM"),
+        _changed(ATTENDEE_IDENTITY, "IS NOT"),
+        ATTENDEE_RULE,
+    ),
+    (
+        CONTEXT_RULE,
+        "therapy_session",
+        f"({_changed(SIGNED_CONTEXT, 'IS DISTINCT FROM')}) AND {HAS_SIGNED_NOTE}",
+        f"({_changed(SIGNED_CONTEXT, 'IS NOT')}) AND {HAS_SIGNED_NOTE}",
+        CONTEXT_RULE,
+    ),
+    (
+        "progress_note_id_fixed",
+        "progress_note",
+        "OLD.status = 'signed' AND OLD.id <> NEW.id",
+        "OLD.status = 'signed' AND OLD.id <> NEW.id",
+        SIGNED_NOTE_RULE,
+    ),
+)
+
+
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute(
@@ -85,6 +134,15 @@ def upgrade() -> None:
                 f"CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table} "
                 f"FOR EACH STATEMENT EXECUTE FUNCTION {rule}()"
             )
+        for name, table, condition, _sqlite, rule in GUARDS:
+            op.execute(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS "
+                f"$fn${_pg_refuse_when(condition, rule)}\n$fn$"
+            )
+            op.execute(
+                f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} "
+                f"FOR EACH ROW EXECUTE FUNCTION {name}()"
+            )
     else:
         op.execute(
             f"CREATE TRIGGER {IN_ERROR_RULE} BEFORE UPDATE ON therapy_session "
@@ -96,10 +154,19 @@ def upgrade() -> None:
                 f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table} "
                 f"BEGIN SELECT RAISE(ABORT, '{table}_no_delete'); END"
             )
+        for name, table, _pg, condition, rule in GUARDS:
+            op.execute(
+                f"CREATE TRIGGER {name} BEFORE UPDATE ON {table} "
+                f"FOR EACH ROW WHEN {condition} "
+                f"BEGIN SELECT RAISE(ABORT, '{rule}'); END"
+            )
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        for name, table, *_rest in GUARDS:
+            op.execute(f"DROP TRIGGER IF EXISTS {name} ON {table}")
+            op.execute(f"DROP FUNCTION IF EXISTS {name}()")
         for table in NO_DELETE_TABLES:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_truncate ON {table}")
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete ON {table}")
@@ -107,6 +174,8 @@ def downgrade() -> None:
         op.execute(f"DROP TRIGGER IF EXISTS {IN_ERROR_RULE} ON therapy_session")
         op.execute(f"DROP FUNCTION IF EXISTS {IN_ERROR_RULE}()")
     else:
+        for name, *_rest in GUARDS:
+            op.execute(f"DROP TRIGGER IF EXISTS {name}")
         for table in NO_DELETE_TABLES:
             op.execute(f"DROP TRIGGER IF EXISTS {table}_no_delete")
         op.execute(f"DROP TRIGGER IF EXISTS {IN_ERROR_RULE}")
