@@ -871,3 +871,23 @@ def test_a_patients_referrals_sort_and_page_without_errors(app, aftercare, staff
     assert html.index(f'data-referral-id="{first}"') < html.index(f'data-referral-id="{second}"')
     for query in ("?page=abc", "?page=99999999999", "?sort=nonsense&dir=up", "?_external=1"):
         assert staff.get(url + query).status_code == 200, query
+
+
+@pytest.mark.parametrize("field", ["description", "note"])
+def test_control_characters_in_the_send_form_are_refused_and_nothing_is_disclosed(
+    app, aftercare, staff, field
+):
+    from clinic.forms import CONTROL_CHARACTER_MESSAGE
+
+    make_consent(app, aftercare, resource=aftercare["home"])
+    referral_id = make_referral(app, aftercare, resource=aftercare["home"])
+    url = f"/aftercare/referrals/{referral_id}/send"
+    kept = "Name and that she is in treatment." if field == "note" else "Kept note."
+    other = "note" if field == "description" else "description"
+    response = _post_form(staff, url, {field: "bad\x00text", other: kept})
+    assert response.status_code in (200, 400)  # shown again, not sent
+    body = response.get_data(as_text=True)
+    assert CONTROL_CHARACTER_MESSAGE in body
+    assert kept in body  # the other input is kept
+    assert _count(app, Disclosure) == 0
+    assert _status_of(app, referral_id) == "draft"

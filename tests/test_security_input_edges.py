@@ -336,7 +336,7 @@ def test_sign_in_with_a_control_character_in_the_user_agent_is_refused(
 # --- control characters in form fields --------------------------------------------------
 
 TEXT_INPUT = re.compile(
-    r'<input(?=[^>]*\bname="([^"]+)")(?![^>]*type="(?:hidden|checkbox|radio|submit|date|time|number)")[^>]*>'
+    r'<input(?=[^>]*\bname="([^"]+)")(?![^>]*type="(?:hidden|checkbox|radio|submit|date|time|number|file)")[^>]*>'
 )
 TEXTAREA = re.compile(r'<textarea[^>]*\bname="([^"]+)"')
 FORM = re.compile(r"<form\b([^>]*)>(.*?)</form>", re.S)
@@ -363,6 +363,9 @@ NOT_WALKED = {
     # row's note, an empty addendum).
     "therapy.record_session": "another clinician's session (test_therapy_views)",
     "therapy.add_addendum": "a draft takes no addendum (test_therapy_views)",
+    # A confirmation with no text input; the walk's resource is active, so the page sends
+    # the user back to it.
+    "aftercare.directory_reactivate": "nothing to reactivate (test_aftercare_directory)",
 }
 # Form pages with no text input at all (choices, dates, a confirmation).
 WITHOUT_TEXT = {
@@ -379,6 +382,20 @@ WITHOUT_TEXT = {
     "patients.undo_discharge",
     "dosing.reverse",
     "dosing.injection",
+    # A file upload: the CSV's cells are checked by the importer (test_aftercare_directory_csv).
+    "aftercare.directory_import",
+    # Confirmations and choices: archive, deactivate, grant or revoke a reader, reassign.
+    "aftercare.archive_support_person",
+    "aftercare.directory_deactivate",
+    "therapy.counseling_readers",
+    "therapy.revoke_counseling_reader",
+    "therapy.inactive_drafts",
+    # The printable consent form: a print of the new-consent form's entries (that form's
+    # own page is walked); nothing on it is an input.
+    "aftercare.consent_form",
+    # The walk's referral has no consent: the page shows the refusal, not the form (its
+    # text fields: test_aftercare_referrals).
+    "aftercare.send_referral",
 }
 
 

@@ -19,7 +19,6 @@ from flask import (
     redirect,
     render_template,
     request,
-    stream_with_context,
     url_for,
 )
 from flask_login import current_user
@@ -156,8 +155,10 @@ def directory_export():
     rows = [directory_csv.export_row(r) for r in resources]
     directory.record_export(actor=current_user, filters=filters, count=len(rows))
     db.session.commit()  # the export's own event, before the file goes
+    # The rows are read already: the file is written without the request's context, which
+    # a streamed response would hold open (and its session) until the client reads it all.
     return Response(
-        stream_with_context(directory_csv.export_lines(rows)),
+        "".join(directory_csv.export_lines(rows)),
         mimetype="text/csv",
         headers={"Content-Disposition": "attachment; filename=aftercare-directory.csv"},
     )

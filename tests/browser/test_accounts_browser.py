@@ -11,13 +11,24 @@ NAVIGATION = {
         "Patients",
         "Deadlines",
         "Dosing",
+        "Aftercare directory",
+        "Referrals",
         "Programs",
         "Users",
+        "Drafts to reassign",
         "Audit trail",
         "Emergency-access review",
     ],
-    "clinician": ["Patients", "Deadlines", "My day", "Dosing", "Emergency access"],
-    "staff": ["Patients", "Deadlines"],
+    "clinician": [
+        "Patients",
+        "Deadlines",
+        "My day",
+        "My caseload",
+        "Dosing",
+        "Aftercare directory",
+        "Emergency access",
+    ],
+    "staff": ["Patients", "Deadlines", "Aftercare directory", "Referrals"],
 }
 
 
