@@ -22,7 +22,7 @@ from clinic.errors import ConflictError, DomainError
 from clinic.extensions import db
 from clinic.patients.models import Patient
 from clinic.sites.time import site_today
-from tests.conftest import login
+from tests.conftest import ON_POSTGRES, login
 
 HIDDEN_RE = re.compile(r'<input[^>]*?name="(submission_token|version)"[^>]*?value="([^"]*)"')
 
@@ -891,3 +891,36 @@ def test_control_characters_in_the_send_form_are_refused_and_nothing_is_disclose
     assert kept in body  # the other input is kept
     assert _count(app, Disclosure) == 0
     assert _status_of(app, referral_id) == "draft"
+
+
+@pytest.mark.skipif(not ON_POSTGRES, reason="SQLite locks the whole database: no row locks")
+def test_a_revocation_waits_for_a_send_in_progress(app, aftercare):
+    """Sending locks the patient's consents until its commit: a revocation arriving
+    between the consent check and the commit waits (here: runs out of its lock timeout)
+    instead of leaving a disclosure made under a consent revoked meanwhile."""
+    from clinic.accounts.models import User
+
+    consent_id = make_consent(app, aftercare, resource=aftercare["home"])
+    referral_id = make_referral(app, aftercare, resource=aftercare["home"])
+    with app.test_request_context():
+        referral = db.session.get(Referral, referral_id)
+        disclosures.send(
+            referral, actor=db.session.get(User, aftercare["staff"]), version=referral.version
+        )  # not committed yet: the send is in progress
+        other = sa.create_engine(db.engine.url)
+        try:
+            with other.connect() as conn:
+                conn.execute(sa.text("SET lock_timeout = '300ms'"))
+                with pytest.raises(sa.exc.OperationalError, match="lock timeout"):
+                    conn.execute(
+                        sa.text(
+                            "UPDATE part2_consent SET revoked_on = signed_on, "
+                            "revocation_method = 'In writing', revoked_by_id = recorded_by_id, "
+                            "revoked_at = CURRENT_TIMESTAMP WHERE id = :id"
+                        ),
+                        {"id": consent_id},
+                    )
+        finally:
+            other.dispose()
+        db.session.commit()
+    assert _count(app, Disclosure) == 1

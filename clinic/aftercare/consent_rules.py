@@ -246,6 +246,7 @@ def check_disclosure(
     purpose: ConsentPurpose,
     on: dt.date,
     counseling_notes: bool = False,
+    lock: bool = False,
 ) -> Consent:
     """The consent that allows disclosing ``patient``'s information to ``recipient`` for
     ``purpose`` on day ``on`` (42 CFR 2.31, 2.33): active on ``on`` (signed on or before,
@@ -254,7 +255,10 @@ def check_disclosure(
     disclosed (§2.31(b)); and no restriction the patient asked for (§2.26) forbids it.
 
     Raises ``DisclosureRefused`` with the reason otherwise. Two statements; records
-    nothing (the caller records the disclosure under the consent returned)."""
+    nothing (the caller records the disclosure under the consent returned). With ``lock``
+    (a send), the patient's consents are locked until the caller's commit (PostgreSQL
+    ``FOR UPDATE``), so a revocation waits for the disclosure instead of slipping in
+    between this check and the commit."""
     purpose = ConsentPurpose(purpose)
     if recipient.support_person is not None:
         person = recipient.support_person
@@ -275,11 +279,14 @@ def check_disclosure(
             f"{recipient.name} is no longer active in the directory: nothing is sent to it."
         )
     ended = _treatment_ended(Consent.patient_id, Consent.signed_on, on).label("ended")
-    rows = db.session.execute(
+    query = (
         sa.select(Consent, ended)
         .where(Consent.patient_id == patient.id)
         .order_by(Consent.signed_on.desc(), Consent.id.desc())
-    ).all()
+    )
+    if lock:
+        query = query.with_for_update(of=Consent)
+    rows = db.session.execute(query).all()
     restrictions = db.session.scalars(
         sa.select(RestrictionRequest).where(
             RestrictionRequest.patient_id == patient.id,

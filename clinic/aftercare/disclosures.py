@@ -49,15 +49,19 @@ def default_description(consent: Consent) -> str:
     return consent.information_description
 
 
-def covering_consent(referral: Referral, on: dt.date | None = None) -> Consent:
-    """The consent that allows sending this referral on ``on`` (default: the site's today).
-    Raises ``consents.DisclosureRefused`` with the reason in staff's words."""
+def covering_consent(
+    referral: Referral, on: dt.date | None = None, *, lock: bool = False
+) -> Consent:
+    """The consent that allows sending this referral on ``on`` (default: the site's today);
+    ``lock`` (sending) holds the patient's consents until the commit. Raises
+    ``consents.DisclosureRefused`` with the reason in staff's words."""
     on = on or site_today(referral.patient.site)
     return consents.check_disclosure(
         referral.patient,
         recipient=recipient_of(referral),
         purpose=referral.purpose,
         on=on,
+        lock=lock,
     )
 
 
@@ -83,7 +87,7 @@ def send(
         )
     _check_version(referral, version)
     on = on or site_today(referral.patient.site)
-    consent = covering_consent(referral, on)
+    consent = covering_consent(referral, on, lock=True)
     description = (description or "").strip() or default_description(consent)
     if len(description) > DESCRIPTION_MAX:
         raise DomainError(
