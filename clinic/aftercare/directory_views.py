@@ -41,25 +41,15 @@ from clinic.pagination import paginate_sorted
 from clinic.patients.contact import format_phone
 from clinic.security import Permission, require_permission
 from clinic.sites.models import Site
+from clinic.sites.time import user_today, user_zone
 from clinic.web import Once, conflict_rows, save, shown_day
 
 DIRECTORY_URL = "aftercare.directory_index"
 
 
-def _viewer_zone() -> ZoneInfo:
-    """The user's first site's time zone (UTC for a user of no site)."""
-    sites = current_user.sites
-    return ZoneInfo(sites[0].timezone) if sites else ZoneInfo("UTC")
-
-
-def _viewer_today() -> dt.date:
-    """Today at the user's first site (the day the user's clinic is living)."""
-    return utcnow().astimezone(_viewer_zone()).date()
-
-
 def _moment(value: dt.datetime) -> str:
     """An instant in the user's time zone: "26 Jan 2026 14:05 CST"."""
-    local = value.astimezone(_viewer_zone())
+    local = value.astimezone(user_zone(current_user))
     return f"{shown_day(local.date())} {local:%H:%M} {local.tzname()}"
 
 
@@ -120,7 +110,7 @@ def directory_index():
             directory.DIRECTORY_SORTS,
             tiebreak=AftercareResource.id,
         )
-        viewer_today = _viewer_today()
+        viewer_today = user_today(current_user)
         stale = {r.id for r in page.items if directory.beds_stale(r, _today_for(r, viewer_today))}
     filtered = any(request.args.get(k) for k in directory.DIRECTORY_SORTS.params if k != "inactive")
     return render_template(
@@ -171,7 +161,7 @@ def directory_export():
 @require_permission(Permission.AFTERCARE_READ)
 def directory_resource(resource_id: int):
     resource = _resource_or_404(resource_id)
-    today = _today_for(resource, _viewer_today())
+    today = _today_for(resource, user_today(current_user))
     return render_template(
         "aftercare/directory_detail.html",
         resource=resource,
@@ -228,7 +218,7 @@ def directory_new():
         outcome = save(
             form,
             lambda: directory.create_resource(
-                actor=current_user, data=_data(form), today=_viewer_today()
+                actor=current_user, data=_data(form), today=user_today(current_user)
             ),
             once=Once(
                 token=form.submission_token.data,
@@ -307,7 +297,7 @@ def directory_edit(resource_id: int):
                 actor=current_user,
                 data=_data(form),
                 expected_version=form.version_number,
-                today=_viewer_today(),
+                today=user_today(current_user),
             ),
             once=Once(
                 token=form.submission_token.data,
@@ -413,7 +403,7 @@ def directory_import():
             outcome = save(
                 form,
                 lambda: directory_csv.import_directory(
-                    raw, actor=current_user, today=_viewer_today(), check_only=check_only
+                    raw, actor=current_user, today=user_today(current_user), check_only=check_only
                 ),
                 once=None
                 if check_only

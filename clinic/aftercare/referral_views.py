@@ -12,8 +12,6 @@ patient is ``opened`` (one view event per page).
 
 from __future__ import annotations
 
-import datetime as dt
-
 from flask import Flask, abort, flash, g, redirect, render_template, request, session, url_for
 from flask_login import current_user
 from wtforms import SelectChoice
@@ -36,7 +34,7 @@ from clinic.errors import DomainError, record_denied
 from clinic.patients import access
 from clinic.patients.models import Patient
 from clinic.security import Permission, require_permission
-from clinic.sites.time import site_today
+from clinic.sites.time import site_today, user_today
 from clinic.web import RECHECK, Once, already_sent, conflict_rows, save, shown_day
 
 # Two staff sending at once: the one who lost sees why (already sent) on a re-check.
@@ -98,8 +96,7 @@ def dashboard():
     """Referrals by status, follow-ups due, consents expiring within 30 days, residences
     with a free bed that accept MOUD: a constant number of queries, one view event per
     patient shown."""
-    sites = current_user.sites
-    today = site_today(sites[0]) if sites else dt.date.today()
+    today = user_today(current_user)
     counts = referrals.counts_by_status(current_user)
     due = referrals.follow_ups_due(current_user, today)
     expiring = referrals.consents_expiring(current_user, today)

@@ -45,7 +45,7 @@ from clinic.patients.forms import (
 from clinic.patients.models import Enrollment, Patient
 from clinic.security import Permission, require_permission
 from clinic.sites.models import Site
-from clinic.sites.time import site_today
+from clinic.sites.time import site_today, user_today
 from clinic.web import RECHECK, Once, put_error_on_form, save
 from clinic.web import conflict_rows as _conflict  # shared by patients, programs, users
 
@@ -276,7 +276,7 @@ def register():
     form = PatientForm()
     sites = _site_choices(form)
     if request.method == "GET" and not form.restored:
-        form.intake_date.data = site_today(sites[0]) if sites else dt.date.today()
+        form.intake_date.data = site_today(sites[0]) if sites else user_today(current_user)
         if len(sites) == 1:
             form.site_id.data = sites[0].id
         # From "No patient matches ... Register": what was searched for, in its fields.

@@ -24,8 +24,9 @@ from clinic.extensions import db
 from clinic.pagination import PER_PAGE, requested_page
 from clinic.patients import access
 from clinic.security import Permission, require_permission
+from clinic.sites.time import user_zone
 from clinic.therapy import reading
-from clinic.therapy.views import _home_zone, bp
+from clinic.therapy.views import bp
 
 CASELOAD_SORT_LABELS = {"name": "Patient", "days": "Days since", "rate": "This month"}
 
@@ -82,7 +83,7 @@ def caseload():
     if sort not in reading.CASELOAD_SORTS:
         sort = "name"
     descending = request.args.get("dir") == "desc"
-    zone = _home_zone(current_user)
+    zone = user_zone(current_user)
     now = utcnow()
     rows = reading.caseload(
         current_user,

@@ -37,6 +37,7 @@ from clinic.patients import access
 from clinic.patients.models import Enrollment, Patient
 from clinic.security import Permission, require_permission
 from clinic.sites.models import Site
+from clinic.sites.time import user_zone
 from clinic.therapy import notes as note_services
 from clinic.therapy import reading, sessions
 from clinic.therapy.forms import (
@@ -90,11 +91,6 @@ def _therapy_label(value, kind: str) -> str:
     return _label(enum, value) if value is not None else "—"
 
 
-def _home_zone(user) -> ZoneInfo:
-    """The clinician's day is their first site's day."""
-    return ZoneInfo(user.sites[0].timezone) if user.sites else ZoneInfo("UTC")
-
-
 @bp.app_template_filter("therapy_time")
 def _therapy_time(value: dt.datetime | None) -> str:
     """An instant in the signed-in user's first site's time zone: "5 Jan 2026 14:05 CST"."""
@@ -102,7 +98,7 @@ def _therapy_time(value: dt.datetime | None) -> str:
         return "—"
     if value.tzinfo is None:  # SQLite gives naive UTC from some expressions
         value = value.replace(tzinfo=dt.UTC)
-    local = value.astimezone(_home_zone(current_user))
+    local = value.astimezone(user_zone(current_user))
     return f"{local.day} {local:%b %Y %H:%M} {local.tzname()}"
 
 
@@ -127,7 +123,7 @@ def my_day():
     unsigned notes (oldest first) and the notes waiting for their co-signature: four
     queries whatever the number of rows (reading.py), plus the page's own."""
     now = utcnow()
-    today = now.astimezone(_home_zone(current_user)).date()
+    today = now.astimezone(user_zone(current_user)).date()
     schedule = reading.day_schedule(current_user, today, now=now)
     # Today's unrecorded sessions are in the schedule (marked); the list is the days before.
     unrecorded = reading.unrecorded_sessions(current_user, now=now)
