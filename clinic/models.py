@@ -5,6 +5,12 @@ from clinic.aftercare.consent_models import Consent, RestrictionRequest, Support
 from clinic.aftercare.models import AftercareResource
 from clinic.aftercare.referral_models import Disclosure, Referral, ReferralEvent
 from clinic.audit.models import AuditChainHead, AuditEvent, BreakGlassGrant
+from clinic.medications.drug_test_models import (
+    DrugTest,
+    DrugTestResult,
+    RandomTestDraw,
+    RandomTestSelection,
+)
 from clinic.medications.models import (
     DoseEntry,
     FlagAcknowledgement,
@@ -13,6 +19,14 @@ from clinic.medications.models import (
     MissedDoseReview,
     PatientFlag,
 )
+from clinic.medications.take_home_models import (
+    BottleReturn,
+    CallBack,
+    DiversionIncident,
+    TakeHomeDecision,
+    TakeHomeDispensing,
+    TakeHomeReview,
+)
 from clinic.patients.models import (
     CarePlanReview,
     Enrollment,
@@ -20,7 +34,7 @@ from clinic.patients.models import (
     PatientNameToken,
     Program,
 )
-from clinic.sites.models import Site
+from clinic.sites.models import Site, SiteClosure
 from clinic.submissions import FormSubmission
 from clinic.therapy.models import (
     CounselingNote,
@@ -35,13 +49,18 @@ __all__ = [
     "AftercareResource",
     "AuditChainHead",
     "AuditEvent",
+    "BottleReturn",
     "BreakGlassGrant",
+    "CallBack",
     "CarePlanReview",
     "Consent",
     "CounselingNote",
     "CounselingNoteReader",
     "Disclosure",
+    "DiversionIncident",
     "DoseEntry",
+    "DrugTest",
+    "DrugTestResult",
     "Enrollment",
     "FlagAcknowledgement",
     "FormSubmission",
@@ -54,13 +73,19 @@ __all__ = [
     "PatientNameToken",
     "Program",
     "ProgressNote",
+    "RandomTestDraw",
+    "RandomTestSelection",
     "RecoveryCode",
     "Referral",
     "ReferralEvent",
     "RestrictionRequest",
     "SessionAttendee",
     "Site",
+    "SiteClosure",
     "SupportPerson",
+    "TakeHomeDecision",
+    "TakeHomeDispensing",
+    "TakeHomeReview",
     "TherapySession",
     "User",
     "UserSession",

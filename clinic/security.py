@@ -53,6 +53,15 @@ class Permission(StrEnum):
     AFTERCARE_READ = "aftercare.read"  # the directory, a patient's consents and referrals
     CONSENTS_RECORD = "consents.record"  # consents, revocations, restriction requests
     REFERRALS_MANAGE = "referrals.manage"  # support people, referrals, sending (disclosure)
+    # Take-homes and drug tests (issue 13). Every role sees who is due a test or a call-back;
+    # only clinicians and administrators see results, decisions and bottle findings.
+    TESTS_DUE = "tests.due"  # the random-test worklist, today's draw, call-backs due
+    DRUG_TESTS_READ = "drug_tests.read"  # results and the test history
+    DRUG_TESTS_RECORD = "drug_tests.record"  # collect a test, enter results
+    TAKE_HOMES_READ = "take_homes.read"  # decisions, the review list, bottles, incidents
+    TAKE_HOMES_DECIDE = "take_homes.decide"  # record and review decisions, returns, call-backs
+    TAKE_HOMES_APPROVE = "take_homes.approve"  # approve a decision: prescribers only
+    CALENDAR_MANAGE = "calendar.manage"  # the site's closed weekdays and holidays
 
 
 # What each role may do (DOMAIN.md, "Who uses it"). Later features add their rows.
@@ -73,6 +82,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.AFTERCARE_READ,
             Permission.CONSENTS_RECORD,
             Permission.REFERRALS_MANAGE,
+            Permission.TESTS_DUE,
+            Permission.DRUG_TESTS_READ,
+            Permission.TAKE_HOMES_READ,
+            Permission.CALENDAR_MANAGE,
         }
     ),
     Role.CLINICIAN: frozenset(
@@ -89,6 +102,12 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.SESSIONS_RECORD,
             Permission.NOTES_READ,
             Permission.AFTERCARE_READ,
+            Permission.TESTS_DUE,
+            Permission.DRUG_TESTS_READ,
+            Permission.DRUG_TESTS_RECORD,
+            Permission.TAKE_HOMES_READ,
+            Permission.TAKE_HOMES_DECIDE,
+            Permission.TAKE_HOMES_APPROVE,
         }
     ),
     Role.STAFF: frozenset(
@@ -100,6 +119,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.AFTERCARE_READ,
             Permission.CONSENTS_RECORD,
             Permission.REFERRALS_MANAGE,
+            Permission.TESTS_DUE,
         }
     ),
 }
@@ -109,6 +129,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
 PERMISSION_USER_FLAGS: dict[Permission, str] = {
     Permission.MEDICATION_ORDER: "is_prescriber",
     Permission.DOSE_RECORD: "may_dispense",
+    Permission.TAKE_HOMES_APPROVE: "is_prescriber",
 }
 
 SESSION_END_MESSAGES = {

@@ -462,6 +462,9 @@ def route_records(app, records, make_user, make_order, make_patient) -> dict[str
     merged.update(counseling_route_records(app, merged, make_user))
     merged.update(referral_route_records(app, merged))
     merged.update(consent_route_records(app, merged))
+    from tests.route_modules import extra_route_records
+
+    merged.update(extra_route_records(app, merged, make_user))
     return merged
 
 

@@ -98,8 +98,16 @@ def test_truncate_of_the_ledger_is_refused_on_postgresql(ledger):
 @pytest.mark.parametrize(
     ("values", "constraint"),
     [
-        ({"amount_mg": Decimal("0")}, "ck_dose_entry_amount_given"),
-        ({"amount_mg": Decimal("-5")}, "ck_dose_entry_amount_given"),
+        # Both CHECKs refuse these; which one an engine reports first depends on the table's
+        # constraint order (SQLite rebuilds the table when a migration adds constraints).
+        (
+            {"amount_mg": Decimal("0")},
+            ("ck_dose_entry_amount_given", "ck_dose_entry_amount_positive"),
+        ),
+        (
+            {"amount_mg": Decimal("-5")},
+            ("ck_dose_entry_amount_given", "ck_dose_entry_amount_positive"),
+        ),
         ({"amount_mg": None}, "ck_dose_entry_amount_given"),
         ({"slot": None}, "ck_dose_entry_slot_for_given"),
         ({"slot": 0}, "ck_dose_entry_slot_positive"),
@@ -117,7 +125,8 @@ def test_truncate_of_the_ledger_is_refused_on_postgresql(ledger):
     ],
 )
 def test_checks_refuse_incomplete_rows(ledger, values, constraint):
-    assert refused_by(row(ledger, **values)) == constraint
+    expected = constraint if isinstance(constraint, tuple) else (constraint,)
+    assert refused_by(row(ledger, **values)) in expected
 
 
 def test_a_reversal_needs_the_row_it_reverses_and_a_reason(ledger):

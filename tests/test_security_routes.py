@@ -11,31 +11,24 @@ from flask import Flask
 
 from clinic.security import endpoint_access
 from tests.conftest import login
-
-OK, DENY, LOGIN = "allowed", "403", "login"
-# Never expected: the CSRF check refused the POST, so the permission was not measured.
-CSRF_REFUSED = "refused by the CSRF check"
-CSRF_REFUSALS = (
-    "The form had expired, so nothing was saved.",
-    "Your form expired or was sent without its security token.",
+from tests.matrix_rows import (
+    ADMIN_ONLY,
+    ANY_USER,
+    CLINICIAN_ONLY,
+    CSRF_REFUSALS,
+    CSRF_REFUSED,
+    DENY,
+    LOGIN,
+    NOBODY_WITHOUT_FLAG,
+    NOT_CLINICIAN,
+    NOT_FOUND,
+    NOT_STAFF,
+    OK,
+    PUBLIC,
+    ROLES,
+    row,
 )
-ROLES = ("anonymous", "staff", "clinician", "admin")
-
-
-def row(anonymous=LOGIN, staff=OK, clinician=OK, admin=OK) -> dict[str, str]:
-    return {"anonymous": anonymous, "staff": staff, "clinician": clinician, "admin": admin}
-
-
-PUBLIC = row(anonymous=OK)
-ANY_USER = row()
-ADMIN_ONLY = row(staff=DENY, clinician=DENY)
-NOT_CLINICIAN = row(clinician=DENY)
-NOT_STAFF = row(staff=DENY)
-CLINICIAN_ONLY = row(staff=DENY, admin=DENY)
-# A permission the role grants only with a flag on the account (prescriber, may dispense).
-NOBODY_WITHOUT_FLAG = row(staff=DENY, clinician=DENY, admin=DENY)
-# A record the role may open, but not this one (another author's counseling note): 404.
-NOT_FOUND = "404 (allowed, but not this record)"
+from tests.route_modules import extra_matrix_rows
 
 # (endpoint, method) -> expected outcome per role
 MATRIX: dict[tuple[str, str], dict[str, str]] = {
@@ -234,6 +227,8 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("aftercare.lift_restriction", "GET"): NOT_CLINICIAN,
     ("aftercare.lift_restriction", "POST"): NOT_CLINICIAN,
 }
+# Rows of the domains that keep theirs beside their tests (tests/route_modules.py).
+MATRIX.update(extra_matrix_rows())
 
 # Values for the URL rules' variables (records give the ids), by endpoint where they differ.
 URL_VALUES = {"filename": "clinic.css", "action": "unlock"}

@@ -502,9 +502,25 @@ class DoseEntry(Base):
             "take_home_mg IS NULL OR take_home_mg > 0",
             name="take_home_amount",
         ),
+        # A take-home bottle (issue 13) has its take-on date (a later day), its number in
+        # its dispensing, and the dispensing (the visit, its decision, its label sheet).
+        sa.CheckConstraint(
+            "(kind = 'take_home') = (take_on IS NOT NULL AND bottle_number IS NOT NULL"
+            " AND dispensing_id IS NOT NULL)",
+            name="take_home_bottle",
+        ),
+        sa.CheckConstraint(
+            "kind <> 'take_home' OR (amount_mg IS NOT NULL AND amount_mg > 0"
+            " AND take_on > dispensed_on AND bottle_number > 0)",
+            name="take_home_bottle_amount",
+        ),
         sa.UniqueConstraint(
             "patient_id", "dispensed_on", "slot", name="uq_dose_entry_patient_day_slot"
         ),
+        sa.UniqueConstraint(
+            "dispensing_id", "bottle_number", name="uq_dose_entry_dispensing_bottle"
+        ),
+        sa.Index("ix_dose_entry_patient_take_on", "patient_id", "take_on"),
         sa.Index(
             "uq_dose_entry_reverses_id",
             "reverses_id",
@@ -544,6 +560,11 @@ class DoseEntry(Base):
     reverses_id: Mapped[int | None] = mapped_column(sa.ForeignKey("dose_entry.id"))
     lot: Mapped[str | None] = mapped_column(sa.String(40))
     injection_site: Mapped[str | None] = mapped_column(sa.String(40))
+    # A take-home bottle (kind take_home): the site-local day it is for, its number on the
+    # label, and its dispensing (clinic.medications.take_home_models.TakeHomeDispensing).
+    take_on: Mapped[dt.date | None]
+    bottle_number: Mapped[int | None]
+    dispensing_id: Mapped[int | None] = mapped_column(sa.ForeignKey("take_home_dispensing.id"))
 
     patient: Mapped[Patient] = relationship()
     dispenser: Mapped[User] = relationship()

@@ -201,6 +201,8 @@ DEFAULT_BUPRENORPHINE_STEP_MG = 4
 # A progress note signed more than this many hours after its session ended is a late
 # entry (DOMAIN.md "Therapy sessions"; issue 11).
 DEFAULT_NOTE_LATE_HOURS = 72
+# A take-home decision older than this many days is due for review (issue 13).
+DEFAULT_TAKE_HOME_REVIEW_DAYS = 90
 TAKE_HOME_CAP_COLUMNS = (
     "take_home_cap_days_0_14",
     "take_home_cap_days_15_30",
@@ -242,6 +244,9 @@ class Program(Base):
             "buprenorphine_step_mg BETWEEN 1 AND 32", name="buprenorphine_step_range"
         ),
         sa.CheckConstraint("note_late_hours BETWEEN 1 AND 720", name="note_late_hours_range"),
+        sa.CheckConstraint(
+            "take_home_review_days BETWEEN 1 AND 365", name="take_home_review_days_range"
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -266,6 +271,9 @@ class Program(Base):
     )
     note_late_hours: Mapped[int] = mapped_column(
         default=DEFAULT_NOTE_LATE_HOURS, server_default=str(DEFAULT_NOTE_LATE_HOURS)
+    )
+    take_home_review_days: Mapped[int] = mapped_column(
+        default=DEFAULT_TAKE_HOME_REVIEW_DAYS, server_default=str(DEFAULT_TAKE_HOME_REVIEW_DAYS)
     )
     # Optimistic lock: two administrators editing the same program cannot silently undo
     # each other's change (the form carries the version it was built from).

@@ -1,0 +1,9 @@
+"""Matrix rows and walk records of the random-test schedule pages (tests/route_modules.py)."""
+
+from __future__ import annotations
+
+MATRIX_ROWS: dict[tuple[str, str], dict[str, str]] = {}
+
+
+def route_records(app, merged: dict, make_user) -> dict:
+    return {}
