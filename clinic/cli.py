@@ -94,6 +94,29 @@ def seed_demo() -> None:
 
     doses = dosing_demo.seed(site, nurse=users["nurse"])
     click.echo(f"Created {doses} dose ledger rows (three weeks of doses).")
+    from clinic.medications import drug_test_demo
+
+    tests = drug_test_demo.seed(site, nurse=users["nurse"])
+    click.echo(
+        f"Created {tests} drug tests (a year of random tests, a confirmed and an overturned "
+        "positive, a missing-methadone finding)."
+    )
+    from clinic.medications import take_home_demo
+
+    decisions = take_home_demo.seed(
+        site, prescriber=users["prescriber"], nurse=users["nurse"], admin=admin
+    )
+    click.echo(
+        f"Created {decisions} take-home decisions (at days 12, 20 and 35 in treatment, one "
+        "awaiting a prescriber; one of 12 days ago for a patient long in treatment), the "
+        "site's label address and a holiday."
+    )
+    # After the decisions: bottles are dispensed under an approved one.
+    from clinic.medications import take_home_bottle_demo
+
+    click.echo(
+        take_home_bottle_demo.seed(site, nurse=users["nurse"], clinician=users["prescriber"])
+    )
     from clinic.therapy import demo as therapy_demo
 
     therapy = therapy_demo.seed(
@@ -126,6 +149,15 @@ def seed_demo() -> None:
         else "No referrals: the aftercare directory and consents demos made none to refer to."
     )
     db.session.commit()
+    # In a transaction of its own (a draw that loses a race rolls back), after the tests.
+    from clinic.medications import drug_test_schedule_demo
+
+    drawn = drug_test_schedule_demo.seed(site)
+    click.echo(
+        f"Today's random drug-test draw: {drawn[0]} of {drawn[1]} patients selected."
+        if drawn
+        else "No random drug-test draw today: the site is closed."
+    )
     # Last, after everything else the seeding printed, so it does not scroll past.
     click.echo(_password_box(passwords))
 
@@ -133,7 +165,9 @@ def seed_demo() -> None:
 def register(app: Flask) -> None:
     from clinic.accounts.cli import users_cli
     from clinic.audit.cli import audit_cli
+    from clinic.medications.drug_test_schedule_cli import drug_tests_cli
 
     app.cli.add_command(seed_demo)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(drug_tests_cli)
     app.cli.add_command(users_cli)

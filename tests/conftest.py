@@ -7,17 +7,26 @@ gets a copy of it (SQLite) or empty tables (PostgreSQL, in a database of its own
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import os
 import re
 import shutil
+import sqlite3
 import uuid
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
+import jinja2
+import jinja2.bccache
 import pytest
 import sqlalchemy as sa
+from argon2 import PasswordHasher
 from flask.testing import FlaskClient
+from werkzeug.routing import Rule
 
 from clinic import create_app
+from clinic.accounts import passwords
 from clinic.audit.models import GENESIS_HASH
 from clinic.extensions import db
 
@@ -35,10 +44,78 @@ def _pg_url(database: str) -> sa.URL:
     return sa.make_url(normalise_database_url(TEST_DATABASE_URL)).set(database=database)
 
 
+# --- what every test's app costs ---------------------------------------------------------
+# Each test builds its own app: the three costs below are paid once per worker instead.
+
+# Signing in is done thousands of times: argon2id at its lowest cost here (the OWASP
+# profile of TestingConfig costs ~50 ms a hash). Hashes and checks are still argon2id, and
+# production's profile is untouched (clinic/accounts/passwords.py).
+TEST_HASH_PROFILE = "tests-fast"
+passwords._HASHERS.setdefault(
+    TEST_HASH_PROFILE, PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
+)
+
+
+class _SharedBytecodeCache(jinja2.BytecodeCache):
+    """Compiled templates shared by every app of the worker (keyed by the template's file,
+    checked against its source), so a template is compiled once, not once per test."""
+
+    def __init__(self) -> None:
+        self._code: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        code = self._code.get(bucket.key)
+        if code is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self._code[bucket.key] = bucket.bytecode_to_string()
+
+
+TEMPLATE_BYTECODE = _SharedBytecodeCache()
+_compile_builder = Rule._compile_builder
+_BUILDERS: dict[tuple, object] = {}
+
+
+def _shared_builder(self: Rule, append_unknown: bool = True):
+    """Werkzeug compiles two URL builders per rule per app (~280 rules): the same rule gives
+    the same function (it takes the rule as its first argument), so compile it once. A
+    rule whose defaults fill its own variables is compiled as before."""
+    defaults = self.defaults or {}
+    if defaults and any(dynamic and name in defaults for dynamic, name in self._trace):
+        return _compile_builder(self, append_unknown)
+    key = (
+        self.rule,
+        tuple(self._trace),
+        tuple(sorted((str(k), repr(v)) for k, v in defaults.items())),
+        append_unknown,
+    )
+    if key not in _BUILDERS:
+        _BUILDERS[key] = _compile_builder(self, append_unknown)
+    return _BUILDERS[key]
+
+
+Rule._compile_builder = _shared_builder
+
+
+@sa.event.listens_for(sa.engine.Engine, "connect")
+def _sqlite_without_fsync(dbapi_connection, _record) -> None:
+    """A test's database is thrown away: SQLite need not wait for the disk at each commit
+    (locking, WAL and every constraint are as in production)."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.execute("PRAGMA synchronous=OFF")
+
+
 def make_app(database_uri: str, **overrides):
-    settings = {"CLINIC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": database_uri}
+    settings = {
+        "CLINIC_ENV": "testing",
+        "SQLALCHEMY_DATABASE_URI": database_uri,
+        "PASSWORD_HASH_PROFILE": TEST_HASH_PROFILE,
+    }
     settings.update(overrides)
-    return create_app(settings)
+    app = create_app(settings)
+    app.jinja_env.bytecode_cache = TEMPLATE_BYTECODE
+    return app
 
 
 def migrate_to_head(database_uri: str) -> None:
@@ -58,6 +135,8 @@ def database_template(tmp_path_factory, worker_id):
         admin = sa.create_engine(_pg_url("postgres"), isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
             conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+            # Thrown away at the end: commits need not wait for the WAL to reach the disk.
+            conn.execute(sa.text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
         url = _pg_url(name).render_as_string(hide_password=False)
         migrate_to_head(url)
         yield url
@@ -71,12 +150,125 @@ def database_template(tmp_path_factory, worker_id):
 
 
 @pytest.fixture
-def database_uri(database_template, tmp_path) -> str:
+def database_uri(request, database_template, tmp_path, tmp_path_factory) -> str:
+    """The test's database: the migrated template, or for a test that walks every endpoint
+    (it asks for ``route_records``) the template with the walk's records in it."""
+    walk = None
+    if "route_records" in request.fixturenames:
+        walk = _fresh_walk_snapshot(database_template, tmp_path_factory)
+        request.node.stash[WALK] = walk
     if ON_POSTGRES:
+        if walk is not None and not walk.just_built:
+            walk.restore_postgres(database_template)
         return database_template
     path = Path(tmp_path) / "clinic.db"
-    shutil.copyfile(database_template, path)
+    shutil.copyfile(walk.sqlite_path if walk is not None else database_template, path)
     return f"sqlite:///{path}"
+
+
+# --- the walks' records, built once ---------------------------------------------------------
+
+# The records are made relative to now (an order starting today, a session tomorrow, a
+# break-glass grant of five minutes): a snapshot older than this, or of another day at the
+# site, is built again.
+WALK_SNAPSHOT_MAX_AGE = dt.timedelta(minutes=2)
+WALK_SITE_ZONE = ZoneInfo("America/Chicago")
+
+
+@dataclasses.dataclass
+class WalkSnapshot:
+    """A database holding ``walk_records``: an SQLite file, or on PostgreSQL every table's
+    rows (COPY's text) and every sequence's position, put back before each walk."""
+
+    site: int
+    records: dict[str, int]
+    route_records: dict[str, int]
+    built_at: dt.datetime
+    sqlite_path: Path | None = None
+    tables: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    sequences: dict[str, int] = dataclasses.field(default_factory=dict)
+    just_built: bool = True
+
+    def fresh(self) -> bool:
+        now = dt.datetime.now(dt.UTC)
+        return (
+            now - self.built_at < WALK_SNAPSHOT_MAX_AGE
+            and now.astimezone(WALK_SITE_ZONE).date()
+            == self.built_at.astimezone(WALK_SITE_ZONE).date()
+        )
+
+    def capture_postgres(self, url: str) -> None:
+        engine = sa.create_engine(url)
+        with engine.connect() as conn:
+            cursor = conn.connection.driver_connection.cursor()
+            for table in db.metadata.sorted_tables:
+                if table.name == "alembic_version":
+                    continue
+                with cursor.copy(f'COPY "{table.name}" TO STDOUT') as copy:
+                    data = b"".join(bytes(chunk) for chunk in copy)
+                if data:
+                    self.tables[table.name] = data
+            self.sequences = dict(
+                conn.execute(
+                    sa.text(
+                        "SELECT quote_ident(schemaname) || '.' || quote_ident(sequencename), "
+                        "last_value FROM pg_sequences "
+                        "WHERE schemaname = current_schema() AND last_value IS NOT NULL"
+                    )
+                ).all()
+            )
+        engine.dispose()
+
+    def restore_postgres(self, url: str) -> None:
+        """Into the emptied database (the previous test's teardown), triggers and foreign
+        keys off as the rows go back exactly as they were."""
+        engine = sa.create_engine(url)
+        with engine.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL session_replication_role = replica")
+            cursor = conn.connection.driver_connection.cursor()
+            for name, data in self.tables.items():
+                cursor.execute(f'DELETE FROM "{name}"')
+                with cursor.copy(f'COPY "{name}" FROM STDIN') as copy:
+                    copy.write(data)
+            for sequence, value in self.sequences.items():
+                conn.execute(sa.text("SELECT setval(:s, :v, true)"), {"s": sequence, "v": value})
+        engine.dispose()
+
+
+WALK = pytest.StashKey[WalkSnapshot]()
+_walk_snapshot: WalkSnapshot | None = None
+
+
+def _fresh_walk_snapshot(database_template, tmp_path_factory) -> WalkSnapshot:
+    global _walk_snapshot  # one snapshot per worker, built again when stale
+    if _walk_snapshot is not None and _walk_snapshot.fresh():
+        _walk_snapshot.just_built = False
+        return _walk_snapshot
+    if ON_POSTGRES:
+        url, path = database_template, None  # emptied by the previous test's teardown
+    else:
+        path = tmp_path_factory.mktemp("walk") / "walk.db"
+        shutil.copyfile(database_template, path)
+        url = f"sqlite:///{path}"
+    built_at = dt.datetime.now(dt.UTC)
+    app = make_app(url)
+    site_id = main_site(app)
+    make_user, make_patient = user_factory(app, site_id), patient_factory(app, site_id)
+    records = base_records(
+        app, make_user, make_patient, program_factory(app, site_id), enrollment_factory(app)
+    )
+    route = walk_records(app, records, make_user, order_factory(app), make_patient)
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+    snapshot = WalkSnapshot(site_id, records, route, built_at, sqlite_path=path)
+    if ON_POSTGRES:
+        snapshot.capture_postgres(url)
+    else:
+        with sqlite3.connect(path) as conn:  # everything in the file itself, none in its WAL
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    _walk_snapshot = snapshot
+    return snapshot
 
 
 @pytest.fixture
@@ -93,17 +285,48 @@ def app(database_uri, app_overrides):
     with app.app_context():
         db.session.remove()
         if ON_POSTGRES:
-            tables = [t.name for t in db.metadata.sorted_tables if t.name != "alembic_version"]
             with db.engine.begin() as conn:
-                conn.execute(sa.text("SET session_replication_role = replica"))
-                conn.execute(sa.text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-                conn.execute(
-                    sa.text(
-                        "INSERT INTO audit_chain_head (id, last_seq, last_hash) "
-                        f"VALUES (1, 0, '{GENESIS_HASH}')"
-                    )
-                )
+                empty_postgres_tables(conn)
         db.engine.dispose()
+
+
+def empty_postgres_tables(conn: sa.Connection) -> None:
+    """Every table back to its migrated state: empty, its ids starting again at 1, and the
+    audit chain's head at the genesis hash.
+
+    DELETE with triggers and foreign keys off (``session_replication_role``), in one round
+    trip: on tables of a few rows it takes milliseconds where TRUNCATE of every table took
+    over a second a test (TRUNCATE makes new files for each table and index)."""
+    tables = ", ".join(
+        f"'{t.name}'" for t in db.metadata.sorted_tables if t.name != "alembic_version"
+    )
+    conn.exec_driver_sql(
+        f"""
+        DO $$
+        DECLARE
+            name text;
+            seq record;
+        BEGIN
+            SET LOCAL session_replication_role = replica;
+            FOREACH name IN ARRAY ARRAY[{tables}] LOOP
+                EXECUTE 'DELETE FROM ' || quote_ident(name);
+            END LOOP;
+            FOR seq IN
+                SELECT schemaname, sequencename, start_value FROM pg_sequences
+                WHERE schemaname = current_schema() AND last_value IS NOT NULL
+            LOOP
+                PERFORM setval(
+                    quote_ident(seq.schemaname) || '.' || quote_ident(seq.sequencename),
+                    seq.start_value,
+                    false
+                );
+            END LOOP;
+            INSERT INTO audit_chain_head (id, last_seq, last_hash)
+            VALUES (1, 0, '{GENESIS_HASH}');
+        END
+        $$
+        """
+    )
 
 
 class Client(FlaskClient):
@@ -138,15 +361,20 @@ def app_ctx(app):
 PASSWORD = "correct horse battery staple 42"
 
 
-@pytest.fixture
-def site(app):
-    """The default site every factory user works at."""
+def main_site(app) -> int:
     from clinic.sites.services import create_site
 
     with app.app_context():
         created = create_site(code="MAIN", name="Main Street Clinic", timezone="America/Chicago")
         db.session.commit()
         return created.id
+
+
+@pytest.fixture
+def site(request, app):
+    """The default site every factory user works at (a walk's database has it already)."""
+    walk = request.node.stash.get(WALK, None)
+    return walk.site if walk is not None else main_site(app)
 
 
 @pytest.fixture
@@ -162,8 +390,7 @@ def make_site(app):
     return make
 
 
-@pytest.fixture
-def make_user(app, site):
+def user_factory(app, site: int):
     """Create a user; returns its id. Password: ``PASSWORD`` unless given."""
     from clinic.accounts.services import create_user
     from clinic.sites.models import Site
@@ -193,6 +420,12 @@ def make_user(app, site):
             return user.id
 
     return make
+
+
+@pytest.fixture
+def make_user(app, site):
+    """Create a user; returns its id. Password: ``PASSWORD`` unless given."""
+    return user_factory(app, site)
 
 
 def login(
@@ -228,8 +461,7 @@ def client_as(app, make_user, username_of):
     return make
 
 
-@pytest.fixture
-def make_program(app, site):
+def program_factory(app, site: int):
     """Create a program at a site (default: the MAIN site); returns its id."""
     from clinic.accounts.models import User
     from clinic.patients import program_settings
@@ -266,7 +498,12 @@ def make_program(app, site):
 
 
 @pytest.fixture
-def make_patient(app, site):
+def make_program(app, site):
+    """Create a program at a site (default: the MAIN site); returns its id."""
+    return program_factory(app, site)
+
+
+def patient_factory(app, site: int):
     """Register a patient (default at the MAIN site); returns its id."""
     import datetime as dt
 
@@ -306,7 +543,12 @@ def make_patient(app, site):
 
 
 @pytest.fixture
-def make_enrollment(app):
+def make_patient(app, site):
+    """Register a patient (default at the MAIN site); returns its id."""
+    return patient_factory(app, site)
+
+
+def enrollment_factory(app):
     """Admit a patient to a program; returns the enrollment id."""
     import datetime as dt
 
@@ -340,7 +582,12 @@ def make_enrollment(app):
 
 
 @pytest.fixture
-def records(app, make_user, make_patient, make_program, make_enrollment) -> dict[str, int]:
+def make_enrollment(app):
+    """Admit a patient to a program; returns the enrollment id."""
+    return enrollment_factory(app)
+
+
+def base_records(app, make_user, make_patient, make_program, make_enrollment) -> dict[str, int]:
     """One record of each kind at the MAIN site, for the URL rules' variables."""
     import datetime as dt
 
@@ -372,11 +619,20 @@ def records(app, make_user, make_patient, make_program, make_enrollment) -> dict
     }
 
 
+@pytest.fixture
+def records(request, app, make_user, make_patient, make_program, make_enrollment):
+    """One record of each kind at the MAIN site (``base_records``); a walk's test gets
+    those its database started with (``route_records``)."""
+    walk = request.node.stash.get(WALK, None)
+    if walk is not None:
+        return dict(walk.records)
+    return base_records(app, make_user, make_patient, make_program, make_enrollment)
+
+
 # --- medications (issue 10) ----------------------------------------------------------------
 
 
-@pytest.fixture
-def make_order(app):
+def order_factory(app):
     """Start a medication order for an enrollment through the service; returns its id.
     ``prescriber_id`` must be a clinician with the prescriber flag."""
     import datetime as dt
@@ -418,6 +674,13 @@ def make_order(app):
     return make
 
 
+@pytest.fixture
+def make_order(app):
+    """Start a medication order for an enrollment through the service; returns its id.
+    ``prescriber_id`` must be a clinician with the prescriber flag."""
+    return order_factory(app)
+
+
 def medication_records(
     app, records: dict[str, int], make_user, make_order, make_patient
 ) -> dict[str, int]:
@@ -445,10 +708,16 @@ def medication_records(
 
 
 @pytest.fixture
-def route_records(app, records, make_user, make_order, make_patient) -> dict[str, int]:
+def route_records(request, app) -> dict[str, int]:
+    """Every URL rule's variables (``walk_records``), for the tests that walk every endpoint
+    (matrix, CSRF, input edges). The test's database starts with them: built once and
+    copied into each walk's database (``database_uri``), not built again for every test."""
+    return dict(request.node.stash[WALK].route_records)
+
+
+def walk_records(app, records, make_user, make_order, make_patient) -> dict[str, int]:
     """The shared records and those of the medications, therapy and aftercare endpoints:
-    every URL rule's variables, for the tests that walk every endpoint (matrix, CSRF,
-    input edges)."""
+    every URL rule's variables. A domain adds its records here."""
     from tests.test_aftercare_consents import consent_route_records
     from tests.test_aftercare_referrals import referral_route_records
     from tests.test_therapy_counseling import counseling_route_records

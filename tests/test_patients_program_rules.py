@@ -647,3 +647,59 @@ def test_the_step_set_by_the_administrator_is_the_one_orders_check(
         order("60.5", later, first)  # 20.5 mg: beyond the program's 20
     assert caught.value.field == "reason"
     assert order("60", later, first)  # 20 mg: within it, no reason asked (the default: 10)
+
+
+# --- the take-home review interval (issue 13) ---------------------------------------------
+
+
+def test_the_take_home_review_interval_is_set_on_the_program_form(
+    app, client_as, site, make_program
+):
+    program_id = make_program("Methadone")
+    admin = client_as("admin")
+    url = f"/admin/programs/{program_id}/edit"
+    page = admin.get(url).get_data(as_text=True)
+    assert 'name="take_home_review_days"' in page
+    assert 'for="take_home_review_days"' in page  # labelled
+    form = otp_form(site, take_home_review_days="30", **dict.fromkeys(CAPS))
+    assert send(admin, url, form).status_code == 302
+    [program] = programs(app)
+    assert program.take_home_review_days == 30
+    [event] = program_updates(app, program_id)
+    assert event == {"fields": ["take_home_review_days"]}
+
+
+@pytest.mark.parametrize("value", ["0", "366", "-1", "99999999999999999999"])
+def test_a_take_home_review_interval_out_of_range_is_refused_at_the_field(
+    app, client_as, site, make_program, value
+):
+    program_id = make_program("Methadone")
+    admin = client_as("admin")
+    url = f"/admin/programs/{program_id}/edit"
+    form = otp_form(site, take_home_review_days=value, **dict.fromkeys(CAPS))
+    form["name"] = "Kept name"
+    response = send(admin, url, form)
+    assert response.status_code == 200
+    page = response.get_data(as_text=True)
+    assert "take_home_review_days" in page and "is-invalid" in page
+    assert 'value="Kept name"' in page  # the other input is kept
+    [program] = programs(app)
+    assert program.take_home_review_days == 90 and program.name == "Methadone"
+
+
+def test_an_empty_take_home_review_interval_means_90_days(app, site):
+    from clinic.patients import program_settings
+    from clinic.sites.models import Site
+
+    with app.test_request_context():
+        settings = program_settings.ProgramSettings(
+            name="Methadone",
+            kind="methadone_otp",
+            active=True,
+            care_plan_review_days=90,
+            take_home_review_days=None,
+        )
+        program = program_settings.create_program(
+            actor=User(**SETUP), site=db.session.get(Site, site), settings=settings
+        )
+        assert program.take_home_review_days == 90

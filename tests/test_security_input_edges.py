@@ -377,11 +377,21 @@ WITHOUT_TEXT = {
     "patients.add_review",
     "therapy.sign_note",
     # In the walk's state these pages show no form: the enrollment is active (nothing to
-    # undo), nothing was dosed (nothing to reverse), the order is not an injection. Their
-    # forms derive from ClinicForm like every other (test_forms_text).
+    # undo), the order is not an injection. Their forms derive from ClinicForm like every
+    # other (test_forms_text). (dosing.reverse is walked: the walk's take-home bottles can
+    # be reversed, with a reason.)
     "patients.undo_discharge",
-    "dosing.reverse",
     "dosing.injection",
+    # Issue 13: a collection is dates, times and choices; dispensing is a choice of days
+    # and a confirmation; in the walk's state no bottle is due back (the returns form's note
+    # is shown with bottles to check) and a call-back is started with a button (its
+    # outcome's note is walked on the call-back's page). Their forms derive from ClinicForm;
+    # their text fields' control characters are tested in test_take_home_bottles_views,
+    # test_call_backs_pages and test_drug_tests_attacks.
+    "drug_tests.record",
+    "take_home_bottles.dispense",
+    "take_home_bottles.returns",
+    "call_backs.start",
     # A file upload: the CSV's cells are checked by the importer (test_aftercare_directory_csv).
     "aftercare.directory_import",
     # Confirmations and choices: archive, deactivate, grant or revoke a reader, reassign.

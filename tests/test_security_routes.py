@@ -300,12 +300,21 @@ def target_user(make_user) -> int:
 
 
 @pytest.mark.parametrize("role", ROLES)
-def test_authorization_matrix(app, role, client_as, records):
-    from clinic.extensions import db  # noqa: F401  (app context below)
+def test_authorization_matrix(app, role, make_user, username_of, records):
+    # One user of the role, signed in afresh for every endpoint: each request is measured
+    # on a session of its own (a POST may end it, as signing out does).
+    username = None if role == "anonymous" else username_of(make_user(role))
+
+    def new_client():
+        client = app.test_client()
+        if username is not None:
+            signed_in = login(client, username)
+            assert signed_in.headers.get("Location") == "/", f"{role} could not sign in"
+        return client
 
     mismatches = []
     for endpoint, method, rule in _routes(app):
-        client = app.test_client() if role == "anonymous" else client_as(role)
+        client = new_client()
         # A valid token for this client's session (the sign-in page, or the home page's
         # "Sign out" form once signed in), so the permission is what a POST measures.
         token = client.csrf_token("/login")

@@ -112,6 +112,20 @@ TABLE_PRIVILEGES = {
     "referral": "SELECT, INSERT, UPDATE",
     "referral_event": "SELECT, INSERT",
     "part2_disclosure": "SELECT, INSERT",
+    # Drug tests and take-homes (issue 13): tests are marked entered in error, never
+    # deleted; results, draws, reviews, dispensings, bottle checks and incidents are
+    # append-only; decisions and call-backs get their approval / ending / outcome written
+    # once (triggers).
+    "drug_test": "SELECT, INSERT, UPDATE",
+    "drug_test_result": "SELECT, INSERT",
+    "random_test_draw": "SELECT, INSERT",
+    "random_test_selection": "SELECT, INSERT",
+    "take_home_decision": "SELECT, INSERT, UPDATE",
+    "take_home_review": "SELECT, INSERT",
+    "take_home_dispensing": "SELECT, INSERT",
+    "bottle_return": "SELECT, INSERT",
+    "diversion_incident": "SELECT, INSERT",
+    "call_back": "SELECT, INSERT, UPDATE",
 }
 DEFAULT_PRIVILEGES = "SELECT, INSERT, UPDATE, DELETE"
 

@@ -16,3 +16,22 @@ def register(app: Flask) -> None:
     app.register_blueprint(dosing_views.bp)
     views.register_chart_sections(app)
     dosing_views.register_chart_sections(app)
+    from clinic.medications import drug_test_schedule_views
+
+    app.register_blueprint(drug_test_schedule_views.bp)
+    drug_test_schedule_views.register_chart_sections(app)
+    from clinic.medications import drug_test_views
+
+    app.register_blueprint(drug_test_views.bp)
+    drug_test_views.register_chart_sections(app)
+    from clinic.medications import take_home_views
+    from clinic.sites import calendar_views
+
+    app.register_blueprint(take_home_views.bp)
+    take_home_views.register_chart_sections(app)
+    app.register_blueprint(calendar_views.bp)
+    from clinic.medications import call_back_views, take_home_bottle_views
+
+    app.register_blueprint(take_home_bottle_views.bp)
+    app.register_blueprint(call_back_views.bp)
+    take_home_bottle_views.register_chart_sections(app)

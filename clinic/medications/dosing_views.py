@@ -30,7 +30,15 @@ from clinic.audit.services import recently_recorded
 from clinic.charts import ChartSection, register_chart_section
 from clinic.errors import DomainError, record_denied
 from clinic.forms import has_control_characters
-from clinic.medications import dose_day, dose_records, holds, ledger, reviews, worklists
+from clinic.medications import (
+    dose_day,
+    dose_records,
+    holds,
+    ledger,
+    reviews,
+    take_home_bottles,
+    worklists,
+)
 from clinic.medications.dosing_forms import (
     AcknowledgeForm,
     DoseForm,
@@ -248,6 +256,7 @@ def _dose_page(
             refusal=ledger.dose_refusal(patient, today, due, missed),
             discharged_message=ledger.DISCHARGED_MESSAGE,
             injection=dose_day.injection_order(patient, today),
+            take_homes=take_home_bottles.has_decision_in_force(patient, today),
             form=form,
             held_form=held_form or HeldForm(formdata=None),
             ack_form=AcknowledgeForm(formdata=None),
@@ -349,7 +358,8 @@ def reverse(patient_id: int):
     form.dose_id.choices = [
         SelectChoice(
             d.id,
-            f"{common.format_day(d.dispensed_on)} — {d.kind_label} {format_mg(d.amount_mg)} mg",
+            f"{common.format_day(d.dispensed_on)} — {d.kind_label} {format_mg(d.amount_mg)} mg"
+            + (f" for {common.format_day(d.take_on)}" if d.take_on else ""),
         )
         for d in doses
     ]

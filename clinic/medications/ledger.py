@@ -93,7 +93,19 @@ RACE_MESSAGE = (
 )
 REVERSAL_REASON_MESSAGE = "Say why this dose is reversed."
 ALREADY_REVERSED_MESSAGE = "This dose was already reversed."
-NOT_REVERSIBLE_MESSAGE = "Only a dose given (observed or injected) can be reversed."
+NOT_REVERSIBLE_MESSAGE = (
+    "Only a dose given (observed or injected) or a take-home bottle can be reversed."
+)
+TAKE_HOME_TODAY_MESSAGE = (
+    "The patient has a take-home bottle for today (dispensed {day}): today's dose is in "
+    "that bottle, not given again."
+)
+BOTTLE_OUT_MESSAGE = (
+    "This bottle's take-on day has come: it is checked at the returns (returned, not "
+    "returned or tampered), not reversed."
+)
+# Rows a reversal may correct: doses given and take-home bottles (issue 13).
+REVERSIBLE_KINDS = (*GIVEN_KINDS, DoseKind.TAKE_HOME)
 HELD_REASON_MESSAGE = "Say why today's dose is held."
 
 
@@ -205,6 +217,23 @@ def _ledger_row(
     )
 
 
+def _refuse_if_bottle_for(patient: Patient, day: dt.date) -> None:
+    """A take-home bottle (not reversed) for ``day`` holds the day's dose: no observed dose
+    on top of it (issue 13)."""
+    dispensed_on = db.session.scalar(
+        sa.select(DoseEntry.dispensed_on)
+        .where(
+            DoseEntry.patient_id == patient.id,
+            DoseEntry.kind == DoseKind.TAKE_HOME,
+            DoseEntry.take_on == day,
+            not_reversed(),
+        )
+        .limit(1)
+    )
+    if dispensed_on is not None:
+        raise DomainError(TAKE_HOME_TODAY_MESSAGE.format(day=dispensed_on.strftime("%d %b %Y")))
+
+
 def record_dose(
     patient: Patient,
     *,
@@ -233,6 +262,7 @@ def record_dose(
     now = now or utcnow()
     day = site_today(patient.site, now)
     order = daily_order(patient, day, lock=True)
+    _refuse_if_bottle_for(patient, day)
     due = DoseDue(order, given_on(patient.id, day)) if order is not None else None
     if due is not None and seen_given is not None and len(due.given) > seen_given:
         # The form was opened before another dose of the day was saved.
@@ -310,15 +340,18 @@ def record_held(
 
 
 def reversible_doses(patient: Patient, *, days: int = 7) -> list[DoseEntry]:
-    """The patient's doses of the last ``days`` days that may still be reversed."""
-    since = site_today(patient.site) - dt.timedelta(days=days)
+    """The patient's doses of the last ``days`` days that may still be reversed (a
+    take-home bottle only before its take-on day)."""
+    today = site_today(patient.site)
+    since = today - dt.timedelta(days=days)
     return list(
         db.session.scalars(
             sa.select(DoseEntry)
             .where(
                 DoseEntry.patient_id == patient.id,
-                DoseEntry.kind.in_(GIVEN_KINDS),
+                DoseEntry.kind.in_(REVERSIBLE_KINDS),
                 DoseEntry.dispensed_on >= since,
+                sa.or_(DoseEntry.kind != DoseKind.TAKE_HOME, DoseEntry.take_on > today),
                 not_reversed(),
             )
             .order_by(DoseEntry.dispensed_at.desc(), DoseEntry.id.desc())
@@ -331,17 +364,21 @@ def record_reversal(
 ) -> DoseEntry:
     """Correct a mistaken dose row with a reversal row (the only correction the ledger
     allows: 21 CFR 1304.24 records are never edited). The original row stays; a row is
-    reversed at most once (``uq_dose_entry_reverses_id``); a reversal is not reversed."""
+    reversed at most once (``uq_dose_entry_reverses_id``); a reversal is not reversed.
+    A take-home bottle (issue 13) is reversed the same way: it then counts nowhere (not
+    in the patient's hands, not on a return or a call-back)."""
     _require_dispenser(actor)
     reason = clean_text(reason)
     if reason is None:
         raise DomainError(REVERSAL_REASON_MESSAGE, field="reason")
-    if entry.kind not in GIVEN_KINDS:
+    if entry.kind not in REVERSIBLE_KINDS:
         raise DomainError(NOT_REVERSIBLE_MESSAGE)
     if reversed_dose_ids([entry.id]):
         raise DomainError(ALREADY_REVERSED_MESSAGE)
     patient = entry.patient
     now = now or utcnow()
+    if entry.kind == DoseKind.TAKE_HOME and entry.take_on <= site_today(patient.site, now):
+        raise DomainError(BOTTLE_OUT_MESSAGE)
     reversal = DoseEntry(
         kind=DoseKind.REVERSAL,
         patient_id=entry.patient_id,

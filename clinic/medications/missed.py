@@ -6,7 +6,8 @@ Rules (DOMAIN.md, "Medication for opioid use disorder"; issue 10; 42 CFR 8.12 �
 program's dosing and clinical-review duties):
 
 - Missed days are derived, never stored by a job: the consecutive due days (of an active
-  daily or split order) without a dose, up to yesterday, not counting held days — a
+  daily or split order) without a dose or a take-home bottle for the day, up to yesterday,
+  not counting held days — a
   stop-dose hold in force, or a dose the dispenser recorded as held (the clinic's choice,
   not the patient's absence).
 - 3 or more (``MISSED_DAYS_FOR_REVIEW``) put the patient on the review list and refuse the
@@ -203,13 +204,18 @@ def day_facts(patient_ids: sa.Select | list[int], day: dt.date, tz: ZoneInfo) ->
         .order_by(DoseEntry.slot)
     ):
         facts.given_today.setdefault(entry.patient_id, []).append(entry)
+    # The last day covered by medication before ``day``: a dose given (its day) or a
+    # take-home bottle (its take-on day, issue 13) — a day taken at home is not missed.
+    covered_on = sa.case(
+        (DoseEntry.kind == DoseKind.TAKE_HOME, DoseEntry.take_on), else_=DoseEntry.dispensed_on
+    )
     facts.last_given = dict(
         db.session.execute(
-            sa.select(DoseEntry.patient_id, sa.func.max(DoseEntry.dispensed_on))
+            sa.select(DoseEntry.patient_id, sa.func.max(covered_on))
             .where(
                 DoseEntry.patient_id.in_(patient_ids),
-                DoseEntry.dispensed_on < day,
-                DoseEntry.kind.in_(GIVEN_KINDS),
+                covered_on < day,
+                DoseEntry.kind.in_((*GIVEN_KINDS, DoseKind.TAKE_HOME)),
                 not_reversed(),
             )
             .group_by(DoseEntry.patient_id)

@@ -353,6 +353,14 @@ class CallBack(Base):
         ),
         sa.Index("ix_call_back_patient", "patient_id", "called_at"),
         sa.Index("ix_call_back_site", "site_id", "called_at"),
+        # One open call-back per patient (two clinicians starting one at once: one saves).
+        sa.Index(
+            "uq_call_back_open_patient",
+            "patient_id",
+            unique=True,
+            sqlite_where=sa.text("outcome IS NULL"),
+            postgresql_where=sa.text("outcome IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

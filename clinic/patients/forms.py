@@ -43,6 +43,7 @@ from clinic.patients.contact import (
 )
 from clinic.patients.models import (
     ASAM_LEVELS,
+    DEFAULT_TAKE_HOME_REVIEW_DAYS,
     FEDERAL_TAKE_HOME_CAPS,
     TAKE_HOME_CAP_COLUMNS,
     DischargeReason,
@@ -331,6 +332,15 @@ class ProgramForm(EditForm):
         default=90,
         validators=[DataRequired(), NumberRange(min=1, max=365)],
         description="Your state sets it; 90 days is common.",
+    )
+    take_home_review_days = IntegerField(
+        "Take-home review interval (days)",
+        default=DEFAULT_TAKE_HOME_REVIEW_DAYS,
+        validators=[Optional(), NumberRange(min=1, max=365)],
+        description=(
+            "A take-home decision older than this shows as due for review. "
+            f"Empty: {DEFAULT_TAKE_HOME_REVIEW_DAYS} days."
+        ),
     )
     take_home_cap_days_0_14 = IntegerField(
         "Take-home cap, days 0-14 of treatment",

@@ -18,6 +18,7 @@ from clinic.patients.common import PROGRAM_NAME_TAKEN_MESSAGE, check_version, vi
 from clinic.patients.models import (
     DEFAULT_BUPRENORPHINE_STEP_MG,
     DEFAULT_METHADONE_STEP_MG,
+    DEFAULT_TAKE_HOME_REVIEW_DAYS,
     Program,
     ProgramKind,
 )
@@ -34,6 +35,8 @@ class ProgramSettings:
     kind: ProgramKind
     active: bool
     care_plan_review_days: int
+    # A take-home decision older than this is due for review (issue 13).
+    take_home_review_days: int = DEFAULT_TAKE_HOME_REVIEW_DAYS
     take_home_cap_days_0_14: int | None = None
     take_home_cap_days_15_30: int | None = None
     take_home_cap_days_31_plus: int | None = None
@@ -164,6 +167,10 @@ def _check_program(settings: ProgramSettings) -> ProgramSettings:
         values[step.column] = step.default if value is None else value
     if not 1 <= settings.care_plan_review_days <= 365:
         raise DomainError("Use 1 to 365 days.", field="care_plan_review_days")
+    if settings.take_home_review_days is None:
+        values["take_home_review_days"] = DEFAULT_TAKE_HOME_REVIEW_DAYS
+    elif not 1 <= settings.take_home_review_days <= 365:
+        raise DomainError("Use 1 to 365 days.", field="take_home_review_days")
     if not settings.name.strip():
         raise DomainError("Enter a name.", field="name")
     values["name"] = settings.name.strip()
