@@ -16,6 +16,8 @@ from playwright.sync_api import expect
 from werkzeug.exceptions import HTTPException
 
 from clinic.audit.models import BreakGlassGrant
+from tests.browser import a11y_take_homes
+from tests.browser.a11y_take_homes import take_home_clinic_fixture  # noqa: F401
 from tests.conftest import PASSWORD
 
 
@@ -279,6 +281,50 @@ TOURS: dict[str, set[str]] = {
         "aftercare.directory_deactivate",
         "aftercare.directory_reactivate",
         "aftercare.directory_import",
+    },
+    # Take-homes, bottles, call-backs, drug tests and the site calendar (issue 13).
+    # A nurse who may dispense, then a prescriber (approve or decline).
+    "clinicians, take-homes": {
+        "take_homes.review_list",
+        "take_homes.patient",
+        "take_homes.decision",
+        "take_home_bottles.patient",
+        "take_home_bottles.labels",
+        "take_home_bottles.dispense",
+        "take_home_bottles.returns",
+        "drug_tests.history",
+        "drug_tests.detail",
+        "drug_tests.record",
+        "drug_tests.results",
+        "drug_tests.entered_in_error",
+        "drug_test_schedule.worklist",
+        "drug_test_schedule.today",
+        "drug_test_schedule.draw_page",
+        "call_backs.worklist",
+        "call_backs.start",
+        "call_backs.outcome",
+        "patients.chart",
+    },
+    "admin, take-homes": {
+        "calendar.index",
+        "calendar.site",
+        "take_homes.review_list",
+        "take_homes.patient",
+        "take_homes.decision",
+        "take_home_bottles.patient",
+        "take_home_bottles.labels",
+        "drug_tests.history",
+        "drug_tests.detail",
+        "drug_test_schedule.worklist",
+        "drug_test_schedule.today",
+        "drug_test_schedule.draw_page",
+        "call_backs.worklist",
+    },
+    "staff, take-homes": {
+        "drug_test_schedule.worklist",
+        "drug_test_schedule.today",
+        "drug_test_schedule.draw_page",
+        "call_backs.worklist",
     },
     "admin, medications": {
         "patients.chart",
@@ -874,6 +920,35 @@ def test_admin_medication_tour(ui, app, medication_clinic):
         f"/medications/patients/{med.patients.ana}/orders/new", "order refused (403)", status=403
     )
     tour.finish("admin, medications")
+
+
+def test_clinicians_take_home_tour(ui, app, take_home_clinic):
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "nora.nurse")
+    a11y_take_homes.nurse_pages(tour, take_home_clinic)
+    with tour.page.expect_navigation():
+        tour.page.get_by_role("button", name="Sign out").click()
+    tour_sign_in(tour, "pat.prescriber")
+    a11y_take_homes.prescriber_pages(tour, take_home_clinic)
+    tour.finish("clinicians, take-homes")
+
+
+def test_admin_take_home_tour(ui, app, take_home_clinic):
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "ida.admin")
+    a11y_take_homes.admin_pages(tour, take_home_clinic)
+    tour.finish("admin, take-homes")
+
+
+def test_staff_take_home_tour(ui, app, take_home_clinic):
+    """Staff see who is due a test or a call-back and today's draw, never a result."""
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "sky.staff")
+    a11y_take_homes.due_pages(tour, take_home_clinic)
+    patient = take_home_clinic.med.patients.ana
+    tour.visit(f"/drug-tests/patients/{patient}", "drug tests refused (403)", status=403)
+    tour.visit(f"/take-homes/patients/{patient}", "take-homes refused (403)", status=403)
+    tour.finish("staff, take-homes")
 
 
 def test_staff_meet_no_medication_page(ui, app, medication_clinic):
