@@ -65,6 +65,41 @@ def bottles_due_back(patient_id: int, today: dt.date) -> list[DoseEntry]:
     )
 
 
+def open_incident(
+    patient: Patient,
+    *,
+    source: IncidentSource,
+    description: str,
+    actor: User,
+    now: dt.datetime,
+    **details: object,
+) -> DiversionIncident:
+    """Open a diversion incident on the patient's chart (a bottle-return or call-back
+    finding), found on the site-local day of ``now``, and audit it (``details``: counts,
+    never text). Flushes; the caller commits."""
+    incident = DiversionIncident(
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        found_on=site_today(patient.site, now),
+        source=source,
+        description=description[:NOTE_MAX],
+        recorded_by_id=actor.id,
+        recorded_at=now,
+    )
+    db.session.add(incident)
+    db.session.flush()
+    record(
+        AuditAction.CREATE,
+        actor=actor,
+        entity_type="diversion_incident",
+        entity_id=incident.id,
+        patient_id=patient.id,
+        site_id=patient.site_id,
+        details={"source": source.value, **details},
+    )
+    return incident
+
+
 def _describe(findings: list[tuple[DoseEntry, ReturnOutcome]], note: str) -> str:
     counts = {
         outcome: sum(1 for _b, o in findings if o is outcome)
@@ -120,25 +155,13 @@ def record_returns(
     if findings:
         if note is None:
             raise DomainError(NOTE_NEEDED_MESSAGE, field="note")
-        incident = DiversionIncident(
-            patient_id=patient.id,
-            site_id=patient.site_id,
-            found_on=today,
+        incident = open_incident(
+            patient,
             source=IncidentSource.BOTTLE_RETURN,
             description=_describe(findings, note),
-            recorded_by_id=actor.id,
-            recorded_at=now,
-        )
-        db.session.add(incident)
-        db.session.flush()
-        record(
-            AuditAction.CREATE,
             actor=actor,
-            entity_type="diversion_incident",
-            entity_id=incident.id,
-            patient_id=patient.id,
-            site_id=patient.site_id,
-            details={"source": IncidentSource.BOTTLE_RETURN.value, "bottles": len(findings)},
+            now=now,
+            bottles=len(findings),
         )
     rows = [
         BottleReturn(

@@ -37,14 +37,13 @@ from clinic.audit import AuditAction, record
 from clinic.db import utcnow
 from clinic.errors import DomainError
 from clinic.extensions import db
+from clinic.medications.bottle_returns import open_incident
 from clinic.medications.dose_day import not_reversed
 from clinic.medications.models import DoseEntry, DoseKind
 from clinic.medications.take_home_bottles import bottles_in_hands
 from clinic.medications.take_home_models import (
-    NOTE_MAX,
     CallBack,
     CallBackOutcome,
-    DiversionIncident,
     IncidentSource,
     ScheduleKind,
     TakeHomeDecision,
@@ -286,29 +285,16 @@ def record_outcome(
         if note is None:
             raise DomainError(NOTE_NEEDED_MESSAGE, field="note")
         counted = "no count" if bottles_counted is None else f"{bottles_counted}"
-        incident = DiversionIncident(
-            patient_id=patient.id,
-            site_id=call_back.site_id,
-            found_on=site_today(patient.site, now),
+        incident = open_incident(
+            patient,
             source=IncidentSource.CALL_BACK,
             description=(
                 f"{chosen.label}; {counted} of {call_back.bottles_expected} bottles. {note}"
-            )[:NOTE_MAX],
-            recorded_by_id=actor.id,
-            recorded_at=now,
-        )
-        db.session.add(incident)
-        db.session.flush()
-        call_back.incident_id = incident.id
-        record(
-            AuditAction.CREATE,
+            ),
             actor=actor,
-            entity_type="diversion_incident",
-            entity_id=incident.id,
-            patient_id=patient.id,
-            site_id=call_back.site_id,
-            details={"source": IncidentSource.CALL_BACK.value},
+            now=now,
         )
+        call_back.incident_id = incident.id
     call_back.outcome = chosen
     call_back.bottles_counted = bottles_counted
     call_back.note = note
