@@ -54,6 +54,9 @@ class Config:
     # Static files: Bootstrap from the Bootstrap-Flask package, never a CDN.
     BOOTSTRAP_SERVE_LOCAL = True
     LOG_LEVEL = "INFO"
+    # Reports: write counts of 1 to 10 as "<11" in exports (the common de-identification
+    # rule for reports shared outside the program).
+    SUPPRESS_SMALL_CELLS = False
 
 
 class DevelopmentConfig(Config):

@@ -44,7 +44,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.jinja_env.globals["site_today"] = site_today
     _check_settings(app)
 
-    from clinic import aftercare, cli, edge, errors, medications, security, therapy
+    from clinic import aftercare, cli, edge, errors, medications, reports, security, therapy
     from clinic import logging as request_logging
     from clinic.accounts import admin_views as user_admin_views
     from clinic.accounts import auth
@@ -77,6 +77,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     medications.register(app)
     therapy.register(app)
     aftercare.register(app)
+    reports.register(app)
     return app
 
 

@@ -62,6 +62,7 @@ class Permission(StrEnum):
     TAKE_HOMES_DECIDE = "take_homes.decide"  # record and review decisions, returns, call-backs
     TAKE_HOMES_APPROVE = "take_homes.approve"  # approve a decision: prescribers only
     CALENDAR_MANAGE = "calendar.manage"  # the site's closed weekdays and holidays
+    REPORTS_READ = "reports.read"  # census, retention, continuity and the other reports
 
 
 # What each role may do (DOMAIN.md, "Who uses it"). Later features add their rows.
@@ -86,6 +87,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.DRUG_TESTS_READ,
             Permission.TAKE_HOMES_READ,
             Permission.CALENDAR_MANAGE,
+            Permission.REPORTS_READ,
         }
     ),
     Role.CLINICIAN: frozenset(

@@ -18,6 +18,7 @@ ROUTE_MODULES = (
     "tests.routes_drug_test_schedule",
     "tests.routes_take_homes",
     "tests.routes_bottles",
+    "tests.routes_reports",
 )
 
 

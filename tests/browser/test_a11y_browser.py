@@ -16,7 +16,7 @@ from playwright.sync_api import expect
 from werkzeug.exceptions import HTTPException
 
 from clinic.audit.models import BreakGlassGrant
-from tests.browser import a11y_take_homes
+from tests.browser import a11y_reports, a11y_take_homes
 from tests.browser.a11y_take_homes import take_home_clinic_fixture  # noqa: F401
 from tests.conftest import PASSWORD
 
@@ -116,6 +116,7 @@ NOT_PAGES = {
     "main.healthz": "the load balancer's health check (JSON)",
     "audit.export": "a CSV download",
     "aftercare.directory_export": "a CSV download",
+    "reports.export": "a CSV download",
     "dosing.screen_list": "the dosing screen's list alone, which dosing.js swaps into the "
     "screen (checked there, after typing in the filter)",
 }
@@ -326,6 +327,7 @@ TOURS: dict[str, set[str]] = {
         "drug_test_schedule.draw_page",
         "call_backs.worklist",
     },
+    "admin, reports": {"reports.index", "reports.show", "reports.print_layout"},
     "admin, medications": {
         "patients.chart",
         "medications.patient",
@@ -920,6 +922,13 @@ def test_admin_medication_tour(ui, app, medication_clinic):
         f"/medications/patients/{med.patients.ana}/orders/new", "order refused (403)", status=403
     )
     tour.finish("admin, medications")
+
+
+def test_admin_reports_tour(ui, app, clinic):
+    tour = Tour(ui, app)
+    tour_sign_in(tour, "ada.admin")
+    a11y_reports.admin_report_pages(tour)
+    tour.finish("admin, reports")
 
 
 def test_clinicians_take_home_tour(ui, app, take_home_clinic):
