@@ -43,6 +43,8 @@ def render_svg(chart: Chart) -> str:
 
     with matplotlib.rc_context(_rc()):
         width = min(max(4.8, 0.42 * len(chart.categories) * max(1, len(chart.series)) ** 0.5), 11)
+        if len(chart.series) > 1:
+            width += 1.6  # room for the legend
         figure = Figure(figsize=(width, 3.4), dpi=96, layout="constrained")
         axes = figure.add_subplot()
         positions = list(range(len(chart.categories)))
@@ -99,7 +101,8 @@ def render_svg(chart: Chart) -> str:
         axes.grid(axis="y", color="#dddddd", linewidth=0.6)
         axes.set_axisbelow(True)
         if len(chart.series) > 1:
-            axes.legend(frameon=False, fontsize=8)
+            # Beside the plot, never over the bars or the lines.
+            axes.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))
         buffer = io.StringIO()
         figure.savefig(buffer, format="svg", metadata={"Date": None})
     text = buffer.getvalue()
