@@ -148,6 +148,24 @@ def seed_demo() -> None:
         if referred
         else "No referrals: the aftercare directory and consents demos made none to refer to."
     )
+    from clinic.reports import demo as reports_demo
+
+    history = reports_demo.seed(
+        site,
+        east,
+        prescriber=users["prescriber"],
+        nurse=users["nurse"],
+        counselors=[users["counselor"], users["nurse"]],
+        trainee=users["trainee"],
+        staff=users["staff"],
+        actor=admin,
+    )
+    click.echo(
+        f"Created two years of history for the reports: {history.patients} past and current "
+        f"patients ({history.enrollments} enrollments), {history.doses} dose ledger rows, "
+        f"{history.sessions} therapy sessions, {history.drug_tests} drug tests and "
+        f"{history.referrals} past referrals."
+    )
     db.session.commit()
     # In a transaction of its own (a draw that loses a race rolls back), after the tests.
     from clinic.medications import drug_test_schedule_demo

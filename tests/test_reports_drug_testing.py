@@ -489,8 +489,10 @@ def test_csv_downloads_and_small_cell_suppression(app, clinic, client_as):
     )
     assert suppressed[1] == ["Fentanyl", SMALL_CELL_TEXT, SMALL_CELL_TEXT, SMALL_CELL_TEXT, "0"]
     per_year = _csv(admin.get(f"/reports/drug-testing/export.csv?{PERIOD}"))
-    # 16 tests is not a small cell; 5 patients is.
-    assert per_year[-1][:4] == ["All programs", SMALL_CELL_TEXT, "2.87", "16"]
+    # 5 patients is a small cell (and their patient-years with it); 16 tests is not, but
+    # the intensive-outpatient row's 1 test is suppressed, and the total minus the other
+    # rows would give it back.
+    assert per_year[-1][:4] == ["All programs", SMALL_CELL_TEXT, SMALL_CELL_TEXT, SMALL_CELL_TEXT]
 
 
 def test_bad_filters_are_refused_next_to_the_field(app, clinic, client_as):
@@ -504,3 +506,58 @@ def test_bad_filters_are_refused_next_to_the_field(app, clinic, client_as):
 @pytest.mark.parametrize("role", ["staff", "clinician"])
 def test_only_administrators_read_it(client_as, role):
     assert client_as(role).get("/reports/drug-testing").status_code == 403
+
+
+def test_a_program_chosen_counts_the_transfer_day_as_its_row_does(app, clinic):
+    """C moved from the OTP to intensive outpatient on 03-31: the day (and a cocaine
+    positive collected that day) belongs to the OTP, with or without the program filter —
+    the intensive-outpatient figures are the same whether it is chosen or not."""
+    with app.app_context():
+        test_of(
+            clinic["people"]["C"],
+            clinic["main"],
+            D(2025, 3, 31),
+            clinic["prescriber"],
+            ("cocaine", P, PRE),
+        )
+        db.session.commit()
+        everything = drug_testing.compute(filters([clinic["main"]]))
+        iop = drug_testing.compute(filters([clinic["main"]], program_id=clinic["iop"]))
+        otp = drug_testing.compute(filters([clinic["main"]], program_id=clinic["otp"]))
+    row = {r["program"]: rates(r) for r in table(everything, "per_patient_year").rows}
+    assert row["Intensive outpatient"] == expected(1, 275, 1, 0, 0, 0)
+    assert [rates(r) for r in table(iop, "per_patient_year").rows] == [expected(1, 275, 1, 0, 0, 0)]
+    assert rates(table(iop, "per_patient_year").total) == expected(1, 275, 1, 0, 0, 0)
+    assert {r["month"] for r in table(iop, "positivity_by_month").rows} == {"2025-06"}
+    march = [
+        (r["analyte"], r["results"], r["positive"])
+        for r in table(otp, "positivity_by_month").rows
+        if r["month"] == "2025-03"
+    ]
+    assert ("Cocaine", 1, 1) in march
+
+
+def test_a_rate_per_patient_year_does_not_give_a_small_count_back(app, clinic, client_as):
+    """Intensive outpatient: 1 patient, 1 test in 0.75 patient-years. "Tests" is "<11",
+    but 0.75 x 1.33 tests per patient-year would be 1 again, and one patient's
+    patient-years are that patient's days: the measures over a small count are
+    suppressed with it."""
+    app.config["SUPPRESS_SMALL_CELLS"] = True
+    rows = _csv(
+        client_as("admin").get(f"/reports/drug-testing/export.csv?table=per_patient_year&{PERIOD}")
+    )
+    iop = dict(zip(rows[0], next(r for r in rows if r[0] == "Intensive outpatient"), strict=True))
+    for column in (
+        "Patients",
+        "Patient-years",
+        "Tests",
+        "Tests per patient-year",
+    ):
+        assert iop[column] == SMALL_CELL_TEXT, column
+    assert (iop["Random tests"], iop["Random tests per patient-year"]) == ("0", "0.0")
+    otp = dict(zip(rows[0], next(r for r in rows if r[0] == "Methadone maintenance"), strict=True))
+    assert (otp["Tests"], otp["Random tests"], otp["Tests per patient-year"]) == (
+        "15",
+        "14",
+        "8.06",
+    )

@@ -123,9 +123,9 @@ def test_percent_and_small_cells():
         None,
         1,
     ]
-    assert suppressed(table, {"n": 11, "p": 5.0, "q": 2.0, "m": 3}, enabled=True) == [
+    assert suppressed(table, {"n": 11, "p": 100.0, "q": 2.0, "m": 3}, enabled=True) == [
         11,
-        5.0,
+        100.0,
         2.0,
         3,
     ]

@@ -521,7 +521,23 @@ def test_csv_downloads_and_small_cell_suppression(app, clinic, client_as):
     app.config["SUPPRESS_SMALL_CELLS"] = True
     rows = _csv(admin.get(f"/reports/referrals/export.csv?table=by_kind&{PERIOD}"))
     s = SMALL_CELL_TEXT
-    assert rows[-1] == ["All referrals", s, s, "0", "0", "0", s, s, s, s, "6.8"]
+    # Over 4 (or fewer) placed referrals, the median is suppressed with the count.
+    assert rows[-1] == ["All referrals", s, s, "0", "0", "0", s, s, s, s, s]
+
+
+def test_a_median_over_one_placed_referral_is_suppressed_with_it(app, clinic, client_as):
+    """A's sister: the one support-network referral, placed in 2.5 days. "Placed" is "<11";
+    the median over it is that referral's own days, so it is "<11" too."""
+    admin = client_as("admin")
+    app.config["SUPPRESS_SMALL_CELLS"] = True
+    rows = _csv(admin.get(f"/reports/referrals/export.csv?table=by_kind&{PERIOD}"))
+    network = dict(zip(rows[0], next(r for r in rows if r[0] == "Support network"), strict=True))
+    assert network["Placed"] == SMALL_CELL_TEXT
+    assert network["Median days sent → placed"] == SMALL_CELL_TEXT
+    app.config["SUPPRESS_SMALL_CELLS"] = False
+    rows = _csv(admin.get(f"/reports/referrals/export.csv?table=by_kind&{PERIOD}"))
+    network = dict(zip(rows[0], next(r for r in rows if r[0] == "Support network"), strict=True))
+    assert network["Median days sent → placed"] == "2.5"
 
 
 def test_bad_filters_are_refused_next_to_the_field(app, clinic, client_as):

@@ -53,6 +53,8 @@ from clinic.medications.take_home_models import TakeHomeDecision
 from clinic.patients import milestones
 from clinic.patients.common import visible_site_ids
 from clinic.patients.models import Enrollment, Patient, Program
+from clinic.reports.census import in_treatment
+from clinic.reports.sql import date_param
 from clinic.security import Permission, Role
 from clinic.sites.models import Site
 from clinic.sites.time import site_today, user_today, user_zone
@@ -479,6 +481,10 @@ def admin_dashboard(user: User, *, now: dt.datetime | None = None) -> AdminDashb
     if user.can(Permission.REPORTS_READ):  # the census and the month link to the reports
         sites = _sites(user)
         days = {s.id: site_today(s, now) for s in sites}
+        if days and not user.sites:
+            # No site of their own (their day is UTC's): the sites' earliest day, so an
+            # evening in America is not already tomorrow's, or next month's.
+            today = min(days.values())
         board["census"] = Census(on=today, rows=tuple(census(days)))
         admissions, discharges = month_flow(days)
         board["month"] = MonthFlow(today.replace(day=1), admissions, discharges)
@@ -505,9 +511,11 @@ def _per_site(days: dict[int, dt.date], make) -> sa.ColumnElement[bool]:
 
 
 def census(days: dict[int, dt.date]) -> list[CensusRow]:
-    """Patients with an active enrollment (admitted on or before the site's day, not
-    discharged) at each of these sites (site id -> its day), by site and program, largest
-    first; patients entered in error are not counted. One grouped statement."""
+    """Patients in treatment on each site's day at these sites (site id -> its day), by
+    site and program, largest first, by the census report's rule
+    (``clinic.reports.census.in_treatment``: the discharge day counts, a transfer that day
+    counts in the new program only); patients entered in error are not counted. One
+    grouped statement."""
     rows = db.session.execute(
         sa.select(
             Site.code,
@@ -520,9 +528,8 @@ def census(days: dict[int, dt.date]) -> list[CensusRow]:
         .join(Site, Site.id == Program.site_id)
         .join(Patient, Patient.id == Enrollment.patient_id)
         .where(
-            Enrollment.discharged_on.is_(None),
             Patient.entered_in_error_at.is_(None),
-            _per_site(days, lambda day: Enrollment.admitted_on <= day),
+            _per_site(days, lambda day: in_treatment(date_param(day))),
         )
         .group_by(Site.code, Program.id, Program.name)
         .order_by(

@@ -63,6 +63,25 @@ def _orders_in_force(filters: ReportFilters) -> sa.Subquery:
     ).subquery("in_force")
 
 
+def in_treatment(day: sa.ColumnElement, enrollment=Enrollment) -> sa.ColumnElement[bool]:
+    """``enrollment`` in treatment on ``day`` (a site-local date expression): admitted on
+    or before it, not discharged before it (the discharge day counts), and not the old
+    enrollment of a transfer made that day (the patient counts in the new program)."""
+    successor = aliased(Enrollment)
+    transferred_today = sa.and_(
+        enrollment.discharge_reason == DischargeReason.TRANSFERRED.value,
+        enrollment.discharged_on == day,
+        sa.exists().where(
+            successor.transferred_from_id == enrollment.id, successor.admitted_on <= day
+        ),
+    )
+    return sa.and_(
+        enrollment.admitted_on <= day,
+        sa.or_(enrollment.discharged_on.is_(None), enrollment.discharged_on >= day),
+        ~transferred_today,
+    )
+
+
 def active_enrollments(filters: ReportFilters) -> sa.Subquery:
     """The enrollments in treatment on ``filters.on`` in the report's scope: one row per
     enrollment (enrollment_id, patient_id, program_id, site_id, asam_edition, asam_level).
@@ -70,15 +89,6 @@ def active_enrollments(filters: ReportFilters) -> sa.Subquery:
     Scope: the chosen sites' programs, the chosen program, patients not entered in
     error, and with the medication filter only enrollments with an order in force of
     that medication group."""
-    day = date_param(filters.on)
-    successor = aliased(Enrollment)
-    transferred_today = sa.and_(
-        Enrollment.discharge_reason == DischargeReason.TRANSFERRED.value,
-        Enrollment.discharged_on == day,
-        sa.exists().where(
-            successor.transferred_from_id == Enrollment.id, successor.admitted_on <= day
-        ),
-    )
     query = (
         sa.select(
             Enrollment.id.label("enrollment_id"),
@@ -93,9 +103,7 @@ def active_enrollments(filters: ReportFilters) -> sa.Subquery:
         .where(
             Program.site_id.in_(filters.site_ids),
             Patient.entered_in_error_at.is_(None),
-            Enrollment.admitted_on <= day,
-            sa.or_(Enrollment.discharged_on.is_(None), Enrollment.discharged_on >= day),
-            ~transferred_today,
+            in_treatment(date_param(filters.on)),
         )
     )
     if filters.program_id is not None:
@@ -118,7 +126,7 @@ def _count(column) -> sa.ColumnElement:
 def compute(filters: ReportFilters) -> ReportResult:
     """The census on ``filters.on``: five tables (by site, program, medication, level of
     care; the survey's reference-day counts) and a bar chart by program (by medication
-    when one program is chosen). Six statements whatever the data size."""
+    when one program is chosen). Seven statements whatever the data size."""
     active = active_enrollments(filters)
     total = db.session.scalar(sa.select(_count(active.c.patient_id))) or 0
 
@@ -221,6 +229,18 @@ def compute(filters: ReportFilters) -> ReportResult:
         total={"edition": "All levels", "patients": total},
     )
 
+    # Distinct patients per substance (a patient on two buprenorphine products, in two
+    # programs, is one buprenorphine patient): one statement.
+    substance = sa.case(
+        {m.value: m.substance for m in Medication}, value=medication_of.c.medication
+    )
+    substance_rows = dict(
+        db.session.execute(
+            sa.select(substance, _count(medication_of.c.patient_id))
+            .where(medication_of.c.medication.is_not(None))
+            .group_by(substance)
+        ).all()
+    )
     survey = Table(
         "survey",
         "Reference-day census for the national survey",
@@ -231,11 +251,7 @@ def compute(filters: ReportFilters) -> ReportResult:
         [
             {
                 "substance": label,
-                "patients": sum(
-                    n
-                    for value, n in medication_rows.items()
-                    if value is not None and Medication(value).substance == substance
-                ),
+                "patients": substance_rows.get(substance, 0),
             }
             for substance, label in SURVEY_SUBSTANCES
         ],

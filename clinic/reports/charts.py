@@ -29,6 +29,9 @@ def _rc() -> dict:
     return {
         "svg.hashsalt": "clinic-report",
         "svg.fonttype": "none",  # text stays text: smaller, and readable by tools
+        # Labels are the clinic's names ("Sliding fee $5-$10"): text, never mathtext (a
+        # "$\frac$" in a program's name would otherwise fail to draw).
+        "text.parse_math": False,
         "font.family": "sans-serif",
         "font.size": 9,
         "axes.spines.top": False,

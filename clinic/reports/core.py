@@ -10,7 +10,9 @@ table (recorded as an export) and a print layout.
 
 Small cells: with ``SUPPRESS_SMALL_CELLS`` set, a count from 1 to 10 is written as "<11"
 in exports (``suppressed``), and so is a percentage whose denominator column is such a
-count, so the small count cannot be read back from it.
+count, or whose numerator (percentage x denominator) is such a count, so the small count
+cannot be read back from it; a totals row's count is suppressed where the total minus the
+cells shown would give a suppressed count back (``export_rows``).
 """
 
 from __future__ import annotations
@@ -54,7 +56,9 @@ class Column:
     key: str
     label: str
     kind: Kind = Kind.TEXT
-    of: str | None = None  # for a PERCENT: the key of its denominator COUNT column
+    # For a PERCENT: the key of its denominator COUNT column. For a NUMBER (an average, a
+    # median, a rate): the COUNT it is computed over; suppressed with it in exports.
+    of: str | None = None
 
 
 @dataclass
@@ -140,19 +144,71 @@ def is_small(value: Any) -> bool:
     return 1 <= value <= SMALL_CELL_MAX
 
 
-def suppressed(table: Table, row: dict[str, Any], *, enabled: bool) -> list[Any]:
-    """One row's cells for an export: with ``enabled``, counts of 1-10 and percentages of
-    such a denominator become "<11" (the de-identification rule for shared reports)."""
+def _small_part(value: Any, whole: Any) -> bool:
+    """A percentage of ``whole`` that gives its numerator back as a count of 1-10
+    (3 of 15 is 20.0 %: 20.0 % of 15 is 3)."""
+    if value is None or not isinstance(whole, int | Decimal) or isinstance(whole, bool):
+        return False
+    return is_small(round(float(value) * float(whole) / 100.0))
+
+
+def _is_suppressed(column: Column, row: dict[str, Any]) -> bool:
+    value = row.get(column.key)
+    if column.kind is Kind.COUNT:
+        return is_small(value)
+    if column.kind is Kind.PERCENT and column.of is not None:
+        whole = row.get(column.of)
+        return is_small(whole) or _small_part(value, whole)
+    if column.kind is Kind.NUMBER and column.of is not None:
+        return is_small(row.get(column.of))
+    return False
+
+
+def suppressed(
+    table: Table, row: dict[str, Any], *, enabled: bool, also: frozenset[str] = frozenset()
+) -> list[Any]:
+    """One row's cells for an export: with ``enabled``, counts of 1-10, percentages of such
+    a denominator and percentages that give such a numerator back become "<11" (the
+    de-identification rule for shared reports), and measures (NUMBER) declared ``of`` such
+    a count (one discharge's average stay is that patient's stay); so do the columns
+    named in ``also``."""
     cells = []
     for column in table.columns:
         value = row.get(column.key)
-        small = (column.kind is Kind.COUNT and is_small(value)) or (
-            column.kind is Kind.PERCENT and column.of is not None and is_small(row.get(column.of))
-        )
-        if enabled and small:
+        if enabled and (column.key in also or _is_suppressed(column, row)):
             value = SMALL_CELL_TEXT
         cells.append(value)
     return cells
+
+
+def _total_gives_away(column: Column, table: Table) -> bool:
+    """The totals row's count of ``column`` would give a suppressed cell back: the total
+    minus the cells shown is one suppressed cell, or several that add up to 1-10."""
+    if column.kind is not Kind.COUNT or table.total is None:
+        return False
+    hidden = [row for row in table.rows if _is_suppressed(column, row)]
+    if not hidden:
+        return False
+    if len(hidden) == 1:
+        return True
+    total = table.total.get(column.key)
+    shown = [row.get(column.key) for row in table.rows if not _is_suppressed(column, row)]
+    if not isinstance(total, int | Decimal) or isinstance(total, bool):
+        return False
+    return is_small(total - sum(v for v in shown if isinstance(v, int | Decimal)))
+
+
+def export_rows(table: Table, *, enabled: bool) -> list[list[Any]]:
+    """The table's rows and its totals row for an export, suppressed when ``enabled``. In
+    the totals row a count is suppressed too where the total minus the cells shown would
+    give back a suppressed cell (one small cell among large ones) or a small sum of them,
+    and so are the percentages over it."""
+    rows = [suppressed(table, row, enabled=enabled) for row in table.rows]
+    if table.total is not None:
+        hidden = {c.key for c in table.columns if _total_gives_away(c, table)}
+        hidden |= {c.key for c in table.columns if c.of is not None and c.of in hidden}
+        rows.append(suppressed(table, table.total, enabled=enabled, also=frozenset(hidden)))
+    return rows
 
 
 def display(column: Column, value: Any) -> str:

@@ -34,14 +34,13 @@ or patients.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from clinic.accounts.models import User
-from clinic.db import UTCDateTime
 from clinic.extensions import db
 from clinic.patients.models import Enrollment, Patient, Program
 from clinic.reports.core import (
@@ -57,7 +56,7 @@ from clinic.reports.core import (
     register_report,
 )
 from clinic.reports.filters import ReportFilters, last_thirty_days
-from clinic.sites.models import Site
+from clinic.reports.zones import in_local_days, local_midnight, per_site_instant, site_zones
 from clinic.therapy.models import (
     PRESENT,
     Attendance,
@@ -69,65 +68,6 @@ from clinic.therapy.models import (
 
 NO_ATTENDANCE_DAYS = 30
 PRESENT_VALUES = tuple(a.value for a in PRESENT)
-
-
-# --- site-local days of UTC instants ---------------------------------------------------------
-
-
-def site_zones(site_ids: Iterable[int]) -> dict[int, ZoneInfo]:
-    """The time zone of each site (one statement)."""
-    rows = db.session.execute(
-        sa.select(Site.id, Site.timezone).where(Site.id.in_(tuple(site_ids) or (-1,)))
-    )
-    return {site_id: ZoneInfo(zone) for site_id, zone in rows}
-
-
-def local_midnight(day: dt.date, zone: ZoneInfo) -> dt.datetime:
-    """The UTC instant at which ``day`` starts in ``zone``."""
-    return dt.datetime.combine(day, dt.time(0), zone).astimezone(dt.UTC)
-
-
-def _instant(value: dt.datetime) -> sa.ColumnElement:
-    return sa.literal(value, UTCDateTime())
-
-
-def in_local_days(
-    site_column: sa.ColumnElement,
-    instant_column: sa.ColumnElement,
-    zones: Mapping[int, ZoneInfo],
-    first: dt.date,
-    last: dt.date,
-) -> sa.ColumnElement[bool]:
-    """SQL: ``instant_column`` (UTC) falls on a day from ``first`` to ``last`` (both
-    included) in the time zone of the site ``site_column`` names — for each site in
-    ``zones``, its own local midnights as UTC bounds (false for any other site)."""
-    if not zones:
-        return sa.false()
-    bounds = {
-        site_id: (local_midnight(first, zone), local_midnight(last + dt.timedelta(days=1), zone))
-        for site_id, zone in zones.items()
-    }
-    return sa.and_(
-        # The widest bounds first: a plain range an index on the instant can use.
-        instant_column >= _instant(min(lo for lo, _ in bounds.values())),
-        instant_column < _instant(max(hi for _, hi in bounds.values())),
-        sa.or_(
-            *(
-                sa.and_(site_column == site_id, instant_column >= lo, instant_column < hi)
-                for site_id, (lo, hi) in sorted(bounds.items())
-            )
-        ),
-    )
-
-
-def per_site_instant(
-    site_column: sa.ColumnElement, instants: Mapping[int, dt.datetime]
-) -> sa.ColumnElement:
-    """SQL: the UTC instant given for the site ``site_column`` names (NULL for others)."""
-    return sa.case(
-        *((site_column == site_id, _instant(value)) for site_id, value in sorted(instants.items())),
-        else_=sa.null(),
-    )
 
 
 # --- the tables ----------------------------------------------------------------------------

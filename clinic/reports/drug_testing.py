@@ -11,7 +11,9 @@ Definitions:
   enrollment counts to the period's end, or to today when the period ends later. A day
   two enrollments of a patient share (a transfer: discharged and admitted the same day)
   counts once, for the earlier enrollment (a running window over the patient's
-  enrollments). **Patient-years** = enrolled days / 365.
+  enrollments) — also when a program is chosen: the filter keeps that program's days
+  after the sharing, so its figures are those of its row without the filter.
+  **Patient-years** = enrolled days / 365.
 - **Tests**: drug tests not entered in error, collected (site-local day ``collected_on``)
   at a site in scope on a day the patient was in treatment as above; the test counts for
   the enrollment of that day. **Random tests**: those collected as random tests.
@@ -315,11 +317,14 @@ def compute(filters: ReportFilters) -> ReportResult:
         if any(v is not None for v in values):  # an analyte with no result: not drawn
             series.append((analyte.label, values))
     rate_columns = [
+        # The measures name the count they are over (``of``): with small cells suppressed,
+        # a rate over a small count would give it back (patient-years x rate = tests).
         Column("patients", "Patients", Kind.COUNT),
-        Column("patient_years", "Patient-years", Kind.NUMBER),
+        Column("patient_years", "Patient-years", Kind.NUMBER, of="patients"),
         Column("tests", "Tests", Kind.COUNT),
-        Column("tests_per_year", "Tests per patient-year", Kind.NUMBER),
-        Column("random_per_year", "Random tests per patient-year", Kind.NUMBER),
+        Column("tests_per_year", "Tests per patient-year", Kind.NUMBER, of="tests"),
+        Column("random", "Random tests", Kind.COUNT),
+        Column("random_per_year", "Random tests per patient-year", Kind.NUMBER, of="random"),
         Column("covered", "Patients in maintenance", Kind.COUNT),
         Column("below", "Below 8 a year (pro-rata)", Kind.COUNT),
         Column("below_share", "Share below 8 a year", Kind.PERCENT, of="covered"),

@@ -83,8 +83,9 @@ def enrolled_spans(filters: ReportFilters) -> sa.CTE:
             ),
         )
     )
-    if filters.program_id is not None:
-        base = base.where(Enrollment.program_id == filters.program_id)
+    # The program filter applies after the trimming: a transfer day stays with the earlier
+    # enrollment whether its program or the next one is chosen (a program's figures are
+    # the same with or without the filter).
     base = base.cte("enrolled")
     before = sa.func.max(base.c.e).over(
         partition_by=base.c.patient_id, order_by=(base.c.s, base.c.enrollment_id), rows=(None, -1)
@@ -97,11 +98,12 @@ def enrolled_spans(filters: ReportFilters) -> sa.CTE:
         sa.case((before >= base.c.s, before + 1), else_=base.c.s).label("s"),
         base.c.e,
     ).cte("trimmed")
-    return (
-        sa.select(trimmed, (trimmed.c.e - trimmed.c.s + 1).label("days"))
-        .where(trimmed.c.e >= trimmed.c.s)
-        .cte("spans")
+    spans = sa.select(trimmed, (trimmed.c.e - trimmed.c.s + 1).label("days")).where(
+        trimmed.c.e >= trimmed.c.s
     )
+    if filters.program_id is not None:
+        spans = spans.where(trimmed.c.program_id == filters.program_id)
+    return spans.cte("spans")
 
 
 def own_medication(tests: sa.CTE) -> sa.Subquery:
@@ -278,7 +280,33 @@ def tests_in_period(filters: ReportFilters) -> sa.CTE:
         .correlate(DrugTest)
     )
     if filters.program_id is not None:
-        enrolled = enrolled.where(Enrollment.program_id == filters.program_id)
+        # The day must be the chosen program's: no enrollment of the patient in scope that
+        # comes first in ``enrolled_spans``'s order (its first day in the period, then its
+        # id) covers it too (a transfer day belongs to the enrollment left that day).
+        earlier, earlier_program = aliased(Enrollment), aliased(Program)
+
+        def start(enrollment) -> sa.ColumnElement:
+            return _greatest(enrollment.admitted_on, first)
+
+        before = (
+            sa.select(earlier.id)
+            .join(earlier_program, earlier_program.id == earlier.program_id)
+            .where(
+                earlier.patient_id == DrugTest.patient_id,
+                earlier.admitted_on <= DrugTest.collected_on,
+                sa.or_(
+                    earlier.discharged_on.is_(None),
+                    earlier.discharged_on >= DrugTest.collected_on,
+                ),
+                earlier_program.site_id.in_(filters.site_ids),
+                sa.or_(
+                    start(earlier) < start(Enrollment),
+                    sa.and_(start(earlier) == start(Enrollment), earlier.id < Enrollment.id),
+                ),
+            )
+            .correlate(DrugTest, Enrollment)
+        )
+        enrolled = enrolled.where(Enrollment.program_id == filters.program_id, ~before.exists())
     return (
         sa.select(
             DrugTest.id.label("test_id"),

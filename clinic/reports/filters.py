@@ -13,6 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from werkzeug.datastructures import MultiDict
 from wtforms import DateField, SelectChoice, SelectField
 from wtforms.validators import Optional, ValidationError
 
@@ -30,9 +31,17 @@ DATE_MESSAGE = f"Enter a date from {EARLIEST_DATE.isoformat()} to {LATEST_DATE.i
 DATE_FORMAT = "Enter a valid date."
 REVERSED_MESSAGE = "The To date is before the From date: enter a To date on or after it."
 # A period longer than this is refused: a report is for a window, not all of history.
-MAX_PERIOD_DAYS = 366 * 5
+MAX_PERIOD_YEARS = 5
 LONG_PERIOD_MESSAGE = "Choose a period of at most 5 years."
 FILTER_PARAMS = ("site", "program", "medication", "date_from", "date_to", "on")
+# The query-string names of each filter a report may declare.
+PARAMS_OF = {
+    FilterName.SITE: ("site",),
+    FilterName.PROGRAM: ("program",),
+    FilterName.MEDICATION: ("medication",),
+    FilterName.PERIOD: ("date_from", "date_to"),
+    FilterName.ON: ("on",),
+}
 
 
 class MedicationGroup:
@@ -50,6 +59,17 @@ class MedicationGroup:
     @staticmethod
     def members(group: str) -> tuple[Medication, ...]:
         return tuple(m for m in Medication if m.substance == group)
+
+
+def longest_period_end(start: dt.date) -> dt.date:
+    """The last day of a period of at most ``MAX_PERIOD_YEARS`` years from ``start``: the
+    day before the same date that many years later (2026-01-01 -> 2030-12-31; a period
+    from 29 February ends on 28 February)."""
+    year = start.year + MAX_PERIOD_YEARS
+    same_day = (
+        dt.date(year, 3, 1) if (start.month, start.day) == (2, 29) else start.replace(year=year)
+    )
+    return same_day - dt.timedelta(days=1)
 
 
 def quarter_to_date(today: dt.date) -> tuple[dt.date, dt.date]:
@@ -137,11 +157,14 @@ class ReportFilterForm(ClinicForm):
             return
         if field.data < start:
             raise ValidationError(REVERSED_MESSAGE)
-        if (field.data - start).days > MAX_PERIOD_DAYS:
+        if field.data > longest_period_end(start):
             raise ValidationError(LONG_PERIOD_MESSAGE)
 
     def validate_program(self, field: SelectField) -> None:
-        # A program of another site than the chosen one counts nothing: say so.
+        # A program of another site than the chosen one counts nothing: say so. Only a
+        # program among the choices is looked up (not "abc" or an id past the integer range).
+        if field.errors or self.site.errors:
+            return
         if field.data and self.site.data:
             program = db.session.get(Program, int(field.data))
             if program is not None and str(program.site_id) != self.site.data:
@@ -155,6 +178,16 @@ class ReportFilterForm(ClinicForm):
             for name in FILTER_PARAMS
             if self[name].raw_data and self[name].raw_data[0]
         }
+
+
+def own_args(report: Report, args: MultiDict) -> MultiDict:
+    """The query string without the filters ``report`` does not read (its form does not
+    show them: an error there would be a refusal with no message on the page). Like any
+    unknown parameter, they are ignored; the site is always read."""
+    own = {"site"} | {name for f in report.filters for name in PARAMS_OF.get(f, ())}
+    return MultiDict(
+        [(k, v) for k, v in args.items(multi=True) if k not in FILTER_PARAMS or k in own]
+    )
 
 
 def user_sites(user) -> list[Site]:
@@ -196,6 +229,10 @@ def resolve(form: ReportFilterForm, report: Report, user) -> ReportFilters:
     if single and site_ids:
         # One site: its own day (an organisation-wide administrator has no site of their own).
         today = site_today(next(s for s in sites if s.id == site_ids[0]))
+    elif sites and not user.sites:
+        # No site of their own (UTC): the earliest of the counted sites' days, so the
+        # evening in America is not counted as tomorrow.
+        today = min(site_today(s) for s in sites)
     default_from, default_to = (
         report.default_period(today) if report.default_period else last_thirty_days(today)
     )
@@ -225,6 +262,19 @@ def resolve(form: ReportFilterForm, report: Report, user) -> ReportFilters:
         today=today,
         single_site=single,
     )
+
+
+def period_too_long(form: ReportFilterForm, report: Report, filters: ReportFilters) -> bool:
+    """True (and the message next to the date the user gave) when the period, with the
+    report's default for the end left empty, is longer than ``MAX_PERIOD_YEARS``: "From
+    2000-01-01" alone would otherwise count 26 years up to today."""
+    if FilterName.PERIOD not in report.filters:
+        return False
+    if filters.date_to <= longest_period_end(filters.date_from):
+        return False
+    field = form.date_to if form.date_to.data else form.date_from
+    field.errors = [*field.errors, LONG_PERIOD_MESSAGE]
+    return True
 
 
 def describe(form: ReportFilterForm, report: Report, filters: ReportFilters) -> str:

@@ -52,9 +52,9 @@ from clinic.reports.core import (
     percent,
     register_report,
 )
-from clinic.reports.counseling import in_local_days, site_zones
 from clinic.reports.filters import ReportFilters, last_twelve_months
 from clinic.reports.sql import date_param
+from clinic.reports.zones import in_local_days, site_zones
 
 SUPPORT_NETWORK = "support_network"
 SUPPORT_NETWORK_LABEL = "Support network"
@@ -315,7 +315,8 @@ def compute(filters: ReportFilters) -> ReportResult:
                 Column("referrals", "Referrals", Kind.COUNT),
                 *(Column(s.value, s.label, Kind.COUNT) for s in STATUS_ORDER),
                 Column("placed_share", "Share placed", Kind.PERCENT, of="referrals"),
-                Column("median_days", "Median days sent → placed", Kind.NUMBER),
+                # Over one placed referral, the median is that referral's own days.
+                Column("median_days", "Median days sent → placed", Kind.NUMBER, of="placed"),
             ],
             rows,
             empty="No referrals were created in this period.",

@@ -18,8 +18,15 @@ from clinic.audit import AuditAction, record
 from clinic.audit.csvsafe import csv_lines
 from clinic.extensions import db
 from clinic.reports import charts
-from clinic.reports.core import REPORTS, FilterName, Report, ReportResult, display, suppressed
-from clinic.reports.filters import ReportFilters, describe, form_for, resolve
+from clinic.reports.core import REPORTS, FilterName, Report, ReportResult, display, export_rows
+from clinic.reports.filters import (
+    ReportFilters,
+    describe,
+    form_for,
+    own_args,
+    period_too_long,
+    resolve,
+)
 from clinic.security import Permission, require_permission
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
@@ -49,10 +56,13 @@ def _audit(action: AuditAction, report: Report, filters: ReportFilters, **extra:
 
 
 def _prepare(report: Report):
-    form = form_for(current_user, request.args)
+    form = form_for(current_user, own_args(report, request.args))
     if not form.validate():
         return form, None
-    return form, resolve(form, report, current_user)
+    filters = resolve(form, report, current_user)
+    if period_too_long(form, report, filters):
+        return form, None
+    return form, filters
 
 
 @bp.get("/")
@@ -135,9 +145,7 @@ def export(slug: str):
             abort(404)
         enabled = bool(current_app.config.get("SUPPRESS_SMALL_CELLS"))
         header = [c.label for c in table.columns]
-        rows = [suppressed(table, row, enabled=enabled) for row in table.rows]
-        if table.total is not None:
-            rows.append(suppressed(table, table.total, enabled=enabled))
+        rows = export_rows(table, enabled=enabled)
         name = f"{report.slug}-{table.key}"
     _audit(
         AuditAction.EXPORT,
