@@ -30,6 +30,9 @@ MISSED_PASSWORDS_HINT = (
     "Missed a password? Give the account a new temporary one: flask users reset-password NAME"
 )
 
+# The demo's one emergency access (a MAIN prescriber opening an EAST patient's chart).
+DEMO_BREAK_GLASS_REASON = "Guest dosing: patient arrived from EAST with no chart here"
+
 
 def _password_box(passwords: list[tuple[str, Role, str]]) -> str:
     """The demo accounts as a block that stands out at the end of ``make run``'s output."""
@@ -166,6 +169,23 @@ def seed_demo() -> None:
         f"{history.sessions} therapy sessions, {history.drug_tests} drug tests and "
         f"{history.referrals} past referrals."
     )
+    # Friday's audit review (SCENARIOS.md): one emergency access this week to acknowledge.
+    from clinic.patients.emergency import grant_break_glass
+    from clinic.patients.models import Patient
+
+    east_mrn = db.session.scalar(
+        db.select(Patient.mrn)
+        .where(Patient.site_id == east.id, Patient.entered_in_error_at.is_(None))
+        .order_by(Patient.id)
+        .limit(1)
+    )
+    if east_mrn is not None:
+        grant_break_glass(
+            actor=users["prescriber"],
+            mrn=east_mrn,
+            reason=DEMO_BREAK_GLASS_REASON,
+        )
+        click.echo("Created one emergency access (break-glass) for the audit review.")
     db.session.commit()
     # In a transaction of its own (a draw that loses a race rolls back), after the tests.
     from clinic.medications import drug_test_schedule_demo

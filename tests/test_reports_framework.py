@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import datetime as dt
 import io
 import json
@@ -336,3 +337,39 @@ def test_an_organisation_wide_administrator_counts_every_site(
     assert SEEN[-1].site_ids == tuple(sorted((site, other)))
     assert admin.get(f"/reports/{SLUG}?site={other}").status_code == 200
     assert SEEN[-1].site_ids == (other,)
+
+
+def test_the_print_layout_says_when_who_and_that_it_is_confidential(client_as, check_report):
+    html = (
+        client_as("admin", full_name="Dana Director")
+        .get(f"/reports/{SLUG}/print")
+        .get_data(as_text=True)
+    )
+    assert re.search(r"Printed \d{4}-\d{2}-\d{2} \d{2}:\d{2} \S+ by Dana Director", html)
+    assert "42 CFR Part 2" in html
+
+
+def test_a_chart_with_nothing_to_draw_is_left_out(client_as, check_report, monkeypatch):
+    def empty(filters):
+        result = _compute(filters)
+        result.chart = Chart(ChartKind.BAR, "Nothing", ["A", "B"], [("x", [0, None])])
+        return result
+
+    monkeypatch.setitem(REPORTS, SLUG, dataclasses.replace(REPORTS[SLUG], compute=empty))
+    html = client_as("admin").get(f"/reports/{SLUG}").get_data(as_text=True)
+    assert 'data-testid="report-chart"' not in html
+    assert "Patients by site" in html  # the tables are still there
+
+
+def test_reports_run_without_jit_on_postgresql(app, check_report):
+    from clinic.reports.core import run
+    from clinic.reports.filters import ReportFilters
+
+    with app.app_context():
+        day = dt.date(2026, 1, 1)
+        run(REPORTS[SLUG], ReportFilters((), None, None, day, day, day, day, False))
+        if db.session.get_bind().dialect.name == "postgresql":
+            assert db.session.execute(sa.text("SHOW jit")).scalar() == "off"
+            assert db.session.execute(sa.text("SHOW work_mem")).scalar() == "64MB"
+            db.session.rollback()
+            assert db.session.execute(sa.text("SHOW work_mem")).scalar() != "64MB"

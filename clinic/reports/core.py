@@ -95,6 +95,11 @@ class Chart:
     y_label: str = ""
     percent: bool = False
 
+    @property
+    def is_empty(self) -> bool:
+        """No category, or no value above zero: nothing worth drawing."""
+        return not any(value for _, values in self.series for value in values)
+
 
 @dataclass
 class ReportResult:
@@ -224,3 +229,23 @@ def display(column: Column, value: Any) -> str:
     if column.kind is Kind.DATE and isinstance(value, dt.date):
         return value.isoformat()
     return str(value)
+
+
+# PostgreSQL settings for the statements of one report, for its transaction only: the
+# planner's just-in-time compilation costs more than it saves on these one-off aggregate
+# queries (seconds on the network-size data set), and the sorts of the window functions
+# spill to disk at the default 4 MB of work memory. bench/reports.py measures both.
+POSTGRESQL_REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
+
+
+def run(report: Report, filters: ReportFilters) -> ReportResult:
+    """``report.compute(filters)`` with the settings above on PostgreSQL (inside the
+    caller's transaction; they end with it)."""
+    import sqlalchemy as sa
+
+    from clinic.extensions import db
+
+    if db.session.get_bind().dialect.name == "postgresql":
+        for statement in POSTGRESQL_REPORT_SETTINGS:
+            db.session.execute(sa.text(statement))
+    return report.compute(filters)

@@ -16,9 +16,18 @@ from flask_login import current_user
 
 from clinic.audit import AuditAction, record
 from clinic.audit.csvsafe import csv_lines
+from clinic.db import utcnow
 from clinic.extensions import db
 from clinic.reports import charts
-from clinic.reports.core import REPORTS, FilterName, Report, ReportResult, display, export_rows
+from clinic.reports.core import (
+    REPORTS,
+    FilterName,
+    Report,
+    ReportResult,
+    display,
+    export_rows,
+    run,
+)
 from clinic.reports.filters import (
     ReportFilters,
     describe,
@@ -28,6 +37,7 @@ from clinic.reports.filters import (
     resolve,
 )
 from clinic.security import Permission, require_permission
+from clinic.sites.time import user_zone
 
 bp = Blueprint("reports", __name__, url_prefix="/reports")
 
@@ -79,11 +89,11 @@ def _page(slug: str, *, printing: bool):
         return render_template(
             "reports/show.html", report=report, form=form, result=None, printing=False
         ), 400
-    result: ReportResult = report.compute(filters)
+    result: ReportResult = run(report, filters)
     _audit(AuditAction.PRINT if printing else AuditAction.VIEW, report, filters)
     db.session.commit()
     chart = None
-    if result.chart is not None:
+    if result.chart is not None and not result.chart.is_empty:
         chart = {
             "url": charts.data_url(charts.render_svg(result.chart)),
             "alt": charts.alt_text(result.chart),
@@ -100,6 +110,7 @@ def _page(slug: str, *, printing: bool):
         printing=printing,
         query=form.submitted(),
         scope=describe(form, report, filters),
+        printed_at=utcnow().astimezone(user_zone(current_user)).strftime("%Y-%m-%d %H:%M %Z"),
     )
 
 
@@ -131,7 +142,7 @@ def export(slug: str):
             status=400,
             mimetype="text/plain",
         )
-    result = report.compute(filters)
+    result = run(report, filters)
     wanted_file = request.args.get("file")
     if wanted_file is not None:
         if wanted_file not in result.files:
