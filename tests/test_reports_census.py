@@ -244,10 +244,17 @@ def test_program_and_medication_filters(app, clinic):
         "Intensive outpatient": 1,
         "Methadone maintenance": 3,
     }
-    assert column(methadone, "by-medication", "medication") == {
-        "Methadone": 4,
-        "No MOUD order": 0,
-    }
+    # With a medication chosen, the rows that could only read 0 are left out: nobody
+    # counted is without an order, and the survey's buprenorphine row is not asked for.
+    assert column(methadone, "by-medication", "medication") == {"Methadone": 4}
+    assert column(methadone, "survey", "substance") == {"Methadone": 4}
+    assert any("left out" in note for note in methadone.notes)
+    with app.app_context():
+        buprenorphine = census.compute(
+            filters([clinic["main"]], medications=MedicationGroup.members("buprenorphine"))
+        )
+    assert "No MOUD order" not in column(buprenorphine, "by-medication", "medication")
+    assert list(column(buprenorphine, "survey", "substance")) == ["Buprenorphine (all products)"]
 
 
 def test_an_empty_day_shows_the_empty_state(app, clinic):

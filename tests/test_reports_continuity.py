@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from clinic.extensions import db
 from clinic.medications.models import DoseKind
 from clinic.reports import continuity
+from clinic.reports.core import REPORTS
 from tests.reports_ledger import each_day, filters_for, table
 from tests.reports_ledger import ledger as ledger
 
@@ -207,6 +208,20 @@ def test_a_gap_of_seven_days_exactly_is_bridged_at_the_edges_of_the_period(app, 
     with app.app_context():
         result = continuity.compute(filters_for([site], **PERIOD))
     assert counts(table(result, "by_medication").total) == (1, 0, 1, 0, 0.0)
+
+
+def test_the_default_period_ends_180_days_before_today():
+    """Twelve whole months, the last ending at least 180 days before today: every episode
+    starting in them has had its 180 days (the last 12 months would leave recent months
+    with only their broken episodes measured)."""
+    assert continuity.measurable_twelve_months(D(2026, 11, 29)) == (D(2025, 6, 1), D(2026, 5, 31))
+    # 180 days before 28 Oct 2026 is 1 May 2026, not the end of a month: April is the last.
+    assert continuity.measurable_twelve_months(D(2026, 10, 28)) == (D(2025, 5, 1), D(2026, 4, 30))
+    # 180 days before 27 Oct 2026 is 30 April 2026: April still counts.
+    assert continuity.measurable_twelve_months(D(2026, 10, 27)) == (D(2025, 5, 1), D(2026, 4, 30))
+    assert continuity.measurable_twelve_months(D(2026, 10, 26)) == (D(2025, 4, 1), D(2026, 3, 31))
+    assert REPORTS["continuity"].default_period is continuity.measurable_twelve_months
+    assert any("180 days before today" in note for note in continuity.NOTES)
 
 
 def test_nothing_to_count_shows_the_empty_tables(app, site):

@@ -225,15 +225,17 @@ def test_sessions_and_attendance_by_clinician(app, clinic):
     rows = {r["clinician"]: counts(r) for r in table(result, "by_clinician").rows}
     # Dan: sessions 1, 2 (the group of three counts once), 3 and 10 (23:30 on 03-31);
     # attended: Ana twice, Ben late, Ben left early; Cleo's no-show; Ben's cancellation.
+    # Cora: session 4 only — session 5, whose only attendee the clinic cancelled, was not
+    # held (it used to count as held: a session is held when someone was expected at it).
     assert rows == {
-        "Cora Clinician": (2, 0, 1, 0, 1, 1, 0.0, 100.0),
+        "Cora Clinician": (1, 0, 1, 0, 1, 1, 0.0, 100.0),
         "Dan Counselor": (4, 4, 1, 1, 0, 6, 66.7, 16.7),
     }
     assert [r["clinician"] for r in table(result, "by_clinician").rows] == [
         "Cora Clinician",
         "Dan Counselor",
     ]
-    assert counts(table(result, "by_clinician").total) == (6, 4, 2, 1, 1, 7, 57.1, 28.6)
+    assert counts(table(result, "by_clinician").total) == (5, 4, 2, 1, 1, 7, 57.1, 28.6)
     assert result.chart.categories == ["Cora Clinician", "Dan Counselor"]
     assert result.chart.series == [("No-show rate", [100.0, 16.7])]
     assert result.chart.percent
@@ -245,21 +247,22 @@ def test_sessions_and_attendance_by_modality(app, clinic):
     rows = [(r["modality"], *counts(r)) for r in table(result, "by_modality").rows]
     assert rows == [
         ("Cognitive behavioral therapy", 3, 2, 0, 1, 0, 3, 66.7, 0.0),
-        ("Motivational interviewing", 2, 0, 1, 0, 1, 1, 0.0, 100.0),
+        ("Motivational interviewing", 1, 0, 1, 0, 1, 1, 0.0, 100.0),
         ("Relapse prevention", 1, 2, 1, 0, 0, 3, 66.7, 33.3),
     ]
-    assert counts(table(result, "by_modality").total) == (6, 4, 2, 1, 1, 7, 57.1, 28.6)
+    assert counts(table(result, "by_modality").total) == (5, 4, 2, 1, 1, 7, 57.1, 28.6)
 
 
 def test_a_no_show_is_not_a_cancellation(app, clinic):
     """Cleo: a no-show in the group and a clinic cancellation: only the no-show is in the
-    rate; the clinic's cancellation is in neither rate's denominator."""
+    rate; the clinic's cancellation is in neither rate's denominator, and a session whose
+    every attendee the clinic cancelled was not held."""
     with app.app_context():
         result = counseling.compute(
             filters([clinic["main"]], period=(D(2026, 3, 13), D(2026, 3, 13)))
         )
     (cora,) = table(result, "by_clinician").rows
-    assert counts(cora) == (1, 0, 0, 0, 1, 0, None, None)
+    assert counts(cora) == (0, 0, 0, 0, 1, 0, None, None)
 
 
 def test_the_program_filter_counts_attendees_of_that_program(app, clinic):
@@ -270,7 +273,7 @@ def test_the_program_filter_counts_attendees_of_that_program(app, clinic):
         ("Cora Clinician", 1, 0, 1, 0, 0, 1, 0.0, 100.0)
     ]
     assert {r["clinician"]: counts(r) for r in table(otp, "by_clinician").rows} == {
-        "Cora Clinician": (1, 0, 0, 0, 1, 0, None, None),
+        "Cora Clinician": (0, 0, 0, 0, 1, 0, None, None),
         "Dan Counselor": (4, 4, 1, 1, 0, 6, 66.7, 16.7),
     }
     assert [r["patient"] for r in table(iop, "no_recent_session").rows] == ["Session, Dmitri"]
@@ -283,8 +286,32 @@ def test_another_site_counts_only_when_chosen(app, clinic):
     assert [
         (r["clinician"], r["sessions"], r["attended"]) for r in table(east, "by_clinician").rows
     ] == [("Olaf East", 1, 1)]
-    assert table(both, "by_clinician").total["sessions"] == 7
+    assert table(both, "by_clinician").total["sessions"] == 6
+    # Two sites counted: the worklist's programs carry their site's code (two sites may
+    # name a program alike).
+    assert {r["program"] for r in table(both, "no_recent_session").rows} == {
+        "Methadone maintenance — MAIN",
+        "Intensive outpatient — MAIN",
+    }
     assert table(east, "no_recent_session").rows == []
+
+
+def test_two_clinicians_of_the_same_name_are_told_apart(app, clinic, make_user):
+    """A second "Dan Counselor" (at EAST) gets a row of his own, both rows naming the
+    user; a clinician with a name of their own keeps the name alone."""
+    other = make_user("clinician", full_name="Dan Counselor", site_ids=[clinic["east"]])
+    with app.app_context():
+        olga = clinic["people"]["Olga"]
+        enrollment = db.session.scalar(
+            sa.select(Enrollment.id).where(Enrollment.patient_id == olga)
+        )
+        session(other, clinic["east"], D(2026, 3, 19), [(olga, enrollment, "attended")])
+        db.session.commit()
+        both = counseling.compute(filters([clinic["main"], clinic["east"]]))
+    labels = [r["clinician"] for r in table(both, "by_clinician").rows]
+    dans = [label for label in labels if label.startswith("Dan Counselor (")]
+    assert len(dans) == 2 and len(set(dans)) == 2
+    assert "Cora Clinician" in labels and "Olaf East" in labels
 
 
 def test_the_worklist_of_patients_without_an_attended_session(app, clinic):
@@ -410,7 +437,7 @@ def test_the_statement_count_does_not_grow_with_the_data(app, clinic, make_patie
         large = statements()
         result = counseling.compute(filters([clinic["main"]]))
     assert large == small == 4
-    assert table(result, "by_clinician").total["sessions"] == 36
+    assert table(result, "by_clinician").total["sessions"] == 35  # session 5 was not held
 
 
 # --- pages ---------------------------------------------------------------------------------
@@ -454,16 +481,16 @@ def test_csv_downloads_and_small_cell_suppression(app, clinic, client_as):
     assert rows[0] == [
         "Clinician",
         "Sessions held",
-        "Attended",
-        "No-show",
-        "Cancelled by patient",
-        "Cancelled by clinic",
-        "Expected to attend",
+        "Patient attendances",
+        "No-shows (patients)",
+        "Cancelled by the patient (patients)",
+        "Cancelled by the clinic (patients)",
+        "Expected to attend (patients)",
         "Attendance rate",
         "No-show rate",
     ]
-    assert rows[1] == ["Cora Clinician", "2", "0", "1", "0", "1", "1", "0.0", "100.0"]
-    assert rows[-1] == ["All", "6", "4", "2", "1", "1", "7", "57.1", "28.6"]
+    assert rows[1] == ["Cora Clinician", "1", "0", "1", "0", "1", "1", "0.0", "100.0"]
+    assert rows[-1] == ["All", "5", "4", "2", "1", "1", "7", "57.1", "28.6"]
     worklist = _csv(admin.get(f"/reports/counseling/export.csv?table=no_recent_session&{PERIOD}"))
     assert worklist[0][:2] == ["Patient", "MRN"]
     assert [row[0] for row in worklist[1:]] == ["Session, Dmitri", "Session, Cleo"]

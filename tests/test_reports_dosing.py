@@ -17,6 +17,7 @@ from clinic.medications.models import DoseKind, MedicationHold
 from clinic.patients import admissions
 from clinic.patients.models import Enrollment
 from clinic.reports import dosing
+from clinic.sites.models import Site, SiteClosure
 from tests.reports_ledger import Ledger, each_day, filters_for, table
 from tests.reports_ledger import ledger as ledger
 
@@ -42,6 +43,19 @@ def hold(ledger: Ledger, patient_id: int, placed_at: dt.datetime, lifted_at: dt.
         db.session.commit()
 
 
+def calendar(ledger: Ledger, site_id: int, closed_weekdays: str, holidays=()) -> None:
+    """The site's closed weekdays (ISO digits, "" for open every day) and holidays."""
+    with ledger.app.app_context():
+        db.session.get(Site, site_id).closed_weekdays = closed_weekdays
+        for day in holidays:
+            db.session.add(
+                SiteClosure(
+                    site_id=site_id, closed_on=day, name="Holiday", created_by_id=ledger.nurse
+                )
+            )
+        db.session.commit()
+
+
 def discharge(ledger: Ledger, enrollment: int, on: dt.date) -> None:
     with ledger.app.app_context():
         row = db.session.get(Enrollment, enrollment)
@@ -57,7 +71,8 @@ def discharge(ledger: Ledger, enrollment: int, on: dt.date) -> None:
 
 @pytest.fixture
 def world(ledger):
-    """1-10 March 2025 at MAIN, today 11 March:
+    """1-10 March 2025 at MAIN (open every day: closed days are tested apart), today 11
+    March:
 
     - daily: methadone 80 mg, observed every day but 4 March (nothing: missed) and 5 March
       (held): 8 doses, 9 expected days, 1 missed.
@@ -74,6 +89,7 @@ def world(ledger):
     - an XR buprenorphine injection on 5 March (not a daily order: no expected days).
     - entered in error and the EAST site's patient: methadone every day, not counted.
     """
+    calendar(ledger, ledger.site, "")
     a = ledger.program("Program A")
     b = ledger.program("Program B")
     ids = {"A": a, "B": b}
@@ -124,6 +140,7 @@ def world(ledger):
     ledger.entered_in_error(patient)
 
     east = ledger.make_site("EAST")
+    calendar(ledger, east, "")
     ids["east"] = east
     _, enrollment = ledger.patient(ledger.program("East OTP", site_id=east), site_id=east)
     order = ledger.order(enrollment, start_on=ORDERED)
@@ -235,7 +252,8 @@ def test_program_medication_and_site_filters(app, site, world):
 
 def test_bins_keep_their_bounds(app, site, ledger):
     """19.99 mg is in 0-19; 20 mg (also as 10.1 + 9.9) in 20-39; 199.99 in 180-199; a
-    split of 150 + 50 in 200 or more."""
+    split of 150 + 50 in 200 or more. (The site is closed on Sundays, as by default: 2
+    and 9 March are not expected dosing days — 8 expected, 6, 7, 8 and 10 March missed.)"""
     _, enrollment = ledger.patient(ledger.program())
     order = ledger.order(enrollment, split=("150", "50"), dose="200", start_on=ORDERED)
     ledger.observed(order, D(2025, 3, 1), mg="19.99")
@@ -253,7 +271,30 @@ def test_bins_keep_their_bounds(app, site, ledger):
         "180-199 mg": 1,
         "200 mg or more": 1,
     }
-    assert by_medication(result)["Methadone"] == (5, 0, 0, 5, 0.0, 10, 5, 50.0)
+    assert by_medication(result)["Methadone"] == (5, 0, 0, 5, 0.0, 8, 4, 50.0)
+
+
+def test_days_the_site_is_closed_are_not_expected_dosing_days(app, site, ledger):
+    """MAIN is closed on Sundays (2 and 9 March 2025) and on a holiday (Thursday 6 March);
+    EAST is closed on Saturdays (1 and 8 March). A MAIN patient never dosed misses the 7
+    open days of 1-10 March, not 10; a MAIN patient dosed on the closed Sunday (an
+    exception) and on no other day misses 7 of 7; an EAST patient never dosed misses 8."""
+    calendar(ledger, site, "7", holidays=[D(2025, 3, 6)])
+    east = ledger.make_site("EAST")
+    calendar(ledger, east, "6")
+    program = ledger.program()
+    _, enrollment = ledger.patient(program)
+    ledger.order(enrollment, start_on=ORDERED)
+    _, enrollment = ledger.patient(program)
+    order = ledger.order(enrollment, start_on=ORDERED)
+    ledger.observed(order, D(2025, 3, 2))
+    _, enrollment = ledger.patient(ledger.program(site_id=east), site_id=east)
+    ledger.order(enrollment, start_on=ORDERED)
+    with app.app_context():
+        main = dosing.compute(filters_for([site], **PERIOD))
+        both = dosing.compute(filters_for([site, east], **PERIOD))
+    assert by_medication(main)["Methadone"][5:] == (14, 14, 100.0)
+    assert by_medication(both)["Methadone"][5:] == (22, 22, 100.0)
 
 
 def test_nothing_to_count(app, site):

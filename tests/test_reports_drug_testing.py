@@ -21,7 +21,7 @@ from clinic.medications.drug_test_models import DrugTest, DrugTestResult
 from clinic.medications.models import MedicationOrder, OrderStatus
 from clinic.patients.models import Enrollment, Patient
 from clinic.reports import drug_testing
-from clinic.reports.core import SMALL_CELL_TEXT
+from clinic.reports.core import SMALL_CELL_TEXT, export_rows
 from clinic.reports.filters import REVERSED_MESSAGE, ReportFilters
 
 D = dt.date
@@ -388,6 +388,28 @@ def test_another_site_counts_only_when_chosen(app, clinic):
     ]
     assert table(both, "per_patient_year").total["patients"] == 6
     assert table(both, "per_patient_year").total["tests"] == 17
+
+
+def test_programs_of_the_same_name_at_two_sites_are_told_apart(
+    app, clinic, make_program, make_patient
+):
+    """EAST has a "Methadone maintenance" too: with both sites counted, each program row
+    carries its site's code (on the page and in the CSV); with one site, the name alone."""
+    twin = make_program("Methadone maintenance", site_id=clinic["east"])
+    patient = make_patient(
+        "T", "Twin", site_id=clinic["east"], intake_date=D(2024, 1, 1), date_of_birth=D(1980, 1, 1)
+    )
+    with app.app_context():
+        enroll(patient, twin, D(2025, 1, 1))
+        db.session.commit()
+        both = drug_testing.compute(filters([clinic["main"], clinic["east"]]))
+        main = drug_testing.compute(filters([clinic["main"]]))
+    names = [r["program"] for r in table(both, "per_patient_year").rows]
+    assert "Methadone maintenance — MAIN" in names
+    assert "Methadone maintenance — EAST" in names
+    assert "Methadone maintenance" in [r["program"] for r in table(main, "per_patient_year").rows]
+    exported = export_rows(table(both, "per_patient_year"), enabled=False)
+    assert "Methadone maintenance — EAST" in [r[0] for r in exported]
 
 
 def test_a_period_inside_the_year_prorates_the_standard(app, clinic):

@@ -123,6 +123,33 @@ def test_milestones_not_yet_reached_leave_the_denominator(app, clinic):
     assert counts(january, 180) == (0, 0) and january["share_180"] is None
 
 
+def test_the_default_period_is_last_years_cohorts():
+    """SCENARIOS: "90/180-day retention for last year's cohorts" — 1 Jan to 31 Dec of the
+    previous calendar year, whatever today's month."""
+    report = retention.REPORT
+    assert report.default_period is retention.previous_calendar_year
+    assert report.default_period(D(2026, 11, 29)) == (D(2025, 1, 1), D(2025, 12, 31))
+    assert report.default_period(D(2026, 1, 1)) == (D(2025, 1, 1), D(2025, 12, 31))
+    assert report.default_period(D(2025, 12, 31)) == (D(2024, 1, 1), D(2024, 12, 31))
+    assert any("previous calendar year" in note for note in retention.NOTES)
+
+
+def test_every_milestone_shows_who_reached_it_in_the_total_too(app, clinic):
+    """The "All cohorts" share at a milestone counts only the patients who reached it, and
+    the table shows that denominator ("Reached day N") for each milestone."""
+    with app.app_context():
+        result = retention.compute(filters([clinic["main"]], today=D(2026, 4, 15)))
+    cohorts = result.tables[0]
+    keys = [c.key for c in cohorts.columns]
+    for n in (30, 90, 180, 365):
+        share = next(c for c in cohorts.columns if c.key == f"share_{n}")
+        assert share.of == f"reached_{n}" and f"reached_{n}" in keys
+        assert keys.index(f"reached_{n}") < keys.index(f"share_{n}")
+    total = cohorts.total
+    assert total["reached_180"] == 0 and total["share_180"] is None
+    assert total["reached_90"] == sum(row["reached_90"] for row in cohorts.rows)
+
+
 def test_the_program_filter_picks_the_admitting_program(app, clinic):
     with app.app_context():
         iop = retention.compute(filters([clinic["main"]], program_id=clinic["iop"]))

@@ -389,7 +389,9 @@ class Enrollment(Base):
     asam_edition: Mapped[AsamEdition] = mapped_column(str_enum(AsamEdition, "asam_edition", 1))
     asam_level: Mapped[str] = mapped_column(sa.String(8))
     primary_counselor_id: Mapped[int | None] = mapped_column(sa.ForeignKey("app_user.id"))
-    transferred_from_id: Mapped[int | None] = mapped_column(sa.ForeignKey("enrollment.id"))
+    transferred_from_id: Mapped[int | None] = mapped_column(
+        sa.ForeignKey("enrollment.id"), index=True
+    )
     discharged_on: Mapped[dt.date | None]
     discharge_reason: Mapped[int | None]
     # 42 CFR 8.12(f): deadlines after admission, recorded as completion dates.

@@ -15,6 +15,9 @@ Definitions (DOMAIN.md "Measures" and "Programs and enrollment"; issue 14):
   (the last day in force, inclusive) empty or on/after D, and not replaced by a change
   starting on or before D. Only orders of the counted enrollments are read.
 - Patients entered in error are never counted; only the chosen sites' programs are.
+- With a medication chosen, only patients with an order of it in force count: the rows
+  that could only read 0 ("No MOUD order", the survey row of the other substance) are
+  left out.
 
 Counts are distinct patients: a patient in two programs at once counts once in each
 program's row and once in the totals, so rows may add up to more than the total.
@@ -198,7 +201,11 @@ def compute(filters: ReportFilters) -> ReportResult:
         for m in Medication
         if medication_rows.get(m.value)
     ]
-    medication_table_rows.append({"medication": NO_ORDER, "patients": without_order})
+    # With a medication chosen every patient counted has an order of it: the rows that
+    # could only read 0 ("No MOUD order", the survey's other substance) are left out.
+    chosen = filters.medications
+    if chosen is None:
+        medication_table_rows.append({"medication": NO_ORDER, "patients": without_order})
     by_medication = Table(
         "by-medication",
         "Patients in treatment by medication order in force",
@@ -254,6 +261,7 @@ def compute(filters: ReportFilters) -> ReportResult:
                 "patients": substance_rows.get(substance, 0),
             }
             for substance, label in SURVEY_SUBSTANCES
+            if chosen is None or any(m.substance == substance for m in chosen)
         ],
     )
 
@@ -299,7 +307,8 @@ def compute(filters: ReportFilters) -> ReportResult:
     if filters.medication_values is not None:
         notes.append(
             "With a medication chosen, only patients with an order of that medication in force "
-            "on the day are counted."
+            f"on the day are counted; the rows that could only read 0 (\u201c{NO_ORDER}\u201d, "
+            "the national survey's row of the other medication) are left out."
         )
     return ReportResult(
         [by_program, by_medication, by_level, by_site, survey], chart=chart, notes=notes

@@ -33,6 +33,9 @@ Definitions (DOMAIN.md, "Measures"; issue 14):
   is still continuing on ``filters.today`` — its last covered day at most 8 days before
   today, so fewer than 8 uncovered days up to yesterday. An episode that broke before
   180 days is a measured failure, whenever it started.
+- **Default period** (``measurable_twelve_months``): the twelve whole months ending at
+  least 180 days before today, so that no episode of it is still unmeasurable; a more
+  recent period chosen by the user shows its "not yet measurable" count.
 
 Shapes: day numbers are integer days since 1970-01-01 (``clinic.reports.sql``); dates are
 site-local days. One SQL statement, whatever the number of patients or doses.
@@ -60,7 +63,7 @@ from clinic.reports.core import (
     percent,
     register_report,
 )
-from clinic.reports.filters import ReportFilters, last_twelve_months
+from clinic.reports.filters import ReportFilters
 from clinic.reports.sql import day_number, days, from_day_number, month_key
 
 TARGET_DAYS = 180  # NQF #3175: at least 180 days of continuous pharmacotherapy
@@ -73,6 +76,20 @@ LONGEST_COVER_DAYS = max(s.interval_days or 1 for s in Schedule)
 ID_SPAN = 10**12
 LENGTH_BANDS = ((30, "1 to 29 days"), (90, "30 to 89 days"), (180, "90 to 179 days"))
 LONGEST_BAND = "180 days or more"
+
+
+def measurable_twelve_months(today: dt.date) -> tuple[dt.date, dt.date]:
+    """The default period: the twelve whole months whose last day is at least
+    ``TARGET_DAYS`` (180) days before ``today``, so that every episode starting in them has
+    had its 180 days and none is "not yet measurable" (the last twelve months would show
+    recent months with only their broken episodes measured, near 0 %)."""
+    latest = today - dt.timedelta(days=TARGET_DAYS)
+    after = latest + dt.timedelta(days=1)
+    last = latest if after.day == 1 else latest.replace(day=1) - dt.timedelta(days=1)
+    first = last.replace(day=1)
+    month = first.month - 11
+    first = first.replace(year=first.year + (month - 1) // 12, month=(month - 1) % 12 + 1)
+    return first, last
 
 
 def _months(first: dt.date, last: dt.date) -> list[str]:
@@ -402,6 +419,10 @@ NOTES = [
     "(its last covered day at most 8 days ago). It is left out of the share until it "
     "reaches 180 days or breaks. An episode that ended before 180 days counts as not "
     "continuous.",
+    "The period shown by default is the twelve whole months ending at least 180 days "
+    "before today, so every episode starting in it has had its 180 days to reach the "
+    "target. A more recent period can be chosen: its episodes still continuing are "
+    "counted as not yet measurable.",
     "Patients whose record was entered in error are left out; only doses given at the "
     "chosen sites count.",
 ]
@@ -420,7 +441,7 @@ register_report(
             {FilterName.SITE, FilterName.PROGRAM, FilterName.MEDICATION, FilterName.PERIOD}
         ),
         compute=compute,
-        default_period=last_twelve_months,
+        default_period=measurable_twelve_months,
         order=40,
     )
 )

@@ -8,8 +8,10 @@ Definitions:
 - **A session held**: a therapy session recorded (status ``recorded``), not entered in
   error, at a site in scope, that started within the period — the period's days are the
   session site's own days (``starts_at`` is a UTC instant; each site's local midnights
-  bound it). A session counts once whatever its number of attendees; attendance counts
-  per attendee. Attendees who are patients entered in error are left out, and a session
+  bound it), with at least one attendee not cancelled by the clinic (a session whose
+  every attendee the clinic cancelled was not held). A session counts once whatever its
+  number of attendees; attendance counts per attendee (patients: the columns say so).
+  Attendees who are patients entered in error are left out, and a session
   left with none of its attendees is not counted. With a program chosen, only the
   attendees who attended under an enrollment of that program count (and the sessions
   that have such an attendee).
@@ -34,6 +36,7 @@ or patients.
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Mapping
 from zoneinfo import ZoneInfo
 
@@ -56,7 +59,9 @@ from clinic.reports.core import (
     register_report,
 )
 from clinic.reports.filters import ReportFilters, last_thirty_days
+from clinic.reports.labels import with_site
 from clinic.reports.zones import in_local_days, local_midnight, per_site_instant, site_zones
+from clinic.sites.models import Site
 from clinic.therapy.models import (
     PRESENT,
     Attendance,
@@ -84,7 +89,17 @@ def _attendance_counts() -> list[sa.ColumnElement]:
         ).label(name)
 
     return [
-        sa.func.count(sa.distinct(TherapySession.id)).label("sessions"),
+        # Held: a session with at least one attendee the clinic did not cancel.
+        sa.func.count(
+            sa.distinct(
+                sa.case(
+                    (
+                        SessionAttendee.attendance != Attendance.CANCELLED_BY_CLINIC.value,
+                        TherapySession.id,
+                    )
+                )
+            )
+        ).label("sessions"),
         count_of(PRESENT_VALUES, "attended"),
         count_of((Attendance.NO_SHOW.value,), "no_show"),
         count_of((Attendance.CANCELLED_BY_PATIENT.value,), "cancelled_patient"),
@@ -136,11 +151,11 @@ def _columns(first: Column) -> list[Column]:
     return [
         first,
         Column("sessions", "Sessions held", Kind.COUNT),
-        Column("attended", "Attended", Kind.COUNT),
-        Column("no_show", "No-show", Kind.COUNT),
-        Column("cancelled_patient", "Cancelled by patient", Kind.COUNT),
-        Column("cancelled_clinic", "Cancelled by clinic", Kind.COUNT),
-        Column("expected", "Expected to attend", Kind.COUNT),
+        Column("attended", "Patient attendances", Kind.COUNT),
+        Column("no_show", "No-shows (patients)", Kind.COUNT),
+        Column("cancelled_patient", "Cancelled by the patient (patients)", Kind.COUNT),
+        Column("cancelled_clinic", "Cancelled by the clinic (patients)", Kind.COUNT),
+        Column("expected", "Expected to attend (patients)", Kind.COUNT),
         Column("attendance_rate", "Attendance rate", Kind.PERCENT, of="expected"),
         Column("no_show_rate", "No-show rate", Kind.PERCENT, of="expected"),
     ]
@@ -154,19 +169,32 @@ def _total(rows: list[dict], key: str) -> dict | None:
 
 
 def _by_clinician(filters: ReportFilters, zones: Mapping[int, ZoneInfo]) -> list[dict]:
+    """One row per clinician (all of their sessions at the sites counted). Two clinicians
+    of the same name are told apart by their user names: "Name (username)"."""
     query = _attendee_rows(
-        sa.select(User.full_name, TherapySession.clinician_id, *_attendance_counts()),
+        sa.select(
+            User.full_name, User.username, TherapySession.clinician_id, *_attendance_counts()
+        ),
         filters,
         zones,
     )
     query = (
         query.join(User, User.id == TherapySession.clinician_id)
-        .group_by(TherapySession.clinician_id, User.full_name)
-        .order_by(User.full_name, TherapySession.clinician_id)
+        .group_by(TherapySession.clinician_id, User.full_name, User.username)
+        .order_by(User.full_name, User.username, TherapySession.clinician_id)
     )
+    found = db.session.execute(query).all()
+    names = Counter(row.full_name for row in found)
     return [
-        _rates({"clinician": row.full_name} | {name: int(getattr(row, name)) for name in COUNTED})
-        for row in db.session.execute(query)
+        _rates(
+            {
+                "clinician": row.full_name
+                if names[row.full_name] == 1
+                else f"{row.full_name} ({row.username})"
+            }
+            | {name: int(getattr(row, name)) for name in COUNTED}
+        )
+        for row in found
     ]
 
 
@@ -218,12 +246,14 @@ def _no_recent_attendance(filters: ReportFilters, zones: Mapping[int, ZoneInfo])
             Patient.mrn,
             Program.name.label("program"),
             Program.site_id,
+            Site.code.label("site_code"),
             counselor.full_name.label("counselor"),
             Enrollment.admitted_on,
             last.c.last_at,
         )
         .select_from(Enrollment)
         .join(Program, Program.id == Enrollment.program_id)
+        .join(Site, Site.id == Program.site_id)
         .join(Patient, Patient.id == Enrollment.patient_id)
         .outerjoin(counselor, counselor.id == Enrollment.primary_counselor_id)
         .outerjoin(last, last.c.patient_id == Enrollment.patient_id)
@@ -258,7 +288,7 @@ def _no_recent_attendance(filters: ReportFilters, zones: Mapping[int, ZoneInfo])
             {
                 "patient": f"{row.last_name}, {row.first_name}{preferred}",
                 "mrn": row.mrn,
-                "program": row.program,
+                "program": with_site(row.program, row.site_code, filters),
                 "counselor": row.counselor or "No primary counselor",
                 "admitted_on": row.admitted_on,
                 "last_attended": last_on if last_on is not None else "Never",
@@ -323,13 +353,19 @@ def compute(filters: ReportFilters) -> ReportResult:
     )
     notes = [
         "Sessions held: recorded sessions, not entered in error, that started in the period "
-        "(the site's local days). A group or family session counts once as a session and "
-        "once per attendee for attendance.",
-        "Attended includes late arrivals and patients who left early.",
+        "(the site's local days), with at least one attendee the clinic did not cancel (a "
+        "session whose every attendee was cancelled by the clinic was not held).",
+        "The attendance columns count patients, not sessions: a group or family session "
+        "counts once in Sessions held and once per patient in Patient attendances, No-shows "
+        "and cancellations — so Patient attendances may exceed Sessions held.",
+        "Patient attendances include late arrivals and patients who left early.",
         "Expected to attend = attended + no-shows + cancellations by the patient. "
         "Cancellations by the clinic are shown but are in neither rate.",
         "Attendance rate = attended ÷ expected; no-show rate = no-shows ÷ expected.",
         "With a program chosen, only attendees seen under an enrollment in that program count.",
+        "With more than one site counted, the worklist's programs are shown with their "
+        "site's code (\u201cName \u2014 SITECODE\u201d): two sites may name a program alike. "
+        "Two clinicians of the same name are shown with their user names.",
         f"The worklist lists patients with an open enrollment at the end of "
         f"{as_of.isoformat()} whose last attended session was more than "
         f"{NO_ATTENDANCE_DAYS} days before that day (or who never attended one), by primary "

@@ -16,12 +16,17 @@ ledger; ``clinic.medications.missed`` for missed days):
   portions) plus a take-home bottle's amount on its take-on day.
 - **Missed-dose rate**: missed days / expected dosing days. Expected dosing days: each
   day of the period before today on which the patient had a daily or split order in force
-  (from its start to its end day) in an enrollment not yet discharged — not counting
-  held days (a dose recorded as held, or a stop-dose hold in force). A missed day is an
-  expected day with no dose given (observed or injected) and no take-home bottle for it
+  (from its start to its end day) in an enrollment not yet discharged, on which the
+  program's site was open (not one of its closed weekdays, not one of its holidays:
+  ``Site.closed_weekdays``, ``SiteClosure``) — not counting held days (a dose recorded
+  as held, or a stop-dose hold in force). A missed day is an expected day with no dose
+  given (observed or injected) and no take-home bottle for it
   — the rule of ``clinic.medications.missed``; the ledger's rows of kind ``missed``, if
   any, change nothing. So expected = observed + take-home + missed days of daily-dosed
-  patients. The statement is in ``clinic.reports.dosing_missed``.
+  patients, on the days the site was open. Unlike this report, the dosing screen's
+  missed-day run (``clinic.medications.missed``, 3 days → clinical review) does not skip
+  closed days: a closed day with no take-home bottle counts there (the patient had no
+  medication that day). The statement is in ``clinic.reports.dosing_missed``.
 
 Scope: doses at the chosen sites (``DoseEntry.site_id``); expected days of orders whose
 enrollment's program is at the chosen sites; the program filter through the order's
@@ -344,10 +349,16 @@ NOTES = [
     "are not counted.",
     "Missed-dose rate: missed days out of expected dosing days. Expected dosing days are "
     "the days of the period before today on which a patient had a daily (or split) "
-    "medication order in force in an enrollment not yet discharged, not counting days the "
-    "dose was held (recorded as held, or a stop-dose hold in force). A missed day is an "
-    "expected day with no dose given and no take-home bottle for it. Injections are not "
+    "medication order in force in an enrollment not yet discharged and the program's site "
+    "was open — days the site is closed (its closed weekdays, e.g. Sundays, and its "
+    "holidays, as set on the site's calendar) are not expected dosing days —, not counting "
+    "days the dose was held (recorded as held, or a stop-dose hold in force). A missed day "
+    "is an expected day with no dose given and no take-home bottle for it. Injections are not "
     "due daily and have no missed days here.",
+    "The dosing screen's own missed-day count (3 missed days in a row call for a "
+    "clinician's review) does not skip closed days: there, a closed day with no take-home "
+    "bottle for it counts as missed, since the patient had no medication that day. This "
+    "report's rate measures attendance on the days the clinic was open.",
     "Stop-dose holds are placed and lifted at an instant: the site-local day is taken with "
     "the site's offset from UTC at the end of the period (a hold placed within an hour of "
     "midnight across a daylight-saving change may count one day earlier or later).",

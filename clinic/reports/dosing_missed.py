@@ -4,7 +4,10 @@ days and missed days per medication, in one SQL statement.
 Rules (``clinic.medications.missed``; DOMAIN.md, "Medication for opioid use disorder"):
 an expected dosing day is a day of the period before today on which the patient had a
 daily or split order in force (from its start to its end day) in an enrollment admitted
-and not yet discharged, and which was not held — a dose recorded as held, or a stop-dose
+and not yet discharged, on which the program's site was open — not one of its closed
+weekdays (``Site.closed_weekdays``, ISO digits, "7" = Sunday) nor one of its holidays
+(``SiteClosure``), as ``clinic.medications.take_home_rules.closed_days`` reads them —, and
+which was not held — a dose recorded as held, or a stop-dose
 hold in force (placed on or before the day, lifted after it, not past its until-date; the
 site-local days of the hold's instants use the site's UTC offset at the end of the
 period). A missed day is an expected day with no dose given (observed or injected) and no
@@ -35,7 +38,7 @@ from clinic.medications.models import (
 from clinic.patients.models import Enrollment, Patient, Program
 from clinic.reports.filters import ReportFilters
 from clinic.reports.sql import day_number, from_day_number
-from clinic.sites.models import Site
+from clinic.sites.models import Site, SiteClosure
 
 GIVEN_OUT = (DoseKind.OBSERVED, DoseKind.TAKE_HOME, DoseKind.INJECTION)
 TAKE_HOME_AHEAD_DAYS = 28  # a bottle's take-on day is at most 28 days after it is handed out
@@ -88,6 +91,23 @@ def site_offsets(on: dt.date) -> dict[int, int]:
     }
 
 
+def iso_weekday(day: sa.ColumnElement) -> sa.ColumnElement:
+    """The ISO weekday (1 = Monday ... 7 = Sunday) of a day number: 1970-01-01, day 0,
+    was a Thursday (4). Day numbers of the reports are never negative."""
+    return (day + 3) % 7 + 1
+
+
+def site_open(site_id: sa.ColumnElement, day: sa.ColumnElement) -> sa.ColumnElement:
+    """The site ``site_id`` is open on day number ``day``: not one of its closed weekdays,
+    not one of its holidays (``clinic.medications.take_home_rules.closed_days``)."""
+    return sa.and_(
+        ~Site.closed_weekdays.contains(sa.cast(iso_weekday(day), sa.String)),
+        ~sa.exists().where(
+            SiteClosure.site_id == site_id, day_number(SiteClosure.closed_on) == day
+        ),
+    )
+
+
 def missed_statement(filters: ReportFilters, first: int, last: int, offsets) -> sa.Select:
     """Rows ``(medication, expected, missed)`` per medication of the daily orders, and a
     row with medication NULL for all of them (a patient-day counted once). ``first`` ..
@@ -113,6 +133,7 @@ def missed_statement(filters: ReportFilters, first: int, last: int, offsets) -> 
         sa.or_(Enrollment.discharged_on.is_(None), day_number(Enrollment.discharged_on) > day),
         Program.site_id.in_(filters.site_ids),
         Patient.entered_in_error_at.is_(None),
+        site_open(Program.site_id, day),
     ]
     if filters.program_id is not None:
         expected_conditions.append(Enrollment.program_id == filters.program_id)
@@ -129,6 +150,7 @@ def missed_statement(filters: ReportFilters, first: int, last: int, offsets) -> 
         .join(order, sa.true())
         .join(Enrollment, Enrollment.id == order.enrollment_id)
         .join(Program, Program.id == Enrollment.program_id)
+        .join(Site, Site.id == Program.site_id)
         .join(Patient, Patient.id == order.patient_id)
         .where(*expected_conditions)
         .cte("expected")

@@ -73,6 +73,8 @@ from clinic.reports.drug_testing_sql import (
     tests_in_treatment,
 )
 from clinic.reports.filters import ReportFilters, last_twelve_months
+from clinic.reports.labels import with_site
+from clinic.sites.models import Site
 
 # The analytes drawn on the chart (every analyte is in the tables).
 CHART_ANALYTES = (
@@ -121,6 +123,7 @@ def _by_program(filters: ReportFilters) -> list[dict]:
     query = (
         sa.select(
             Program.name,
+            Site.code,
             per_patient.c.program_id,
             sa.func.count().label("patients"),
             sa.func.sum(per_patient.c.days).label("days"),
@@ -131,6 +134,7 @@ def _by_program(filters: ReportFilters) -> list[dict]:
         )
         .select_from(per_patient)
         .join(Program, Program.id == per_patient.c.program_id)
+        .join(Site, Site.id == Program.site_id)
         .outerjoin(
             tested,
             sa.and_(
@@ -138,13 +142,13 @@ def _by_program(filters: ReportFilters) -> list[dict]:
                 tested.c.patient_id == per_patient.c.patient_id,
             ),
         )
-        .group_by(per_patient.c.program_id, Program.name)
-        .order_by(Program.name, per_patient.c.program_id)
+        .group_by(per_patient.c.program_id, Program.name, Site.code)
+        .order_by(Program.name, Site.code, per_patient.c.program_id)
     )
     return [
         _rate_row(
             {
-                "program": row.name,
+                "program": with_site(row.name, row.code, filters),
                 "patients": int(row.patients),
                 "days": int(row.days),
                 "tests": int(row.tests),
@@ -382,6 +386,8 @@ def compute(filters: ReportFilters) -> ReportResult:
         "Positivity leaves out the patient's own medication (methadone for a patient on "
         "methadone, buprenorphine for a patient on a buprenorphine product): it is expected. "
         "Those results are counted in the last column.",
+        "With more than one site counted, each program is shown with its site's code "
+        "(\u201cName \u2014 SITECODE\u201d): two sites may name a program alike.",
         "Patients entered in error are never counted.",
     ]
     return ReportResult(tables, chart, notes)

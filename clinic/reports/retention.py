@@ -20,6 +20,7 @@ Definitions (DOMAIN.md "Measures": retention at 90 and 180 days; issue 14):
   shows no percentage.
 - Scope: the chosen sites' programs and the chosen program (of the admission), patients
   not entered in error.
+- Default period: the previous calendar year (``previous_calendar_year``).
 """
 
 from __future__ import annotations
@@ -44,12 +45,18 @@ from clinic.reports.core import (
     percent,
     register_report,
 )
-from clinic.reports.filters import ReportFilters, last_twelve_months
+from clinic.reports.filters import ReportFilters
 from clinic.reports.sql import date_param, day_number, days, month_key
 
 MILESTONES = (30, 90, 180, 365)
 # More cohorts than this draw one line per admission quarter (then year) instead of month.
 MAX_COHORT_LINES = 6
+
+
+def previous_calendar_year(today: dt.date) -> tuple[dt.date, dt.date]:
+    """The default period: 1 January to 31 December of the year before ``today``'s
+    (SCENARIOS.md, Friday: "90/180-day retention for last year's cohorts")."""
+    return dt.date(today.year - 1, 1, 1), dt.date(today.year - 1, 12, 31)
 
 
 def episodes(filters: ReportFilters) -> sa.Subquery:
@@ -199,23 +206,29 @@ def compute(filters: ReportFilters) -> ReportResult:
         y_label="Still in treatment (%)",
         percent=True,
     )
-    notes = [
-        "Cohorts: new admissions and readmissions in the period, by the month of the "
-        "admission date (the site's local date). A transfer in is not an admission: it "
-        "continues the patient's episode.",
-        "Still in treatment on day N: the episode had not ended before the day N days after "
-        "admission (a discharge on day 89 is not retained at 90 days; one on day 90 is). A "
-        "transfer to another program of the clinic does not end the episode; a discharge "
-        "with no enrollment following it does, whatever its reason.",
-        "Not yet: a patient whose day N is after today has not reached that milestone and is "
-        "left out of its count (\u201cReached day N\u201d); a cohort nobody in which has "
-        "reached it shows no percentage.",
-        "Curves: day 0 is 100 %; with more than six monthly cohorts the chart draws one line "
-        "per admission quarter, and with more than six quarters one per year (the table has "
-        "every month).",
-        "Patients entered in error are not counted; only the chosen sites' programs are.",
-    ]
-    return ReportResult([cohorts], chart=chart, notes=notes)
+    return ReportResult([cohorts], chart=chart, notes=list(NOTES))
+
+
+NOTES = [
+    "Cohorts: new admissions and readmissions in the period, by the month of the "
+    "admission date (the site's local date). A transfer in is not an admission: it "
+    "continues the patient's episode.",
+    "Still in treatment on day N: the episode had not ended before the day N days after "
+    "admission (a discharge on day 89 is not retained at 90 days; one on day 90 is). A "
+    "transfer to another program of the clinic does not end the episode; a discharge "
+    "with no enrollment following it does, whatever its reason.",
+    "Not yet: a patient whose day N is after today has not reached that milestone and is "
+    "left out of its count (\u201cReached day N\u201d); a cohort nobody in which has "
+    "reached it shows no percentage.",
+    "Curves: day 0 is 100 %; with more than six monthly cohorts the chart draws one line "
+    "per admission quarter, and with more than six quarters one per year (the table has "
+    "every month).",
+    "By default the cohorts are those of the previous calendar year (1 January to 31 "
+    "December), whose patients have mostly had the time to reach day 90 and day 180. The "
+    "\u201cAll cohorts\u201d line at day N counts only the patients who have reached day N "
+    "(\u201cReached day N\u201d, shown for each milestone).",
+    "Patients entered in error are not counted; only the chosen sites' programs are.",
+]
 
 
 REPORT = register_report(
@@ -226,7 +239,7 @@ REPORT = register_report(
         "180 and 365 days after admission, by admission-month cohort.",
         filters=frozenset({FilterName.SITE, FilterName.PROGRAM, FilterName.PERIOD}),
         compute=compute,
-        default_period=last_twelve_months,
+        default_period=previous_calendar_year,
         order=30,
     )
 )
