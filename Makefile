@@ -9,7 +9,7 @@ PORT ?= 5000
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-postgres lint format migrate-check bench clean
+.PHONY: help run test test-postgres lint format migrate-check bench bench-reports clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -51,9 +51,13 @@ migrate-check: $(VENV)/.dev-installed ## Check that the migrations match the mod
 	DATABASE_URL=sqlite:///$$tmp/check.db $(FLASK) db check; \
 	status=$$?; rm -rf $$tmp; exit $$status
 
-bench: $(VENV)/.dev-installed ## Time patient search (100,000 patients) and the audit viewer (1,000,000 events)
+bench: $(VENV)/.dev-installed ## Time patient search, the audit viewer and every report (bench/README.md)
 	$(BIN)/python bench/patient_search.py
 	$(BIN)/python bench/audit_viewer.py
+	$(BIN)/python bench/reports.py
+
+bench-reports: $(VENV)/.dev-installed ## Time every report on 100,000 patients, ~11 M dose rows (PostgreSQL: BENCH_DATABASE_URL)
+	$(BIN)/python bench/reports.py
 
 clean: ## Remove the virtualenv and caches (keeps instance/ and its database)
 	rm -rf $(VENV) .pytest_cache .ruff_cache
