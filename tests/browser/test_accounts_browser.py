@@ -16,6 +16,7 @@ NAVIGATION = {
         "Take-home reviews",
         "Aftercare directory",
         "Referrals",
+        "Reports",
         "Programs",
         "Site calendar",
         "Users",
