@@ -9,11 +9,11 @@ import datetime as dt
 import io
 
 import pytest
-import sqlalchemy as sa
 
 from clinic.extensions import db
 from clinic.patients.models import Enrollment, Patient
 from clinic.reports import admissions
+from tests.statements import statement_count
 from tests.test_reports_census import NOT_OTP, enroll
 from tests.test_reports_census import filters as census_filters
 
@@ -146,19 +146,8 @@ def test_a_quiet_period_shows_the_empty_states(app, clinic):
 
 
 def _statements(app, site_id) -> int:
-    count = 0
-
-    def listen(*_args):
-        nonlocal count
-        count += 1
-
     with app.app_context():
-        sa.event.listen(db.engine, "before_cursor_execute", listen)
-        try:
-            admissions.compute(filters([site_id]))
-        finally:
-            sa.event.remove(db.engine, "before_cursor_execute", listen)
-    return count
+        return statement_count(lambda: admissions.compute(filters([site_id])))
 
 
 def test_the_number_of_statements_does_not_grow_with_the_data(

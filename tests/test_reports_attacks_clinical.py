@@ -19,6 +19,7 @@ from clinic.extensions import db
 from clinic.patients.models import Patient, Program
 from clinic.reports import counseling, drug_testing, referrals
 from clinic.therapy.models import SessionAttendee, TherapySession
+from tests.statements import statement_count
 from tests.test_reports_counseling import NOT_OTP, counts, enroll, filters, table
 from tests.test_reports_referrals import consent, referral
 
@@ -442,7 +443,6 @@ def test_patient_years_and_tests_match_a_day_by_day_count(
 def test_the_statement_counts_do_not_grow_with_patients_or_sites(
     app, islands, make_patient, make_program, make_user, make_site
 ):
-    import sqlalchemy as sa
 
     from tests.test_reports_drug_testing import test_of
 
@@ -453,17 +453,11 @@ def test_the_statement_counts_do_not_grow_with_patients_or_sites(
             ("drug-testing", drug_testing, QUARTER),
             ("referrals", referrals, QUARTER),
         ):
-            seen: list[str] = []
-
-            def count(conn, cursor, statement, parameters, context, executemany, seen=seen):
-                seen.append(statement)
-
-            sa.event.listen(db.engine, "before_cursor_execute", count)
-            try:
-                module.compute(filters(site_ids, period=period))
-            finally:
-                sa.event.remove(db.engine, "before_cursor_execute", count)
-            counted[name] = len(seen)
+            counted[name] = statement_count(
+                lambda module=module, period=period: module.compute(
+                    filters(site_ids, period=period)
+                )
+            )
         return counted
 
     with app.app_context():

@@ -12,13 +12,13 @@ import io
 from decimal import Decimal
 
 import pytest
-import sqlalchemy as sa
 
 from clinic.extensions import db
 from clinic.medications.models import MedicationOrder, OrderStatus
 from clinic.patients.models import Enrollment, Patient
 from clinic.reports import census
 from clinic.reports.filters import MedicationGroup, ReportFilters
+from tests.statements import statement_count
 
 D = dt.date
 ON = D(2026, 3, 15)
@@ -270,19 +270,8 @@ def test_an_empty_day_shows_the_empty_state(app, clinic):
 
 
 def _statements(app, site_id) -> int:
-    count = 0
-
-    def listen(*_args):
-        nonlocal count
-        count += 1
-
     with app.app_context():
-        sa.event.listen(db.engine, "before_cursor_execute", listen)
-        try:
-            census.compute(filters([site_id]))
-        finally:
-            sa.event.remove(db.engine, "before_cursor_execute", listen)
-    return count
+        return statement_count(lambda: census.compute(filters([site_id])))
 
 
 def test_the_number_of_statements_does_not_grow_with_the_data(

@@ -9,14 +9,13 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import sqlalchemy as sa
 
-from clinic.extensions import db
 from clinic.medications.models import DoseKind
 from clinic.reports import continuity
 from clinic.reports.core import REPORTS
 from tests.reports_ledger import each_day, filters_for, table
 from tests.reports_ledger import ledger as ledger
+from tests.statements import statement_count
 
 D = dt.date
 
@@ -242,19 +241,8 @@ def test_the_number_of_statements_does_not_grow_with_patients(app, site, ledger)
             ledger.observed(order, each_day(D(2025, 1, 6), D(2025, 1, 12)))
 
     def statements() -> int:
-        seen = []
         with app.app_context():
-            engine = db.engine
-
-            def count(*_args):
-                seen.append(1)
-
-            sa.event.listen(engine, "before_cursor_execute", count)
-            try:
-                continuity.compute(filters_for([site], **PERIOD))
-            finally:
-                sa.event.remove(engine, "before_cursor_execute", count)
-        return len(seen)
+            return statement_count(lambda: continuity.compute(filters_for([site], **PERIOD)))
 
     patients(1)
     one = statements()

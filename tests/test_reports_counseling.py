@@ -21,6 +21,7 @@ from clinic.reports import counseling
 from clinic.reports.core import SMALL_CELL_TEXT
 from clinic.reports.filters import REVERSED_MESSAGE, ReportFilters
 from clinic.therapy.models import SessionAttendee, TherapySession
+from tests.statements import statement_count
 
 D = dt.date
 CHICAGO = ZoneInfo("America/Chicago")
@@ -406,17 +407,9 @@ def test_an_empty_period_shows_the_empty_states(app, clinic):
 
 def test_the_statement_count_does_not_grow_with_the_data(app, clinic, make_patient):
     def statements() -> int:
-        seen: list[str] = []
-
-        def count(conn, cursor, statement, parameters, context, executemany):
-            seen.append(statement)
-
-        sa.event.listen(db.engine, "before_cursor_execute", count)
-        try:
-            counseling.compute(filters([clinic["main"], clinic["east"]]))
-        finally:
-            sa.event.remove(db.engine, "before_cursor_execute", count)
-        return len(seen)
+        return statement_count(
+            lambda: counseling.compute(filters([clinic["main"], clinic["east"]]))
+        )
 
     with app.app_context():
         small = statements()

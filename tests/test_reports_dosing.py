@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-import sqlalchemy as sa
 
 from clinic.accounts.models import User
 from clinic.extensions import db
@@ -20,6 +19,7 @@ from clinic.reports import dosing
 from clinic.sites.models import Site, SiteClosure
 from tests.reports_ledger import Ledger, each_day, filters_for, table
 from tests.reports_ledger import ledger as ledger
+from tests.statements import statement_count
 
 D = dt.date
 FIRST, LAST = D(2025, 3, 1), D(2025, 3, 10)
@@ -314,18 +314,8 @@ def test_the_number_of_statements_does_not_grow_with_patients(app, site, ledger)
             ledger.observed(order, each_day(FIRST, D(2025, 3, 4)))
 
     def statements() -> int:
-        seen = []
         with app.app_context():
-
-            def count(*_args):
-                seen.append(1)
-
-            sa.event.listen(db.engine, "before_cursor_execute", count)
-            try:
-                dosing.compute(filters_for([site], **PERIOD))
-            finally:
-                sa.event.remove(db.engine, "before_cursor_execute", count)
-        return len(seen)
+            return statement_count(lambda: dosing.compute(filters_for([site], **PERIOD)))
 
     patients(1)
     one = statements()

@@ -14,7 +14,6 @@ from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy as sa
 
 from clinic.extensions import db
 from clinic.medications.drug_test_models import DrugTest, DrugTestResult
@@ -23,6 +22,7 @@ from clinic.patients.models import Enrollment, Patient
 from clinic.reports import drug_testing
 from clinic.reports.core import SMALL_CELL_TEXT, export_rows
 from clinic.reports.filters import REVERSED_MESSAGE, ReportFilters
+from tests.statements import statement_count
 
 D = dt.date
 CHICAGO = ZoneInfo("America/Chicago")
@@ -439,17 +439,9 @@ def test_an_empty_period_shows_the_empty_states(app, clinic):
 
 def test_the_statement_count_does_not_grow_with_the_data(app, clinic, make_patient):
     def statements() -> int:
-        seen: list[str] = []
-
-        def count(conn, cursor, statement, parameters, context, executemany):
-            seen.append(statement)
-
-        sa.event.listen(db.engine, "before_cursor_execute", count)
-        try:
-            drug_testing.compute(filters([clinic["main"], clinic["east"]]))
-        finally:
-            sa.event.remove(db.engine, "before_cursor_execute", count)
-        return len(seen)
+        return statement_count(
+            lambda: drug_testing.compute(filters([clinic["main"], clinic["east"]]))
+        )
 
     with app.app_context():
         small = statements()

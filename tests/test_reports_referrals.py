@@ -13,7 +13,6 @@ import io
 from zoneinfo import ZoneInfo
 
 import pytest
-import sqlalchemy as sa
 
 from clinic.aftercare.consent_models import Consent, SupportPerson
 from clinic.aftercare.models import AftercareResource
@@ -23,6 +22,7 @@ from clinic.patients.models import Enrollment, Patient
 from clinic.reports import referrals
 from clinic.reports.core import SMALL_CELL_TEXT
 from clinic.reports.filters import REVERSED_MESSAGE, ReportFilters
+from tests.statements import statement_count
 
 D = dt.date
 CHICAGO = ZoneInfo("America/Chicago")
@@ -426,17 +426,7 @@ def test_an_empty_period_shows_the_empty_states(app, clinic):
 
 def test_the_statement_count_does_not_grow_with_the_data(app, clinic, make_patient):
     def statements() -> int:
-        seen: list[str] = []
-
-        def count(conn, cursor, statement, parameters, context, executemany):
-            seen.append(statement)
-
-        sa.event.listen(db.engine, "before_cursor_execute", count)
-        try:
-            referrals.compute(filters([clinic["main"], clinic["east"]]))
-        finally:
-            sa.event.remove(db.engine, "before_cursor_execute", count)
-        return len(seen)
+        return statement_count(lambda: referrals.compute(filters([clinic["main"], clinic["east"]])))
 
     with app.app_context():
         small = statements()

@@ -18,6 +18,7 @@ from clinic.audit.models import AuditEvent
 from clinic.extensions import db
 from clinic.patients.models import Patient
 from clinic.reports import teds
+from tests.statements import statement_count
 from tests.test_reports_census import NOT_OTP, enroll, order
 from tests.test_reports_census import filters as census_filters
 
@@ -242,19 +243,8 @@ def test_the_default_period_is_the_last_full_quarter():
 
 
 def _statements(app, site_id) -> int:
-    count = 0
-
-    def listen(*_args):
-        nonlocal count
-        count += 1
-
     with app.app_context():
-        sa.event.listen(db.engine, "before_cursor_execute", listen)
-        try:
-            teds.compute(filters([site_id]))
-        finally:
-            sa.event.remove(db.engine, "before_cursor_execute", listen)
-    return count
+        return statement_count(lambda: teds.compute(filters([site_id])))
 
 
 def test_the_number_of_statements_does_not_grow_with_the_data(
