@@ -49,7 +49,6 @@ from clinic.db import utcnow
 from clinic.extensions import db
 from clinic.medications import call_backs, drug_test_schedule, take_home_reading, worklists
 from clinic.medications.drug_test_models import DrugTest, RandomTestDraw, RandomTestSelection
-from clinic.medications.take_home_models import TakeHomeDecision
 from clinic.patients import milestones
 from clinic.patients.common import visible_site_ids
 from clinic.patients.models import Enrollment, Patient, Program
@@ -375,22 +374,10 @@ def _take_home_item(status: take_home_reading.DecisionStatus) -> PatientItem:
 
 
 def _awaiting_approval(user: User) -> int:
-    """Take-home decisions at the user's sites neither approved nor declined (the
-    prescribers' worklist on the review list page; its query is the view's own, so it is
-    written here): one statement."""
-    query = (
-        sa.select(sa.func.count(TakeHomeDecision.id))
-        .join(Patient, Patient.id == TakeHomeDecision.patient_id)
-        .where(
-            TakeHomeDecision.approved_at.is_(None),
-            TakeHomeDecision.declined_at.is_(None),
-            Patient.entered_in_error_at.is_(None),
-        )
-    )
-    sites = visible_site_ids(user)
-    if sites is not None:
-        query = query.where(TakeHomeDecision.site_id.in_(sites or {-1}))
-    return db.session.scalar(query) or 0
+    """How many take-home decisions wait for a prescriber at the user's sites (the review
+    list's worklist, ``take_home_reading.awaiting_approval``): one statement."""
+    pending = take_home_reading.awaiting_approval(user).order_by(None).subquery()
+    return db.session.scalar(sa.select(sa.func.count()).select_from(pending)) or 0
 
 
 def _call_backs(user: User, today: dt.date) -> Listed:

@@ -337,3 +337,23 @@ def review_list(user: User, now: dt.datetime | None = None) -> list[DecisionStat
         key=lambda s: (s.review_due_on or dt.date.max, s.decision.patient_id, s.decision.id)
     )
     return listed
+
+
+def awaiting_approval(user: User) -> sa.Select[tuple[TakeHomeDecision]]:
+    """Decisions at ``user``'s sites neither approved nor declined yet, oldest first (the
+    prescribers' worklist), patients entered in error left out: a select, for the review
+    list (its first rows) and the dashboard (its count)."""
+    query = (
+        sa.select(TakeHomeDecision)
+        .join(Patient, Patient.id == TakeHomeDecision.patient_id)
+        .where(
+            TakeHomeDecision.approved_at.is_(None),
+            TakeHomeDecision.declined_at.is_(None),
+            Patient.entered_in_error_at.is_(None),
+        )
+        .order_by(TakeHomeDecision.recorded_at, TakeHomeDecision.id)
+    )
+    sites = visible_site_ids(user)
+    if sites is not None:
+        query = query.where(TakeHomeDecision.site_id.in_(sites or {-1}))
+    return query

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import sqlalchemy as sa
 from flask import Blueprint, Flask, abort, flash, g, redirect, render_template, url_for
 from flask_login import current_user
 from sqlalchemy.orm import contains_eager
@@ -35,7 +34,6 @@ from clinic.medications.take_home_forms import (
 )
 from clinic.medications.take_home_models import CRITERIA, TakeHomeDecision
 from clinic.patients import access
-from clinic.patients.common import visible_site_ids
 from clinic.patients.models import Patient
 from clinic.security import Permission, require_permission
 from clinic.sites.time import site_today
@@ -300,23 +298,13 @@ PENDING_SHOWN = 200
 
 
 def _awaiting_approval() -> list[TakeHomeDecision]:
-    """Decisions at the user's sites neither approved nor declined yet, oldest first (the
-    prescribers' worklist): one statement."""
+    """The prescribers' worklist at the user's sites (``take_home_reading.awaiting_approval``),
+    its first ``PENDING_SHOWN``: one statement."""
     query = (
-        sa.select(TakeHomeDecision)
-        .join(Patient, Patient.id == TakeHomeDecision.patient_id)
+        reading.awaiting_approval(current_user)
         .options(contains_eager(TakeHomeDecision.patient))
-        .where(
-            TakeHomeDecision.approved_at.is_(None),
-            TakeHomeDecision.declined_at.is_(None),
-            Patient.entered_in_error_at.is_(None),
-        )
-        .order_by(TakeHomeDecision.recorded_at, TakeHomeDecision.id)
         .limit(PENDING_SHOWN)
     )
-    sites = visible_site_ids(current_user)
-    if sites is not None:
-        query = query.where(TakeHomeDecision.site_id.in_(sites or {-1}))
     return list(db.session.scalars(query))
 
 
