@@ -427,10 +427,24 @@ def test_the_audit_of_a_teds_download_names_no_patient(app, tricky, client_as):
     assert len(records) == 1 + 8  # A twice (OTP, IOP), B twice, C twice, R, Y; not X
     with app.app_context():
         events = list(
-            db.session.scalars(sa.select(AuditEvent).where(AuditEvent.entity_type == "report"))
+            db.session.scalars(
+                sa.select(AuditEvent).where(
+                    AuditEvent.entity_type == "report", AuditEvent.patient_id.is_(None)
+                )
+            )
+        )
+        # The export also records one event per patient its records name (no details).
+        named = list(
+            db.session.scalars(
+                sa.select(AuditEvent).where(
+                    AuditEvent.entity_type == "report", AuditEvent.patient_id.is_not(None)
+                )
+            )
         )
         with_mrns = {p.mrn for p in db.session.scalars(sa.select(Patient)) if p.mrn} | {"Tricky"}
     assert sorted(e.action for e in events) == ["export", "print", "view"]
+    assert {e.action for e in named} == {"export"} and len(named) == 5  # A, B, C, R, Y
+    assert all(json.loads(e.details) == {} for e in named)
     for event in events:
         details = json.loads(event.details)
         assert set(details) <= {

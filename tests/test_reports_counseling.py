@@ -328,6 +328,9 @@ def test_the_worklist_of_patients_without_an_attended_session(app, clinic):
         ("Session, Dmitri", "Intensive outpatient", "Cora Clinician", "Never", "—"),
         ("Session, Cleo", "Methadone maintenance", "Dan Counselor", "Never", "—"),
     ]
+    # The worklist names them: showing or exporting it audits each (one per row).
+    named = result.named_patients["no_recent_session"]
+    assert len(named) == 2 and all(site == clinic["main"] for _, site in named)
     with app.app_context():
         mrn = db.session.get(Patient, clinic["people"]["Cleo"]).mrn
     assert worklist.rows[1]["mrn"] == mrn

@@ -373,3 +373,25 @@ def test_reports_run_without_jit_on_postgresql(app, check_report):
             assert db.session.execute(sa.text("SHOW work_mem")).scalar() == "64MB"
             db.session.rollback()
             assert db.session.execute(sa.text("SHOW work_mem")).scalar() != "64MB"
+
+
+def test_patients_a_report_names_get_an_audit_event_each(
+    app, client_as, check_report, monkeypatch, make_patient, site
+):
+    ana, ben = make_patient("Ana", "Named"), make_patient("Ben", "Named")
+
+    def naming(filters):
+        result = _compute(filters)
+        result.named_patients = {"by_site": [(ana, site), (ben, site)], "extra-file": [(ana, site)]}
+        return result
+
+    monkeypatch.setitem(REPORTS, SLUG, dataclasses.replace(REPORTS[SLUG], compute=naming))
+    admin = client_as("admin")
+    admin.get(f"/reports/{SLUG}")
+    admin.get(f"/reports/{SLUG}/print")
+    admin.get(f"/reports/{SLUG}/export.csv?table=empty")  # names nobody
+    admin.get(f"/reports/{SLUG}/export.csv?file=extra-file")
+    for action, patients in (("view", [ana, ben]), ("print", [ana, ben]), ("export", [ana])):
+        events = _events(app, action)
+        assert sorted(e.patient_id for e in events if e.patient_id) == sorted(patients), action
+        assert all(e.entity_id == SLUG for e in events)

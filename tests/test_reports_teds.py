@@ -213,6 +213,9 @@ def test_filters_and_the_second_site(app, clinic):
     ]
     assert rows_of(iop, "teds-discharges") == []
     assert len(rows_of(both, "teds-admissions")) == 6
+    # Each exported record's patient is audited with the export.
+    assert len(both.named_patients["teds-admissions"]) == 6
+    assert len(both.named_patients["teds-discharges"]) == 3
     assert len(rows_of(both, "teds-discharges")) == 3
     assert [r["REASON"] for r in rows_of(july, "teds-discharges")] == [2]
 
@@ -308,6 +311,10 @@ def test_the_teds_files_download_and_are_audited(app, client_as, clinic):
                 .order_by(AuditEvent.seq)
             )
         )
+    # One event per exported file, then one per patient its records name.
+    per_patient = [e for e in events if e.patient_id is not None]
+    assert len(per_patient) == 2 + 5
+    events = [e for e in events if e.patient_id is None]
     details = [json.loads(e.details) for e in events]
     assert [(d["report"], d["file"], d["rows"]) for d in details] == [
         ("teds", "teds-discharges", 2),

@@ -108,6 +108,10 @@ class ReportResult:
     notes: list[str] = field(default_factory=list)
     # A CSV file that is not one of the tables (the TEDS export): name -> (header, rows).
     files: dict[str, tuple[list[str], list[list[Any]]]] = field(default_factory=dict)
+    # The patients a table or file names (a worklist, record-level files): table key or
+    # file name -> [(patient id, site id)]. Showing or exporting it records one audit event
+    # per patient, so the patient's access report lists it (42 CFR 2; HIPAA 164.312(b)).
+    named_patients: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -240,6 +240,8 @@ def _no_recent_attendance(filters: ReportFilters, zones: Mapping[int, ZoneInfo])
     counselor = aliased(User)
     query = (
         sa.select(
+            Patient.id.label("patient_id"),
+            Patient.site_id.label("patient_site_id"),
             Patient.first_name,
             Patient.last_name,
             Patient.preferred_name,
@@ -293,6 +295,7 @@ def _no_recent_attendance(filters: ReportFilters, zones: Mapping[int, ZoneInfo])
                 "admitted_on": row.admitted_on,
                 "last_attended": last_on if last_on is not None else "Never",
                 "days_since": (as_of - last_on).days if last_on is not None else "—",
+                "_patient": (row.patient_id, row.patient_site_id),
             }
         )
     return rows
@@ -372,7 +375,9 @@ def compute(filters: ReportFilters) -> ReportResult:
         "counselor. Newly admitted patients with no session yet show as “Never”.",
         "Patients entered in error are never counted.",
     ]
-    return ReportResult(tables, chart, notes)
+    # The worklist names its patients: each is audited when it is shown or exported.
+    named = [row.pop("_patient") for row in worklist]
+    return ReportResult(tables, chart, notes, named_patients={"no_recent_session": named})
 
 
 REPORT = register_report(

@@ -201,6 +201,8 @@ def _records(filters: ReportFilters, *, discharges: bool) -> list[sa.Row]:
     query = in_scope(
         sa.select(
             Enrollment.id,
+            Patient.id.label("patient_id"),
+            Patient.site_id.label("patient_site_id"),
             sa.func.coalesce(Patient.state_registry_id, Patient.mrn).label("client"),
             Enrollment.admitted_on,
             Enrollment.discharged_on,
@@ -342,6 +344,11 @@ def compute(filters: ReportFilters) -> ReportResult:
         files={
             "teds-admissions": (list(ADMISSION_HEADER), admission_rows),
             "teds-discharges": (list(DISCHARGE_HEADER), discharge_rows),
+        },
+        # Identifiable records: each exported patient gets an audit event of its own.
+        named_patients={
+            "teds-admissions": [(r.patient_id, r.patient_site_id) for r in admitted],
+            "teds-discharges": [(r.patient_id, r.patient_site_id) for r in discharged],
         },
     )
 

@@ -9,6 +9,7 @@ download as an ``export`` of entity type ``report`` with the report's slug and f
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Blueprint, Response, abort, current_app, render_template, request, url_for
@@ -49,7 +50,13 @@ def _report(slug: str) -> Report:
     return report
 
 
-def _audit(action: AuditAction, report: Report, filters: ReportFilters, **extra: Any) -> None:
+def _audit(
+    action: AuditAction,
+    report: Report,
+    filters: ReportFilters,
+    named: Iterable[tuple[int, int]] = (),
+    **extra: Any,
+) -> None:
     details: dict[str, Any] = {
         "report": report.slug,
         "sites": list(filters.site_ids),
@@ -63,6 +70,15 @@ def _audit(action: AuditAction, report: Report, filters: ReportFilters, **extra:
         details["on"] = filters.on.isoformat()
     details.update(extra)
     record(action, actor=current_user, entity_type="report", entity_id=report.slug, details=details)
+    for patient_id, site_id in dict.fromkeys(named):
+        record(
+            action,
+            actor=current_user,
+            entity_type="report",
+            entity_id=report.slug,
+            patient_id=patient_id,
+            site_id=site_id,
+        )
 
 
 def _prepare(report: Report):
@@ -90,7 +106,8 @@ def _page(slug: str, *, printing: bool):
             "reports/show.html", report=report, form=form, result=None, printing=False
         ), 400
     result: ReportResult = run(report, filters)
-    _audit(AuditAction.PRINT if printing else AuditAction.VIEW, report, filters)
+    shown = [pair for t in result.tables for pair in result.named_patients.get(t.key, [])]
+    _audit(AuditAction.PRINT if printing else AuditAction.VIEW, report, filters, shown)
     db.session.commit()
     chart = None
     if result.chart is not None and not result.chart.is_empty:
@@ -149,6 +166,7 @@ def export(slug: str):
             abort(404)
         header, rows = result.files[wanted_file]
         name = wanted_file
+        named = result.named_patients.get(wanted_file, [])
     else:
         key = request.args.get("table") or result.tables[0].key
         table = next((t for t in result.tables if t.key == key), None)
@@ -158,10 +176,12 @@ def export(slug: str):
         header = [c.label for c in table.columns]
         rows = export_rows(table, enabled=enabled)
         name = f"{report.slug}-{table.key}"
+        named = result.named_patients.get(table.key, [])
     _audit(
         AuditAction.EXPORT,
         report,
         filters,
+        named,
         file=name,
         rows=len(rows),
         suppressed=bool(current_app.config.get("SUPPRESS_SMALL_CELLS")),
