@@ -77,13 +77,15 @@ def test_the_directory_table_scrolls_in_its_own_box_at_200_percent_zoom(app, ids
     assert _table_is_wrapped(html, 'data-testid="directory"')
 
 
-def test_a_directory_page_past_the_end_says_so_and_links_to_the_first_page(app, ids, desk):
-    response = desk.get("/aftercare/resources/?kind=recovery_residence&page=7")
-    html = response.get_data(as_text=True)
-    assert response.status_code == 200
-    assert 'data-testid="past-the-end"' in html
-    assert "The directory is empty" not in html
-    assert "page=1" in html.split('data-testid="past-the-end"')[1].split("</p>")[0]
+def test_a_directory_page_past_the_end_is_the_first_page(app, ids, desk):
+    first = desk.get("/aftercare/resources/?kind=recovery_residence").get_data(as_text=True)
+    for query in ("page=7", "after=999999", "before=999999"):
+        response = desk.get(f"/aftercare/resources/?kind=recovery_residence&{query}")
+        html = response.get_data(as_text=True)
+        assert response.status_code == 200
+        assert 'data-testid="resource-row"' in html
+        assert "The directory is empty" not in html
+        assert html.count('data-testid="resource-row"') == first.count('data-testid="resource-row"')
 
 
 def test_the_import_help_says_rows_are_added_not_merged(app, ids, desk):

@@ -12,6 +12,7 @@ from clinic.accounts.models import User
 from clinic.extensions import db
 from clinic.medications import drug_test_schedule as schedule_service
 from clinic.medications.drug_test_schedule import compliance, days_for, required_on, worklist
+from clinic.pagination import Cursor
 from clinic.patients.models import Enrollment, Patient
 from clinic.sites.models import Site
 from tests.test_drug_test_schedule_helpers import (
@@ -157,11 +158,11 @@ def test_the_worklist_lists_patients_behind_most_behind_first(app_ctx, schedule,
         (0, 3),
         (0, 1),
     ]
-    assert page.total == 3
+    assert not page.keyset.has_next and not page.keyset.has_prev
     assert on_track not in {r.patient.id for r in page.items}
     assert new not in {r.patient.id for r in page.items}
     everywhere = worklist(None, schedule.today)
-    assert everywhere.total == 4
+    assert len(everywhere.items) == 4
 
 
 def test_the_worklist_sorts_and_pages(app_ctx, schedule, admitted):
@@ -175,18 +176,47 @@ def test_the_worklist_sorts_and_pages(app_ctx, schedule, admitted):
     assert [r.patient.id for r in by_admission.items] == patients[::-1]
     unknown = worklist([schedule.site], schedule.today, sort="drop table")
     assert unknown.sort_key == "behind"
-    first = worklist([schedule.site], schedule.today, sort="name", descending=False, per_page=2)
-    second = worklist(
-        [schedule.site], schedule.today, sort="name", descending=False, per_page=2, page=2
+    by_name_pages = []
+    cursor = None
+    while True:
+        page = worklist(
+            [schedule.site],
+            schedule.today,
+            sort="name",
+            descending=False,
+            per_page=2,
+            cursor=cursor,
+        )
+        by_name_pages.append([r.patient.id for r in page.items])
+        if not page.keyset.has_next:
+            break
+        cursor = Cursor("after", page.keyset.last_id)
+    assert by_name_pages == [patients[:2], patients[2:4], patients[4:]]
+    back = worklist(
+        [schedule.site],
+        schedule.today,
+        sort="name",
+        descending=False,
+        per_page=2,
+        cursor=Cursor("before", patients[4]),
     )
-    beyond = worklist([schedule.site], schedule.today, page=999, per_page=2)
-    assert [r.patient.id for r in first.items + second.items] == patients[:4]
-    assert (first.pages, beyond.items, beyond.total) == (3, [], 5)
+    assert [r.patient.id for r in back.items] == patients[2:4] and back.keyset.has_prev
+    # Most behind first (ties by name), walked a page at a time: every patient once.
+    walked, cursor = [], None
+    while True:
+        page = worklist([schedule.site], schedule.today, per_page=2, cursor=cursor)
+        walked += [r.patient.id for r in page.items]
+        if not page.keyset.has_next:
+            break
+        cursor = Cursor("after", page.keyset.last_id)
+    assert walked == [r.patient.id for r in worklist([schedule.site], schedule.today).items]
+    beyond = worklist([schedule.site], schedule.today, per_page=2, cursor=Cursor("after", 99999))
+    assert [r.patient.id for r in beyond.items] == walked[:2]
 
 
 def test_no_site_is_an_empty_worklist(app_ctx, schedule, admitted):
     admitted(400)
-    assert worklist([], schedule.today).total == 0
+    assert worklist([], schedule.today).items == []
 
 
 def test_the_worklist_and_compliance_run_a_constant_number_of_statements(
@@ -210,13 +240,13 @@ def test_the_worklist_and_compliance_run_a_constant_number_of_statements(
     for pid in ids[::7]:
         schedule.add_test(pid, schedule.days_ago(2))
     many = statements()
-    assert few == many == (2, 1)
-    total = worklist([schedule.site], schedule.today).total
-    assert 800 < total <= 1001
+    assert few == many == (1, 1)  # the page (no count: keyset), and the compliance
+    everyone = worklist([schedule.site], schedule.today, per_page=2000).items
+    assert 800 < len(everyone) <= 1001
 
 
 def test_a_patients_enrollments_do_not_multiply_their_rows(app_ctx, schedule, admitted):
     patient = admitted(200)
     count = sa.select(sa.func.count()).where(Enrollment.patient_id == patient)
     assert db.session.scalar(count) == 1
-    assert schedule_service.worklist([schedule.site], schedule.today).total == 1
+    assert len(schedule_service.worklist([schedule.site], schedule.today).items) == 1

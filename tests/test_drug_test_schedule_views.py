@@ -5,12 +5,15 @@ administrators, counts only (never a result), each patient shown a view event.""
 from __future__ import annotations
 
 import json
+import re
+from html import unescape
 
 import pytest
 import sqlalchemy as sa
 
 from clinic.audit.models import AuditEvent
 from clinic.extensions import db
+from clinic.medications import drug_test_schedule as schedule_service
 from clinic.medications.drug_test_models import DrugTest, DrugTestResult, RandomTestDraw
 from clinic.sites.models import Site, SiteClosure
 from tests.test_drug_test_schedule_helpers import (
@@ -81,12 +84,32 @@ def test_signed_out_users_are_sent_to_sign_in(client):
 def test_the_worklist_survives_odd_query_strings(app, schedule, admitted, client_as):
     admitted(400)
     client = client_as("staff")
-    for query in ("?page=abc", "?page=99999999999999", "?sort=x&dir=up", "?sort=last&dir=asc"):
+    queries = ("?page=abc", "?page=99999999999999", "?sort=x&dir=up", "?sort=last&dir=asc")
+    queries += ("?after=abc", "?after=99999", "?before=-1", "?sort=last&after=" + "9" * 400)
+    for query in queries:
         response = client.get(WORKLIST + query)
         assert response.status_code == 200, query
     assert client.get(WORKLIST + "?sort=%00").status_code == 400  # the app-wide edge check
     html = client.get(WORKLIST + "?sort=name&dir=desc").get_data(as_text=True)
     assert 'aria-sort="descending"' in html
+
+
+def test_the_worklist_pages_by_cursor_keeping_its_sort(
+    app, schedule, admitted, client_as, monkeypatch
+):
+    monkeypatch.setattr(schedule_service, "WORKLIST_PER_PAGE", 2)
+    patients = [admitted(60 + i * 50) for i in range(5)]
+    client = client_as("staff")
+    url = WORKLIST + "?sort=admitted&dir=desc"
+    seen = []
+    while url:
+        html = client.get(url).get_data(as_text=True)
+        seen += [int(i) for i in re.findall(r'<tr data-patient-id="(\d+)"', html)]
+        found = re.search(r'href="([^"]+)" rel="next"', html)
+        url = unescape(found.group(1)) if found else None
+        assert url is None or ("sort=admitted" in url and "dir=desc" in url and "after=" in url)
+    assert seen == patients  # the latest admission first: the first patient made
+    assert "2 on this page; more" not in html and "1 on this page, the end of the list." in html
 
 
 def test_another_sites_patients_are_not_listed(app, schedule, admitted, client_as):

@@ -115,10 +115,23 @@ def test_the_list_of_everyone_does_not_jump_to_the_only_patient(client_as, make_
 
 
 def test_one_match_on_a_later_page_is_not_a_jump(client_as, make_patient):
-    make_patient("Jo", "Smith")
-    response = client_as("staff").get("/patients/?q=smith&page=2")
-    # The page number is clamped to the last page: the list, not a redirect.
+    first = make_patient("Jo", "Smith")
+    second = make_patient("Al", "Smith")
+    # The page after the first Smith holds one patient, but it is not the whole list:
+    # the list, not a redirect.
+    response = client_as("staff").get(f"/patients/?q=smith&after={first}")
     assert response.status_code == 200
+    assert f'href="/patients/{second}"' in response.get_data(as_text=True)
+    assert f'href="/patients/{first}"' not in response.get_data(as_text=True)
+
+
+def test_an_old_page_link_is_the_first_page(client_as, make_patient):
+    make_patient("Jo", "Smith")
+    make_patient("Al", "Smith")
+    # ?page= (bookmarks of the numbered pager) is ignored: the first page.
+    response = client_as("staff").get("/patients/?q=smith&page=2")
+    assert response.status_code == 200
+    assert "2 in all." in response.get_data(as_text=True)
 
 
 def test_a_search_that_opens_a_chart_is_recorded_without_its_terms(app, client_as, make_patient):

@@ -19,7 +19,7 @@ from clinic.converters import DATABASE_INT_MAX, NO_SUCH_ID, BoundedIntConverter
 from clinic.edge import client_address
 from clinic.extensions import db
 from clinic.forms import CONTROL_CHARACTER_MESSAGE
-from clinic.pagination import MAX_PAGE, requested_page
+from clinic.pagination import Cursor, requested_cursor
 from clinic.security import AUTHENTICATED, PUBLIC, endpoint_access, role_can
 from tests.conftest import ALL_FLAGS, login
 
@@ -160,33 +160,29 @@ def test_the_refusal_names_id_zero_never_the_digits_typed(app, clients):
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
-        (None, 1),
-        ("", 1),
-        ("abc", 1),
-        ("-1", 1),
-        ("0", 1),
+        (None, None),
+        ("", None),
+        ("abc", None),
+        ("-1", None),
+        ("0", None),
         ("1", 1),
         ("2", 2),
-        ("1e3", 1),
-        ("\uff12", 1),  # a full-width digit two
-        (" 2", 1),
-        ("2_0", 1),
-        (str(MAX_PAGE - 1), MAX_PAGE - 1),
-        (str(MAX_PAGE), MAX_PAGE),
-        (str(MAX_PAGE + 1), MAX_PAGE),
-        ("99999999999999999999", MAX_PAGE),
+        ("1e3", None),
+        ("\uff12", None),  # a full-width digit two
+        (" 2", None),
+        ("2_0", None),
+        (str(DATABASE_INT_MAX), DATABASE_INT_MAX),
+        (str(DATABASE_INT_MAX + 1), None),
+        ("99999999999999999999", None),
+        ("9" * 10_000, None),
     ],
 )
-def test_page_numbers_are_clamped(app, raw, expected):
-    query = {} if raw is None else {"page": raw}
+@pytest.mark.parametrize("way", ["after", "before"])
+def test_list_cursors_are_database_ids_or_the_first_page(app, raw, expected, way):
+    query = {} if raw is None else {way: raw, "page": "7"}
     with app.test_request_context("/patients/", query_string=query):
-        assert requested_page() == expected
-
-
-def test_the_last_page_still_fits_the_database(app):
-    from clinic.pagination import PER_PAGE
-
-    assert (MAX_PAGE - 1) * PER_PAGE <= DATABASE_INT_MAX
+        found = requested_cursor()
+    assert found == (None if expected is None else Cursor(way, expected))
 
 
 def _get_rules(app):
@@ -200,7 +196,8 @@ def test_no_page_fails_on_a_wild_page_number(app, org_admin, records, page):
     wrong = []
     for rule in _get_rules(app):
         url = _url(app, rule, {**records, **URL_VALUES})
-        response = org_admin.get(url, query_string={"page": page})
+        query = {"page": page, "after": page, "before": page}  # numbers and cursors
+        response = org_admin.get(url, query_string=query)
         if response.status_code >= 500:
             wrong.append(f"{url}: {response.status_code}")
     assert wrong == []
@@ -209,8 +206,9 @@ def test_no_page_fails_on_a_wild_page_number(app, org_admin, records, page):
 @pytest.mark.parametrize("page", ["99999999999999999999", "-1", "abc"])
 @pytest.mark.parametrize("url", ["/patients/", "/admin/users/"])
 def test_paginated_lists_answer_a_wild_page_number(org_admin, records, url, page):
-    response = org_admin.get(url, query_string={"page": page})
-    assert response.status_code == 200
+    for way in ("page", "after", "before"):
+        response = org_admin.get(url, query_string={way: page})
+        assert response.status_code == 200
 
 
 # --- links built from the query string --------------------------------------------------
@@ -263,16 +261,16 @@ def test_sort_and_pager_links_keep_only_the_pages_own_parameters(org_admin, long
     body = response.get_data(as_text=True)
     links = [
         html.unescape(h)
-        for h in re.findall(r'href="([^"]*[?&](?:amp;)?(?:sort|page)=[^"]*)"', body)
+        for h in re.findall(r'href="([^"]*[?&](?:amp;)?(?:sort|after|before)=[^"]*)"', body)
     ]
-    assert any("page=2" in link for link in links), "no pager link"
+    assert any("after=" in link for link in links), "no pager link"
     assert any("sort=" in link for link in links), "no sort link"
     path = url.split("?")[0]
     for link in links:
         parts = urlsplit(link)
         assert (parts.scheme, parts.netloc, parts.path) == ("", "", path), link
         args = parse_qs(parts.query)
-        assert set(args) <= {*own, "sort", "dir", "page"}, link
+        assert set(args) <= {*own, "sort", "dir", "after", "before"}, link
         assert {k: args[k] for k in own} == own, link
 
 

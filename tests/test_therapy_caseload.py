@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from html import unescape
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -187,15 +188,21 @@ def test_the_caseload_is_paginated(therapy, as_user, monkeypatch):
     counsel(therapy, therapy.patients)
     client = as_user(therapy.dan)
     first = client.get("/therapy/caseload").get_data(as_text=True)
-    second = client.get("/therapy/caseload?page=2").get_data(as_text=True)
-    third = client.get("/therapy/caseload?page=3").get_data(as_text=True)
-    shown = rows_of(first) + rows_of(second) + rows_of(third)
-    assert len(rows_of(first)) == 3 and sorted(shown) == sorted(therapy.patients)
-    assert 'aria-current="page"' in first and "8 in all" in first
-    beyond = client.get("/therapy/caseload?page=40").get_data(as_text=True)
-    assert rows_of(beyond) == [] and "No patient on this page" in beyond
-    # Only the patients shown are views: 3 + 3 + 2.
-    assert len(views("therapy_caseload")) == 8
+    pages = [first]
+    while (link := re.search(r'href="([^"]+)" rel="next"', pages[-1])) is not None:
+        pages.append(client.get(unescape(link.group(1))).get_data(as_text=True))
+    shown = [patient for page in pages for patient in rows_of(page)]
+    assert [len(rows_of(page)) for page in pages] == [3, 3, 2]
+    assert sorted(shown) == sorted(therapy.patients) and len(set(shown)) == 8
+    assert "The first 3; more on the next page." in first
+    back = re.search(r'href="([^"]+)" rel="prev"', pages[-1])
+    assert back is not None
+    assert rows_of(client.get(unescape(back.group(1))).get_data(as_text=True)) == rows_of(pages[1])
+    # A cursor naming no patient of the caseload: the first page.
+    beyond = client.get("/therapy/caseload?after=999999").get_data(as_text=True)
+    assert rows_of(beyond) == rows_of(first)
+    # Only the patients shown are views: 3 + 3 + 2, then 3 (Previous) and 3 (the stray cursor).
+    assert len(views("therapy_caseload")) == 14
 
 
 def test_an_empty_caseload_says_so(therapy, as_user):

@@ -123,13 +123,14 @@ REFERRAL_SORTS = SortSpec(
 
 def patient_referrals_page(patient: Patient) -> SortedPage:
     """One page of the patient's referrals, sorted as the request asks, with their
-    recipients: two queries (the page and its count)."""
-    query = (
-        sa.select(Referral)
-        .options(joinedload(Referral.resource), joinedload(Referral.support_person))
-        .where(Referral.patient_id == patient.id)
+    recipients: one query (keyset pages, ``clinic.pagination``)."""
+    query = sa.select(Referral).where(Referral.patient_id == patient.id)
+    return paginate_sorted(
+        query,
+        REFERRAL_SORTS,
+        tiebreak=Referral.id.desc(),
+        options=[joinedload(Referral.resource), joinedload(Referral.support_person)],
     )
-    return paginate_sorted(query, REFERRAL_SORTS, tiebreak=Referral.id.desc())
 
 
 def history(referral: Referral) -> list[ReferralEvent]:

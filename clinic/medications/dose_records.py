@@ -52,11 +52,14 @@ def dose_history(patient: Patient, *, before: int | None = None) -> HistoryPage:
             .where(DoseEntry.id == before, DoseEntry.patient_id == patient.id)
             .scalar_subquery()
         )
+        # The first bound alone is what the index range starts from (the OR is only a
+        # filter): without it a deep page reads every newer row first.
         query = query.where(
+            DoseEntry.dispensed_at <= cursor,
             sa.or_(
                 DoseEntry.dispensed_at < cursor,
                 sa.and_(DoseEntry.dispensed_at == cursor, DoseEntry.id < before),
-            )
+            ),
         )
     entries = list(
         db.session.scalars(

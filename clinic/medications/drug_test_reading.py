@@ -319,11 +319,14 @@ def test_history(
             .where(DrugTest.id == before, DrugTest.patient_id == patient.id)
             .scalar_subquery()
         )
+        # The first bound alone is what the index range starts from (the OR is only a
+        # filter): without it a deep page reads every newer row first.
         query = query.where(
+            DrugTest.collected_at <= cursor,
             sa.or_(
                 DrugTest.collected_at < cursor,
                 sa.and_(DrugTest.collected_at == cursor, DrugTest.id < before),
-            )
+            ),
         )
     tests = list(
         db.session.scalars(

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from flask_sqlalchemy.pagination import Pagination
 
 from clinic.extensions import db
 from clinic.medications.drug_test_models import DrugTest, TestReason
+from clinic.pagination import Cursor, KeysetPage, OrderKey, keyset_page
 from clinic.patients.models import Enrollment, Patient, Program, ProgramKind
 from clinic.sites.models import Site
 
@@ -229,22 +229,15 @@ class WorklistRow:
     compliance: Compliance
 
 
-class WorklistPage(Pagination):
-    """One page of the worklist (``flask_sqlalchemy`` ``Pagination``: ``items``,
-    ``total``, ``pages``...), with the sort it was made with. Two statements: the page's
-    rows and the count."""
+@dataclass
+class WorklistPage:
+    """One page of the worklist: ``items`` (``WorklistRow``s, in order), whether pages come
+    before and after it (``keyset``: its cursors), and the sort it was made with."""
 
-    sort_key: str = "behind"
-    sort_desc: bool = True
-
-    def _query_items(self) -> list[WorklistRow]:
-        select = self._query_args["select"].limit(self.per_page).offset(self._query_offset)
-        return [WorklistRow(row[0], _row(row)) for row in db.session.execute(select)]
-
-    def _query_count(self) -> int:
-        select = self._query_args["select"].order_by(None)
-        counted = sa.select(sa.func.count()).select_from(select.subquery())
-        return db.session.scalar(counted) or 0
+    items: list[WorklistRow]
+    keyset: KeysetPage
+    sort_key: str
+    sort_desc: bool
 
 
 def worklist(
@@ -253,16 +246,18 @@ def worklist(
     *,
     sort: str = "behind",
     descending: bool = True,
-    page: int = 1,
-    per_page: int = WORKLIST_PER_PAGE,
+    cursor: Cursor | None = None,
+    per_page: int | None = None,
 ) -> WorklistPage:
     """The maintenance patients of ``site_ids`` (None: every site) falling behind on
     ``today`` (one day, or each site's own: ``Days``; required so far > done; 42 CFR
     8.12(f)(6)), one page of them, each with
     done / required and the last random test. ``sort``: ``behind`` (tests missing),
     ``name``, ``last`` (last random test, none last), ``admitted`` (an unknown key is
-    ``behind``); ties by name then id, so pages never overlap. ``page`` from 1 (a page
-    past the end is empty). Two SQL statements whatever the number of patients."""
+    ``behind``); ties by name then id, so pages never overlap. ``cursor``: the page after
+    or before a patient of the list (keyset, ``clinic.pagination.keyset_page``: no OFFSET,
+    no count; a patient not on the list is the first page). One SQL statement whatever
+    the number of patients."""
     if sort not in WORKLIST_SORTS:
         sort = "behind"
     base = _compliance_select(maintenance_starts(today, site_ids=site_ids), today)
@@ -274,19 +269,20 @@ def worklist(
         "last": columns["last_on"],
         "admitted": columns["admitted_on"],
     }[sort]
-    direction = key.desc() if descending else key.asc()
-    select = base.where(behind > 0).order_by(
-        direction.nulls_last(), Patient.last_key, Patient.first_key, Patient.id
+    order = [
+        OrderKey(key, descending),
+        OrderKey(Patient.last_key),
+        OrderKey(Patient.first_key),
+        OrderKey(Patient.id),
+    ]
+    size = per_page or WORKLIST_PER_PAGE
+    page = keyset_page(base.where(behind > 0), order, cursor=cursor, per_page=size)
+    return WorklistPage(
+        items=[WorklistRow(row[0], _row(row)) for row in page.rows],
+        keyset=page,
+        sort_key=sort,
+        sort_desc=descending,
     )
-    result = WorklistPage(
-        page=max(page, 1),
-        per_page=per_page,
-        max_per_page=per_page,
-        error_out=False,
-        select=select,
-    )
-    result.sort_key, result.sort_desc = sort, descending
-    return result
 
 
 def draw_for_today(site: Site, *, actor=None, now: dt.datetime | None = None):

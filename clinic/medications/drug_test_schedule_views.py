@@ -35,7 +35,7 @@ from clinic.extensions import db
 from clinic.forms import ClinicForm
 from clinic.medications import drug_test_draw, drug_test_schedule
 from clinic.medications.drug_test_models import DrugTest, RandomTestDraw, RandomTestSelection
-from clinic.pagination import requested_page
+from clinic.pagination import SortedPage, requested_cursor
 from clinic.patients import access, common
 from clinic.patients.models import Patient
 from clinic.security import Permission, require_permission
@@ -85,22 +85,26 @@ def _visible_site_or_404(site_id: int) -> Site:
 # --- the worklist ---------------------------------------------------------------------------
 
 
-def _links(page: drug_test_schedule.WorklistPage) -> drug_test_schedule.WorklistPage:
-    """Give the page the links the ``sort_th`` and ``pager`` macros build."""
+class WorklistLinks(SortedPage):
+    """The worklist's page with the links the ``sort_th`` and ``pager`` macros build (only
+    ``sort`` and ``dir``): a new column starts descending for "tests missing" (most
+    behind first), ascending for the others."""
 
-    def url(**changes: Any) -> str:
-        args = {"sort": page.sort_key, "dir": "desc" if page.sort_desc else "asc", **changes}
-        return url_for("drug_test_schedule.worklist", **args)
-
-    def sort_url(key: str) -> str:
-        descending = not (key == page.sort_key and page.sort_desc)
-        if key != page.sort_key:
+    def sort_url(self, key: str) -> str:
+        descending = not (key == self.sort_key and self.sort_desc)
+        if key != self.sort_key:
             descending = key == "behind"
-        return url(sort=key, dir="desc" if descending else "asc", page=1)
+        return self.url(sort=key, dir="desc" if descending else "asc")
 
-    page.page_url = lambda number: url(page=number)  # type: ignore[attr-defined]
-    page.sort_url = sort_url  # type: ignore[attr-defined]
-    return page
+
+def _links(page: drug_test_schedule.WorklistPage) -> WorklistLinks:
+    return WorklistLinks(
+        page.keyset,
+        sort_key=page.sort_key,
+        sort_desc=page.sort_desc,
+        link_params={"sort": page.sort_key, "dir": "desc" if page.sort_desc else "asc"},
+        items=page.items,
+    )
 
 
 @bp.get("/")
@@ -122,7 +126,7 @@ def worklist():
         days,
         sort=sort,
         descending=descending,
-        page=requested_page(),
+        cursor=requested_cursor(),
     )
     for row in page.items:
         access.record_view(row.patient, "random_test_worklist", None)

@@ -73,7 +73,12 @@ class Patient(Base):
             "(entered_in_error_at IS NULL) = (entered_in_error_reason IS NULL)",
             name="entered_in_error_has_reason",
         ),
-        sa.Index("ix_patient_last_key", "last_key"),
+        # The patient list's sorts, each ending in the id (its tiebreak): a keyset page
+        # seeks to its cursor and reads in order, forwards or backwards, on both engines
+        # (clinic.pagination). The MRN's own unique index serves the MRN sort.
+        sa.Index("ix_patient_last_key_id", "last_key", "id"),
+        sa.Index("ix_patient_date_of_birth_id", "date_of_birth", "id"),
+        sa.Index("ix_patient_intake_date_id", "intake_date", "id"),
         sa.Index("ix_patient_first_key", "first_key"),
         sa.Index("ix_patient_preferred_key", "preferred_key"),
         sa.Index("ix_patient_dob_last_key", "date_of_birth", "last_key"),

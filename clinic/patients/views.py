@@ -134,17 +134,19 @@ def _search_row(patient: Patient) -> SearchRow:
 def index():
     text = request.args.get("q", "").strip()
     query = search.search_patients(current_user, text)  # empty text: every patient
+    # Keyset pages (clinic.pagination): each sort is served by an index ending in the id.
     page = paginate_sorted(
-        query.options(*search.search_result_options()), PATIENT_SORTS, tiebreak=Patient.id
+        query, PATIENT_SORTS, tiebreak=Patient.id, options=search.search_result_options()
     )
     # The list shows names and dates of birth: the search is an access, without its terms.
+    # "results": the patients shown on this page; "more": whether a next page follows.
     record(
         AuditAction.VIEW,
         actor=current_user,
         entity_type="patient_list",
-        details={"searched": bool(text), "results": page.total, "page": page.page},
+        details={"searched": bool(text), "results": len(page.items), "more": page.has_next},
     )
-    if text and page.total == 1 and page.page == 1:
+    if text and page.complete and len(page.items) == 1:
         # A typed search that found one person: their chart (the chart records its view).
         return redirect(url_for("patients.chart", patient_id=page.items[0].id))
     rows = [_search_row(p) for p in page.items]

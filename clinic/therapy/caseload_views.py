@@ -9,19 +9,17 @@ show, through ``clinic.patients.access``.
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from flask import render_template, request, url_for
+from flask import render_template, request
 from flask_login import current_user
-from flask_sqlalchemy.pagination import Pagination
 
 from clinic.accounts.models import User
 from clinic.converters import DATABASE_INT_MAX
 from clinic.db import utcnow
 from clinic.extensions import db
-from clinic.pagination import PER_PAGE, requested_page
+from clinic.pagination import PER_PAGE, SortedPage, list_page, requested_cursor
 from clinic.patients import access
 from clinic.security import Permission, require_permission
 from clinic.sites.time import user_zone
@@ -45,32 +43,15 @@ def _therapy_site_time(value: dt.datetime | None, timezone: str | None) -> str:
 # --- my caseload -----------------------------------------------------------------------------
 
 
-class CaseloadPage(Pagination):
-    """One page of the sorted caseload (sorted in Python: the rate is computed), with the
-    links the ``sort_th`` and ``pager`` macros build (only ``sort``, ``dir``, ``page``)."""
-
-    def __init__(self, rows: list[reading.CaseloadRow], page: int, sort: str, desc: bool):
-        self.sort_key = sort
-        self.sort_desc = desc
-        super().__init__(page=page, per_page=PER_PAGE, error_out=False, rows=rows)
-
-    def _query_items(self) -> list[Any]:
-        start = (self.page - 1) * self.per_page
-        return self._query_args["rows"][start : start + self.per_page]
-
-    def _query_count(self) -> int:
-        return len(self._query_args["rows"])
-
-    def url(self, **changes: Any) -> str:
-        args = {"sort": self.sort_key, "dir": "desc" if self.sort_desc else "asc", **changes}
-        return url_for("therapy.caseload", **args)
-
-    def sort_url(self, key: str) -> str:
-        descending = key == self.sort_key and not self.sort_desc
-        return self.url(sort=key, dir="desc" if descending else "asc", page=1)
-
-    def page_url(self, number: int) -> str:
-        return self.url(page=number)
+def _caseload_page(rows: list[reading.CaseloadRow], sort: str, desc: bool) -> SortedPage:
+    """One page of the sorted caseload (sorted in Python: the rate is computed), by
+    patient-id cursor like every list (``clinic.pagination.list_page``), with the links
+    the ``sort_th`` and ``pager`` macros build (only ``sort`` and ``dir``)."""
+    keyset = list_page(
+        rows, lambda row: row.patient_id, cursor=requested_cursor(), per_page=PER_PAGE
+    )
+    links = {"sort": sort, "dir": "desc" if desc else "asc"}
+    return SortedPage(keyset, sort_key=sort, sort_desc=desc, link_params=links)
 
 
 @bp.get("/caseload")
@@ -93,7 +74,7 @@ def caseload():
         descending=descending,
         now=now,
     )
-    page = CaseloadPage(rows, requested_page(), sort, descending)
+    page = _caseload_page(rows, sort, descending)
     for row in page.items:
         access.record_view(row.patient, "therapy_caseload", None)
     zones = {site.id: site.timezone for site in current_user.sites}

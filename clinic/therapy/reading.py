@@ -478,11 +478,14 @@ def patient_history(
     )
     if after is not None:
         starts_at, session_id = after
+        # The first bound alone is what an index range starts from (the OR is only a
+        # filter): without it a deep page reads every newer row first.
         query = query.where(
+            TherapySession.starts_at <= starts_at,
             sa.or_(
                 TherapySession.starts_at < starts_at,
                 sa.and_(TherapySession.starts_at == starts_at, TherapySession.id < session_id),
-            )
+            ),
         )
     fetched = list(db.session.execute(query))
     more = len(fetched) > limit
