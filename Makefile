@@ -7,9 +7,10 @@ FLASK := $(BIN)/flask --app wsgi
 HOST ?= 127.0.0.1
 PORT ?= 5000
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-postgres lint format migrate-check bench bench-reports clean
+.PHONY: help run test test-postgres lint format migrate-check bench bench-reports bench-load clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -51,13 +52,21 @@ migrate-check: $(VENV)/.dev-installed ## Check that the migrations match the mod
 	DATABASE_URL=sqlite:///$$tmp/check.db $(FLASK) db check; \
 	status=$$?; rm -rf $$tmp; exit $$status
 
-bench: $(VENV)/.dev-installed ## Time patient search, the audit viewer and every report (bench/README.md)
-	$(BIN)/python bench/patient_search.py
-	$(BIN)/python bench/audit_viewer.py
-	$(BIN)/python bench/reports.py
+# The load test's tools (bench/load.py), when the repository lists them apart.
+BENCH_REQUIREMENTS := $(wildcard requirements-bench.txt)
+
+$(VENV)/.bench-installed: $(VENV)/.dev-installed $(BENCH_REQUIREMENTS)
+	$(if $(BENCH_REQUIREMENTS),$(BIN)/pip install --quiet -r $(BENCH_REQUIREMENTS))
+	touch $@
+
+bench: $(VENV)/.bench-installed ## Time every page at sizes S and M on SQLite and PostgreSQL (BENCH_DATABASE_URL; BENCH_ARGS; bench/README.md)
+	$(BIN)/python bench/pages.py $(BENCH_ARGS)
 
 bench-reports: $(VENV)/.dev-installed ## Time every report on 100,000 patients, ~11 M dose rows (PostgreSQL: BENCH_DATABASE_URL)
 	$(BIN)/python bench/reports.py
+
+bench-load: $(VENV)/.bench-installed ## 20 nurses recording doses over HTTP for 60 s under gunicorn, then the ledger checked (PostgreSQL: BENCH_DATABASE_URL; Redis)
+	$(BIN)/python bench/load.py
 
 clean: ## Remove the virtualenv and caches (keeps instance/ and its database)
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,12 +1,18 @@
 """Benchmark: the audit viewer's queries on a large trail (HIPAA audit logs grow to
-millions of rows). Loads N synthetic events straight into a scratch database (hashes are
-not computed: the viewer does not read them), then times the first page, a page deep in the
-trail (keyset: ``seq < cursor``), filtered pages, and the first page of an administrator
-of one of four sites (the site scope is part of every query), through the real service.
+millions of rows). Loads N synthetic events straight into a scratch database of its own
+(hashes are not computed: the viewer does not read them), then times the first page, a page
+deep in the trail (keyset: ``seq < cursor``), filtered pages, and the first page of an
+administrator of one of four sites (the site scope is part of every query), through the
+real service.
 
     .venv/bin/python bench/audit_viewer.py                  # SQLite, 1,000,000 events
     .venv/bin/python bench/audit_viewer.py --events 200000 \\
-        --database-url postgresql://postgres@127.0.0.1:5432/test_bench   # an empty database
+        --database-url postgresql://postgres@127.0.0.1:5432/postgres   # a PostgreSQL server
+
+Given a PostgreSQL URL it uses the server only: it creates
+``clinic_bench_audit_viewer_<random>`` there, migrates and fills it, and drops it at the
+end, also on an error or Ctrl-C (``bench/scratch.py``). Otherwise a SQLite file in a
+temporary directory, removed at the end.
 
 Prints the median and worst time per query; exits 1 if a median is over --budget-ms.
 """
@@ -18,23 +24,34 @@ import datetime as dt
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.scratch import migrate, scratch_database, stop_on_signals
+
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--database-url", default=None, help="default: a scratch SQLite file")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server to make a scratch database on (any database of it);"
+        " default: a scratch SQLite file",
+    )
     parser.add_argument("--repeat", type=int, default=50)
     parser.add_argument("--budget-ms", type=float, default=50.0)
     args = parser.parse_args()
+    stop_on_signals()
+    with scratch_database(args.database_url, "audit_viewer") as url:
+        return run(url, args)
 
+
+def run(url: str, args: argparse.Namespace) -> int:
+    """Migrate and fill the (scratch) database at ``url``, then time the viewer's pages."""
     import sqlalchemy as sa
-    from flask_migrate import upgrade
 
     from clinic import create_app
     from clinic.audit import reading
@@ -42,14 +59,13 @@ def main() -> int:
     from clinic.extensions import db
     from clinic.sites.models import Site
 
-    url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     app = create_app({"CLINIC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": url})
     rng = random.Random(7)
     actions = ["view"] * 8 + ["update", "create", "login", "access_denied"]
     start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     step = dt.timedelta(days=730) / args.events
+    migrate(url)
     with app.app_context():
-        upgrade()
         sites = [Site(code=f"S{n}", name=f"Site {n}", timezone="UTC") for n in range(4)]
         db.session.add_all(sites)
         db.session.flush()
@@ -130,6 +146,8 @@ def main() -> int:
             median = statistics.median(timings)
             failed |= median > args.budget_ms
             print(f"{name:<11} median {median:7.2f} ms   worst {max(timings):7.2f} ms")
+        db.session.remove()
+        db.engine.dispose()  # before the scratch database is dropped
         return 1 if failed else 0
 
 

@@ -1,12 +1,17 @@
 """Benchmark: patient search at scale (DOMAIN.md: 10,000 patients at a large site over the
-years; networks far more). Builds a scratch database with N synthetic patients (no real
-data), then times name-start, MRN and date-of-birth searches through the real service.
-Names include other scripts and hyphenated names; a search word is a prefix range on the
-name-token index.
+years; networks far more). Builds a scratch database of its own with N synthetic patients
+(no real data), then times name-start, MRN and date-of-birth searches through the real
+service. Names include other scripts and hyphenated names; a search word is a prefix range
+on the name-token index.
 
     .venv/bin/python bench/patient_search.py                # SQLite, 100,000 patients
     .venv/bin/python bench/patient_search.py --patients 20000 \\
-        --database-url postgresql://postgres@127.0.0.1:5432/test_bench   # an empty database
+        --database-url postgresql://postgres@127.0.0.1:5432/postgres   # a PostgreSQL server
+
+Given a PostgreSQL URL it uses the server only: it creates
+``clinic_bench_patient_search_<random>`` there, migrates and fills it, and drops it at the
+end, also on an error or Ctrl-C (``bench/scratch.py``). Otherwise a SQLite file in a
+temporary directory, removed at the end.
 
 Prints the median and worst time per search kind; exits 1 if a median is over --budget-ms.
 """
@@ -18,11 +23,12 @@ import datetime as dt
 import random
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.scratch import migrate, scratch_database, stop_on_signals
 
 FIRST = [
     "John",
@@ -87,26 +93,35 @@ LAST = [
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--patients", type=int, default=100_000)
-    parser.add_argument("--database-url", default=None, help="default: a scratch SQLite file")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="a PostgreSQL server to make a scratch database on (any database of it);"
+        " default: a scratch SQLite file",
+    )
     parser.add_argument("--searches", type=int, default=200)
     parser.add_argument("--budget-ms", type=float, default=50.0)
     args = parser.parse_args()
+    stop_on_signals()
+    with scratch_database(args.database_url, "patient_search") as url:
+        return run(url, args)
 
+
+def run(url: str, args: argparse.Namespace) -> int:
+    """Migrate and fill the (scratch) database at ``url``, then time the searches."""
     import sqlalchemy as sa
-    from flask_migrate import upgrade
 
     from clinic import create_app
     from clinic.accounts.models import User
     from clinic.extensions import db
-    from clinic.patients import services
+    from clinic.patients import names, search
     from clinic.patients.models import Patient, PatientNameToken
     from clinic.sites.models import Site
 
-    url = args.database_url or f"sqlite:///{tempfile.mkdtemp()}/bench.db"
     app = create_app({"CLINIC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": url})
     rng = random.Random(42)
+    migrate(url)
     with app.app_context():
-        upgrade()
         site = Site(code="BENCH", name="Bench", timezone="UTC")
         db.session.add(site)
         db.session.flush()
@@ -122,8 +137,8 @@ def main() -> int:
         for i in range(1, args.patients + 1):
             first, last = rng.choice(FIRST), rng.choice(LAST) + (str(i % 97) if i % 3 else "")
             born = dt.date(1950, 1, 1) + dt.timedelta(days=rng.randrange(20000))
-            identity = (services.search_key(first), services.search_key(last), born)
-            tokens.extend({"patient_id": i, "token": t} for t in services.name_tokens(first, last))
+            identity = (names.search_key(first), names.search_key(last), born)
+            tokens.extend({"patient_id": i, "token": t} for t in names.name_tokens(first, last))
             rows.append(
                 {
                     "id": i,
@@ -131,8 +146,8 @@ def main() -> int:
                     "mrn": f"BENCH-{i:06d}",
                     "first_name": first,
                     "last_name": last,
-                    "first_key": services.search_key(first),
-                    "last_key": services.search_key(last),
+                    "first_key": names.search_key(first),
+                    "last_key": names.search_key(last),
                     "preferred_key": None,
                     "date_of_birth": born,
                     # The same name and birth date twice: registered past the warning.
@@ -165,10 +180,10 @@ def main() -> int:
             timings = []
             for _ in range(args.searches):
                 # A page of results as the list shows it: with each patient's site and
-                # enrollments (services.search_result_options: a fixed number of queries).
+                # enrollments (search.search_result_options: a fixed number of queries).
                 query = (
-                    services.search_patients(viewer, make())
-                    .options(*services.search_result_options())
+                    search.search_patients(viewer, make())
+                    .options(*search.search_result_options())
                     .order_by(Patient.last_key, Patient.id)
                     .limit(50)
                 )
@@ -179,6 +194,8 @@ def main() -> int:
             median = statistics.median(timings)
             failed |= median > args.budget_ms
             print(f"{kind:<14} median {median:6.2f} ms   worst {max(timings):6.2f} ms")
+        db.session.remove()
+        db.engine.dispose()  # before the scratch database is dropped
         return 1 if failed else 0
 
 
