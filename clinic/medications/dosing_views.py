@@ -49,6 +49,7 @@ from clinic.medications.dosing_forms import (
 )
 from clinic.medications.missed import patient_missed_days
 from clinic.medications.models import ReviewDecision, format_mg
+from clinic.pagination import SortedPage, requested_cursor
 from clinic.patients import access, common, search
 from clinic.patients.models import Patient
 from clinic.security import Permission, require_permission
@@ -145,80 +146,109 @@ def _read_only(patient: Patient) -> bool:
 # --- the dosing screen -----------------------------------------------------------------
 
 
-def _screen_rows(site: Site, day: dt.date, text: str) -> list[worklists.ScreenRow]:
+class ScreenLinks(SortedPage):
+    """The pager of the dosing screen (the ``pager`` macro): its links open the full
+    screen (``dosing.screen``), also from the list fetched alone (``dosing.screen_list``),
+    and keep ``site``, ``day`` and ``q`` only."""
+
+    def url(self, **changes: Any) -> str:
+        args = {k: v for k, v in {**self.link_params, **changes}.items() if v is not None}
+        return url_for("dosing.screen", **args)
+
+
+def _screen_page(site: Site, day: dt.date, text: str) -> worklists.ScreenPage:
     matching = search.search_patients(current_user, text) if text else None
-    return worklists.dosing_screen(site, day, matching=matching)
+    return worklists.dosing_screen_page(site, day, matching=matching, cursor=requested_cursor())
+
+
+def _screen_links(site: Site, day: dt.date, today: dt.date, text: str, page) -> ScreenLinks:
+    params = {"site": site.code}
+    if day != today:
+        params["day"] = day.isoformat()
+    if text:
+        params["q"] = text
+    return ScreenLinks(page.keyset, sort_key="", sort_desc=False, link_params=params)
 
 
 # How long a recorded dosing screen covers its automatic refreshes (dosing.js: every 45 s).
 SCREEN_REFRESH_RECORDED = dt.timedelta(minutes=10)
 
 
-def _record_screen_view(site: Site, day: dt.date, text: str, rows: list) -> None:
-    # The list shows names and dates of birth: an access, recorded without its terms.
+def _record_screen_view(site: Site, day: dt.date, text: str, page: worklists.ScreenPage) -> None:
+    # The list shows names and dates of birth: an access, recorded without its terms,
+    # with the rows shown and which page ("first", or "after"/"before" a cursor; never
+    # the cursor's patient id).
+    cursor = requested_cursor()
     record(
         AuditAction.VIEW,
         actor=current_user,
         entity_type="dosing_screen",
         site_id=site.id,
-        details={"day": day.isoformat(), "searched": bool(text), "results": len(rows)},
+        details={
+            "day": day.isoformat(),
+            "searched": bool(text),
+            "results": len(page.rows),
+            "page": "first" if cursor is None else cursor.way,
+        },
     )
+
+
+def _screen_context(site: Site, day: dt.date, today: dt.date, text: str, page) -> dict:
+    return {
+        "site": site,
+        "day": day,
+        "today": today,
+        "rows": page.rows,
+        "page": page,
+        "pager": _screen_links(site, day, today, text, page),
+        "q": text,
+        "may_dose": current_user.can(Permission.DOSE_RECORD) and day == today,
+    }
 
 
 @bp.get("/")
 @require_permission(Permission.MEDICATION_READ)
 def screen():
     """The patients due today (active daily and split orders), found by name starts or
-    MRN (the patient search), each recorded with one action from the keyboard.
+    MRN (the patient search), each recorded with one action from the keyboard; a page at
+    a time (``worklists.SCREEN_PAGE_SIZE``, ``?after=`` / ``?before=`` a patient id).
     ``?site=CODE`` (a user of several sites chooses first), ``?day=``, ``?q=``."""
     site = _site_from_args()
     if site is None:
         return _choose_site("dosing.screen")
     today, day = _day(site)
     text = _filter_text()
-    rows = _screen_rows(site, day, text)
-    _record_screen_view(site, day, text, rows)
-    may_dose = current_user.can(Permission.DOSE_RECORD) and day == today
-    if text and len(rows) == 1 and may_dose and request.args.get("go") == "1":
+    page = _screen_page(site, day, text)
+    _record_screen_view(site, day, text, page)
+    context = _screen_context(site, day, today, text, page)
+    one_found = text and page.total == 1 and len(page.rows) == 1
+    if one_found and context["may_dose"] and request.args.get("go") == "1":
         # Enter in the filter with one patient found: their dose page (which records
         # the view of the patient).
-        return redirect(url_for("dosing.dose", patient_id=rows[0].patient.id))
-    return render_template(
-        "medications/dosing/screen.html",
-        site=site,
-        day=day,
-        today=today,
-        rows=rows,
-        q=text,
-        may_dose=may_dose,
-    )
+        return redirect(url_for("dosing.dose", patient_id=page.rows[0].patient.id))
+    return render_template("medications/dosing/screen.html", **context)
 
 
 @bp.get("/list")
 @require_permission(Permission.MEDICATION_READ)
 def screen_list():
-    """The screen's list alone, fetched by dosing.js as the filter is typed and every
-    45 seconds (``auto=1``: a refresh of the page already shown and recorded)."""
+    """The screen's list alone (the page asked for, with its pager), fetched by dosing.js
+    as the filter is typed (from the first page) and every 45 seconds (``auto=1``: a
+    refresh of the page already shown and recorded)."""
     site = _site_from_args()
     if site is None:
         return _choose_site("dosing.screen")
     today, day = _day(site)
     text = _filter_text()
-    rows = _screen_rows(site, day, text)
+    page = _screen_page(site, day, text)
     # An automatic refresh (``auto=1``) of a screen this user opened in the last minutes
     # is not recorded again; the flag alone never skips the record.
     if request.args.get("auto") != "1" or not recently_recorded(
         current_user, AuditAction.VIEW, "dosing_screen", site.id, SCREEN_REFRESH_RECORDED
     ):
-        _record_screen_view(site, day, text, rows)
+        _record_screen_view(site, day, text, page)
     return render_template(
-        "medications/dosing/_list.html",
-        site=site,
-        day=day,
-        today=today,
-        rows=rows,
-        q=text,
-        may_dose=current_user.can(Permission.DOSE_RECORD) and day == today,
+        "medications/dosing/_list.html", **_screen_context(site, day, today, text, page)
     )
 
 

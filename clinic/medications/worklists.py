@@ -22,18 +22,23 @@ from clinic.db import utcnow
 from clinic.extensions import db
 from clinic.medications.dose_day import (
     DAILY_SCHEDULES,
+    GIVEN_KINDS,
     DoseDue,
     last_injections,
     next_injection_due,
     orders_in_force,
 )
-from clinic.medications.missed import MissedDays, day_facts
+from clinic.medications.missed import DayFacts, MissedDays, day_facts
 from clinic.medications.models import (
+    MG_QUANTUM,
+    DoseEntry,
     FlagCategory,
     MedicationHold,
     MedicationOrder,
     PatientFlag,
+    Schedule,
 )
+from clinic.pagination import Cursor, KeysetPage, OrderKey, keyset_page
 from clinic.patients.models import Enrollment, Patient
 from clinic.sites.models import Site
 from clinic.sites.time import site_today
@@ -89,21 +94,52 @@ def _due_orders(site: Site, day: dt.date) -> sa.Select:
     )
 
 
+def _matching(query: sa.Select, matching: sa.Select | None) -> sa.Select:
+    if matching is None:
+        return query
+    ids = matching.with_only_columns(Patient.id).order_by(None)
+    return query.where(MedicationOrder.patient_id.in_(ids))
+
+
+def _screen_rows(orders: list[MedicationOrder], facts: DayFacts, day: dt.date) -> list[ScreenRow]:
+    rows = []
+    for order in orders:
+        pid = order.patient_id
+        flags = facts.flags.get(pid, [])
+        hold = next((h for h in facts.holds.get(pid, []) if h.in_force_on(day)), None)
+        rows.append(
+            ScreenRow(
+                patient=order.patient,
+                due=DoseDue(order, facts.given_today.get(pid, [])),
+                last_given=facts.last_given.get(pid),
+                hold=hold,
+                flags=flags,
+                unacknowledged=[
+                    f
+                    for f in flags
+                    if f.category == FlagCategory.WARNING and f.id not in facts.acknowledged
+                ],
+                missed=facts.missed(order, day),
+                today=day,
+            )
+        )
+    return rows
+
+
 def dosing_screen(
     site: Site, day: dt.date, *, matching: sa.Select | None = None
 ) -> list[ScreenRow]:
-    """The patients due at ``site`` on ``day`` (active daily and split orders), each with
+    """Every patient due at ``site`` on ``day`` (active daily and split orders), each with
     today's dose and what is left of it, the last dose, hold, flags and missed days: eight
-    statements whatever the number of patients. ``matching``: a patient search (a SELECT of
+    statements whatever the number of patients, but rows read in proportion to them — the
+    dosing screen itself shows a page at a time (``dosing_screen_page``); this whole list
+    serves the review list and the dashboards. ``matching``: a patient search (a SELECT of
     patients, ``clinic.patients.search.search_patients``) narrowing the list.
 
     Sorted: patients still to dose first, those dosed fully today at the bottom, by name
     within each group (SCENARIOS.md asks for arrival order: that needs a check-in, which the
     clinic does not record yet)."""
-    orders_query = _due_orders(site, day)
-    if matching is not None:
-        ids = matching.with_only_columns(Patient.id).order_by(None)
-        orders_query = orders_query.where(MedicationOrder.patient_id.in_(ids))
+    orders_query = _matching(_due_orders(site, day), matching)
     orders = list(
         db.session.scalars(
             orders_query.options(contains_eager(MedicationOrder.patient))
@@ -127,29 +163,139 @@ def dosing_screen(
         return []
     ids_query = orders_query.with_only_columns(MedicationOrder.patient_id).order_by(None)
     facts = day_facts(ids_query, day, ZoneInfo(site.timezone))
-    rows = []
-    for order in unique_orders:
-        pid = order.patient_id
-        flags = facts.flags.get(pid, [])
-        hold = next((h for h in facts.holds.get(pid, []) if h.in_force_on(day)), None)
-        rows.append(
-            ScreenRow(
-                patient=order.patient,
-                due=DoseDue(order, facts.given_today.get(pid, [])),
-                last_given=facts.last_given.get(pid),
-                hold=hold,
-                flags=flags,
-                unacknowledged=[
-                    f
-                    for f in flags
-                    if f.category == FlagCategory.WARNING and f.id not in facts.acknowledged
-                ],
-                missed=facts.missed(order, day),
-                today=day,
-            )
-        )
+    rows = _screen_rows(unique_orders, facts, day)
     rows.sort(key=lambda r: r.due.done)  # stable: by name within each group
     return rows
+
+
+# --- the dosing screen, a page at a time -----------------------------------------------
+
+# The most patients one page of the dosing screen shows.
+SCREEN_PAGE_SIZE = 50
+# Half the ledger's quantum (0.01 mg): a split's portions reach its dose when their sum
+# is within it — exact on PostgreSQL (NUMERIC), safe on SQLite (which sums REALs).
+_HALF_QUANTUM = sa.literal(MG_QUANTUM / 2, sa.Numeric(8, 3))
+
+
+def _newest_order_in_force(day: dt.date) -> sa.ColumnElement[bool]:
+    """The order of the row is the patient's newest daily or split order in force on
+    ``day`` (start, then id: as ``orders_in_force`` sorts them) — no newer one exists.
+    One row per patient, on both engines (no DISTINCT ON)."""
+    newer = aliased(MedicationOrder)
+    successor = aliased(MedicationOrder)
+    return ~sa.exists().where(
+        newer.patient_id == MedicationOrder.patient_id,
+        newer.schedule.in_(DAILY_SCHEDULES),
+        newer.start_on <= day,
+        sa.or_(newer.end_on.is_(None), newer.end_on >= day),
+        ~sa.exists().where(successor.replaces_id == newer.id, successor.start_on <= day),
+        sa.or_(
+            newer.start_on > MedicationOrder.start_on,
+            sa.and_(newer.start_on == MedicationOrder.start_on, newer.id > MedicationOrder.id),
+        ),
+    )
+
+
+def done_today(day: dt.date) -> sa.ScalarSelect:
+    """1 when the patient of the row's order (``MedicationOrder``) is fully dosed on
+    ``day``, else 0 — ``DoseDue.done`` in SQL: a daily order, any dose given
+    (``GIVEN_KINDS``) and not reversed; a split order, two portions given or the
+    order's dose reached. One correlated subquery (the ledger's unique
+    (patient_id, dispensed_on, slot) index finds the day's rows)."""
+    given = aliased(DoseEntry)
+    reversal = aliased(DoseEntry)
+    portions = sa.func.count(given.id)
+    given_mg = sa.func.coalesce(sa.func.sum(given.amount_mg), 0)
+    split = MedicationOrder.schedule == Schedule.SPLIT
+    done = sa.case(
+        (
+            sa.and_(
+                split, sa.or_(portions >= 2, given_mg > MedicationOrder.dose_mg - _HALF_QUANTUM)
+            ),
+            1,
+        ),
+        (sa.and_(sa.not_(split), portions >= 1), 1),
+        else_=0,
+    )
+    return (
+        sa.select(done)
+        .where(
+            given.patient_id == MedicationOrder.patient_id,
+            given.dispensed_on == day,
+            given.kind.in_(GIVEN_KINDS),
+            ~sa.exists().where(reversal.reverses_id == given.id),
+        )
+        .correlate(MedicationOrder)
+        .scalar_subquery()
+    )
+
+
+@dataclass
+class ScreenPage:
+    """One page of the dosing screen: its ``rows`` (at most ``SCREEN_PAGE_SIZE``), the
+    keyset page they came from (``has_prev``, ``has_next``, the boundary patient ids)
+    and the counts of the whole list (the filter applied): still to dose, dosed."""
+
+    rows: list[ScreenRow]
+    keyset: KeysetPage
+    to_dose: int
+    dosed: int
+
+    @property
+    def total(self) -> int:
+        return self.to_dose + self.dosed
+
+
+def screen_order(day: dt.date) -> list[OrderKey]:
+    """The screen's order: still to dose first, then by last name, first name, patient id
+    (the id: the keyset's unique tiebreak)."""
+    return [
+        OrderKey(done_today(day)),
+        OrderKey(Patient.last_key),
+        OrderKey(Patient.first_key),
+        OrderKey(Patient.id),
+    ]
+
+
+def dosing_screen_page(
+    site: Site,
+    day: dt.date,
+    *,
+    matching: sa.Select | None = None,
+    cursor: Cursor | None = None,
+    per_page: int = SCREEN_PAGE_SIZE,
+) -> ScreenPage:
+    """The page of the dosing screen after or before ``cursor`` (a patient id of the
+    list; None, or an id not in it: the first page) — the rows of ``dosing_screen``, in
+    its order, ``per_page`` at a time: keyset paged on (done today, last name key, first
+    name key, patient id), one row per patient (its newest order in force) chosen in
+    SQL, so the database returns the page's rows only and the day's facts are read for
+    the page's patients only. ``matching``: a patient search narrowing the list.
+
+    Nine statements whatever the number of patients due and the depth of the page: the
+    page, the counts, the seven of ``missed.day_facts`` (one more when a cursor finds
+    nothing and the first page is read; two in all when no patient is due). The rows
+    read grow with the patients due at the site today (the order needs each one's "done"),
+    never with the site's other patients; ``day_facts`` reads the page's patients only."""
+    query = _matching(_due_orders(site, day), matching).order_by(None)
+    query = query.where(_newest_order_in_force(day))
+    keyset = keyset_page(
+        query,
+        screen_order(day),
+        cursor=cursor,
+        per_page=per_page,
+        options=(contains_eager(MedicationOrder.patient),),
+    )
+    done = query.with_only_columns(done_today(day).label("done")).subquery()
+    total, dosed = db.session.execute(
+        sa.select(sa.func.count(), sa.func.coalesce(sa.func.sum(done.c.done), 0))
+    ).one()
+    orders: list[MedicationOrder] = keyset.rows
+    rows: list[ScreenRow] = []
+    if orders:
+        facts = day_facts([o.patient_id for o in orders], day, ZoneInfo(site.timezone))
+        rows = _screen_rows(orders, facts, day)
+    return ScreenPage(rows=rows, keyset=keyset, to_dose=total - dosed, dosed=dosed)
 
 
 @dataclass

@@ -1,8 +1,9 @@
 // The dosing window (clinic.medications.dosing_views). No inline script: the CSP forbids it.
 //
 // The screen: typing in the filter fetches the list fragment (name starts or MRN, the
-// patient search) and swaps it in place; every 45 seconds the list is fetched again with
-// the filter as typed. The filter input itself is never replaced, so what was typed and
+// patient search) from its first page and swaps it in place; every 45 seconds the page
+// the nurse is on (the keyset cursor, ?after= or ?before= of the address) is fetched
+// again with the filter as typed. The pager's links load the whole screen. The filter input itself is never replaced, so what was typed and
 // the caret stay. Enter submits the filter form: one patient found opens their dose page.
 // ArrowDown from the filter moves to the first patient of the list.
 //
@@ -21,15 +22,24 @@
     if (!input || !list) {
       return;
     }
+    const CURSORS = ["after", "before"];
     let typed = null;
     let pending = null;
 
+    // The list of the page shown (auto: the refresh keeps its cursor), or of the first
+    // page (typing: the filter changed, its list starts again).
     function listUrl(auto) {
       const url = new URL(input.dataset.listUrl, window.location.href);
       url.searchParams.set("q", input.value.trim());
       url.searchParams.set("day", input.dataset.day);
       if (auto) {
         url.searchParams.set("auto", "1");
+        const shown = new URL(window.location.href).searchParams;
+        for (const name of CURSORS) {
+          if (shown.has(name)) {
+            url.searchParams.set(name, shown.get(name));
+          }
+        }
       }
       return url;
     }
@@ -64,6 +74,9 @@
           status.textContent = count.textContent;
         }
         const url = new URL(window.location.href);
+        if (!auto) {
+          CURSORS.forEach((name) => url.searchParams.delete(name));
+        }
         if (input.value.trim()) {
           url.searchParams.set("q", input.value.trim());
         } else {

@@ -133,3 +133,52 @@ def test_three_missed_days_refuse_the_dose_with_the_reason(ui, make_user, userna
     load(ui, lambda: alert.get_by_role("link", name="Record the review").click())
     ui.check()
     expect(page.get_by_role("heading", level=1)).to_be_visible()
+
+
+def test_the_screen_pages_from_the_keyboard_and_keeps_its_page(
+    ui, app, site, make_user, username_of, dosing_day
+):
+    """55 more patients due: the screen shows a page of them with a pager (First,
+    Previous, Next); Next from the keyboard; the 45-second refresh fetches the page the
+    nurse is on; typing in the filter starts again from the first page."""
+    from tests.test_medications_dosing_views import _bulk_due_patients
+
+    with app.app_context():
+        today = site_today(db.session.get(Site, site))
+    prescriber = make_user("clinician", is_prescriber=True)
+    _bulk_due_patients(app, site, prescriber, 55, today)
+    nurse = username_of(make_user("clinician", may_dispense=True))
+    ui.page.clock.install()
+    page = sign_in(ui, nurse)
+    ui.goto("/dosing/")
+    expect(page.get_by_test_id("dosing-count")).to_have_attribute("data-count", "58")
+    expect(page.locator("tr[data-patient-id]")).to_have_count(50)
+    pager = page.get_by_role("navigation", name="Pages of the dosing list")
+    expect(pager).to_be_visible()
+    ui.check()
+    # Keyboard only: Tab from the last patient's link reaches Next; Enter opens page 2.
+    page.locator("a.dosing-select").last.focus()
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Next":
+            break
+    expect(pager.get_by_role("link", name="Next")).to_be_focused()
+    load(ui, lambda: page.keyboard.press("Enter"))
+    ui.check()
+    assert "after=" in page.url
+    expect(page.locator("tr[data-patient-id]")).to_have_count(8)
+    second = page.locator("tr[data-patient-id]").first.get_attribute("data-patient-id")
+    expect(pager.get_by_role("link", name="Previous")).to_be_visible()
+    # The automatic refresh fetches this page again, not the first.
+    with page.expect_response(lambda r: "/dosing/list" in r.url) as refreshed:
+        page.clock.run_for(46_000)
+    assert "after=" in refreshed.value.url and "auto=1" in refreshed.value.url
+    expect(page.locator("tr[data-patient-id]")).to_have_count(8)
+    expect(page.locator("tr[data-patient-id]").first).to_have_attribute("data-patient-id", second)
+    # Typing: the filter's list from its first page (the address forgets the cursor).
+    page.get_by_label("Find a patient").focus()
+    page.keyboard.type("smi j")
+    page.clock.run_for(1_000)
+    expect(page.get_by_test_id("dosing-count")).to_have_attribute("data-count", "1")
+    expect(page.locator("tr[data-patient-id]")).to_have_count(1)
+    assert "after=" not in page.url and "q=smi" in page.url
