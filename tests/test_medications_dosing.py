@@ -848,3 +848,25 @@ def test_a_daily_patient_has_no_injection(world):
             world.patient, actor=world.nurse, amount_mg="40", lot="X", injection_site="arm_left"
         )
     assert refused.value.message == ledger.NO_INJECTION_ORDER_MESSAGE
+
+
+@pytest.mark.parametrize("last_dose_days_ago", [1, missed.LAST_GIVEN_WINDOW_DAYS + 5])
+def test_the_last_dose_is_found_inside_and_beyond_the_recent_window(
+    app, make_world, last_dose_days_ago
+):
+    """``day_facts`` looks for the last covered day in the recent window first and reads a
+    patient's whole history only when the window has none: both give the same day, for
+    patients of both kinds in one call."""
+    recent = make_world(start=3)
+    made = make_world(start=last_dose_days_ago + 1)
+    with app.test_request_context():
+        recent.dose(day=days_ago(recent, 3))
+        recent.dose(day=days_ago(recent, 2))
+        made.dose(day=days_ago(made, last_dose_days_ago + 1))
+        made.dose(day=days_ago(made, last_dose_days_ago))
+        ids = [recent.ids["patient"], made.ids["patient"]]
+        facts = missed.day_facts(ids, made.today, CHICAGO)
+        assert facts.last_given == {
+            recent.ids["patient"]: days_ago(recent, 2),
+            made.ids["patient"]: days_ago(made, last_dose_days_ago),
+        }

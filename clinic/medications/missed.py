@@ -44,6 +44,8 @@ from clinic.patients.models import Patient
 MISSED_DAYS_FOR_REVIEW = 3  # DOMAIN.md: 3 or more consecutive missed days
 # How far back the dosing screen looks for holds when it counts missed days.
 HOLD_LOOKBACK_DAYS = 120
+# The recent window in which a patient's last covered day is looked for first (days).
+LAST_GIVEN_WINDOW_DAYS = 60
 REVIEW_NEEDED_MESSAGE = (
     "{count} missed days ({since}): a clinician's review is needed before the next dose."
 )
@@ -209,16 +211,37 @@ def day_facts(patient_ids: sa.Select | list[int], day: dt.date, tz: ZoneInfo) ->
     covered_on = sa.case(
         (DoseEntry.kind == DoseKind.TAKE_HOME, DoseEntry.take_on), else_=DoseEntry.dispensed_on
     )
+    covering = (
+        DoseEntry.patient_id.in_(patient_ids),
+        covered_on < day,
+        DoseEntry.kind.in_((*GIVEN_KINDS, DoseKind.TAKE_HOME)),
+        not_reversed(),
+    )
+    # Most patients were covered in the last weeks: their last covered day is found among
+    # the rows of the recent window alone, read by the indexes on (patient_id,
+    # dispensed_on) and (patient_id, take_on) — not the whole ledger. Only patients with no
+    # covered day in the window have their whole history read. One statement either way.
+    since = day - dt.timedelta(days=LAST_GIVEN_WINDOW_DAYS)
+    recent = (
+        sa.select(DoseEntry.patient_id, sa.func.max(covered_on).label("last_covered"))
+        .where(
+            *covering,
+            sa.or_(
+                sa.and_(DoseEntry.kind.in_(GIVEN_KINDS), DoseEntry.dispensed_on >= since),
+                sa.and_(DoseEntry.kind == DoseKind.TAKE_HOME, DoseEntry.take_on >= since),
+            ),
+        )
+        .group_by(DoseEntry.patient_id)
+        .cte("recent_cover")
+    )
+    older = (
+        sa.select(DoseEntry.patient_id, sa.func.max(covered_on))
+        .where(*covering, DoseEntry.patient_id.not_in(sa.select(recent.c.patient_id)))
+        .group_by(DoseEntry.patient_id)
+    )
     facts.last_given = dict(
         db.session.execute(
-            sa.select(DoseEntry.patient_id, sa.func.max(covered_on))
-            .where(
-                DoseEntry.patient_id.in_(patient_ids),
-                covered_on < day,
-                DoseEntry.kind.in_((*GIVEN_KINDS, DoseKind.TAKE_HOME)),
-                not_reversed(),
-            )
-            .group_by(DoseEntry.patient_id)
+            sa.union_all(sa.select(recent.c.patient_id, recent.c.last_covered), older)
         ).all()
     )
     lookback = dt.datetime.combine(day - dt.timedelta(days=HOLD_LOOKBACK_DAYS), dt.time(), tz)
