@@ -41,6 +41,7 @@ class Scratch:
         from config import normalise_database_url
 
         self.engine = engine
+        self.label = label
         self.reused = reuse is not None
         self.created = False
         self.admin = None
@@ -75,7 +76,7 @@ class Scratch:
         """Drop the database unless ``keep`` or reused (say how to reuse it)."""
         if keep or self.reused:
             if self.created or self.reused:
-                log(f"kept {self.name}: rerun with --reuse {self.name}")
+                log(f"kept {self.name}: rerun with --reuse {self.label}={self.name}")
         elif self.engine == "sqlite":
             if self.tmpdir:
                 shutil.rmtree(self.tmpdir, ignore_errors=True)
