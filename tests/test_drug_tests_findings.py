@@ -181,6 +181,48 @@ def test_a_buprenorphine_patients_methadone_positive_is_unexpected(lab):
         assert [p.analyte for p in found[lab.buprenorphine]] == ["methadone"]
 
 
+def test_a_definitive_positive_counts_over_a_negative_presumptive_one(lab):
+    """Only the results that can decide a positive are read: a definitive positive after a
+    negative presumptive result counts; negatives alone, or a positive overturned by a
+    definitive negative, do not; an other analyte keeps its first spelling."""
+    with lab.ctx():
+        test_id = collect(lab)
+        enter(
+            lab,
+            test_id,
+            ("cocaine", "negative", "presumptive"),
+            ("fentanyl", "negative", "presumptive"),
+            ("benzodiazepines", "positive", "presumptive"),
+            ("other", "negative", "presumptive", "Kratom"),
+        )
+        enter(
+            lab,
+            test_id,
+            ("cocaine", "positive", "definitive"),
+            ("benzodiazepines", "negative", "definitive"),
+            ("other", "positive", "definitive", "kratom"),
+        )
+        found = drug_tests.unexpected_positives([lab.methadone], MARCH_2)
+        assert [(p.label, p.method) for p in found[lab.methadone]] == [
+            ("Cocaine", "definitive"),
+            ("Kratom", "definitive"),
+        ]
+
+
+def test_each_patient_from_its_own_bound(lab):
+    """With one bound per patient, a test between two patients' bounds counts only for
+    the patient whose bound is earlier."""
+    with lab.ctx():
+        early = collect(lab, lab.methadone, when=at(dt.date(2026, 2, 1)))
+        enter(lab, early, ("cocaine", "positive", "presumptive"))
+        late = collect(lab, lab.buprenorphine, when=at(dt.date(2026, 2, 1)))
+        enter(lab, late, ("cocaine", "positive", "presumptive"))
+        since = {lab.methadone: at(dt.date(2026, 1, 15)), lab.buprenorphine: at(MARCH_2)}
+        found = drug_tests.unexpected_positives(since, since)
+        assert list(found) == [lab.methadone]
+        assert [p.test_id for p in found[lab.methadone]] == [early]
+
+
 def test_tests_entered_in_error_give_no_positives(lab):
     with lab.ctx():
         test_id = collect(lab)

@@ -152,6 +152,9 @@ def _statuses(
                 DiversionIncident.recorded_at > min(bounds.values()),
             )
         ).all()
+        incidents_of: dict[int, list[dt.datetime]] = {}
+        for row in incidents:
+            incidents_of.setdefault(row.patient_id, []).append(_aware(row.recorded_at))
         for s in watched.values():
             at = _baseline(s.decision, s.last_review)
             pid = s.decision.patient_id
@@ -159,7 +162,7 @@ def _statuses(
             if found:
                 names = ", ".join(sorted({p.label for p in found}))
                 s.reasons.append(f"Positive test since the decision or its last review: {names}")
-            hits = [r for r in incidents if r.patient_id == pid and _aware(r.recorded_at) > at]
+            hits = [r for r in incidents_of.get(pid, []) if r > at]
             if hits:
                 s.reasons.append(
                     f"Bottle finding since the decision or its last review ({len(hits)})"
