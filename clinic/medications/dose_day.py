@@ -54,9 +54,15 @@ def reversed_dose_ids(entry_ids: Iterable[int]) -> set[int]:
     )
 
 
+# Built once: an ``aliased()`` entity is immutable and reusable across statements, and
+# building one per call cost about a quarter of the chart's Python time.
+_REVERSAL = aliased(DoseEntry)
+
+
 def not_reversed() -> sa.ColumnElement[bool]:
-    reversal = aliased(DoseEntry)
-    return ~sa.exists().where(reversal.reverses_id == DoseEntry.id)
+    """``DoseEntry`` rows no reversal row names (21 CFR 1304.24(a): the ledger is
+    append-only, a reversal is a row of its own): a correlated NOT EXISTS."""
+    return ~sa.exists().where(_REVERSAL.reverses_id == DoseEntry.id)
 
 
 def given_on(patient_id: int, day: dt.date) -> list[DoseEntry]:

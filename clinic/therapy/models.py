@@ -352,6 +352,15 @@ class ProgressNote(Base):
             postgresql_where=sa.text(ATTENDEE_NOTE),
         ),
         sa.Index("ix_progress_note_session", "session_id"),
+        # Every note of an attendee row, entered in error or not (the partial unique index
+        # above holds live ones only): a patient's history reads them by attendee. Group
+        # notes (NULL) are left out, so the planner never reads them through it.
+        sa.Index(
+            "ix_progress_note_attendee",
+            "attendee_id",
+            sqlite_where=sa.text("attendee_id IS NOT NULL"),
+            postgresql_where=sa.text("attendee_id IS NOT NULL"),
+        ),
         sa.Index("ix_progress_note_author_status", "author_id", "status", "created_at"),
         sa.Index("ix_progress_note_cosigner", "cosigner_id", "cosigned_at"),
     )
@@ -441,6 +450,8 @@ class CounselingNote(Base):
         ),
         sa.CheckConstraint("length(text_sha256) = 64", name="sha256_length"),
         sa.Index("ix_counseling_note_author_patient", "author_id", "patient_id", "id"),
+        # The chart counts (and lists) the notes about a patient, whoever wrote them.
+        sa.Index("ix_counseling_note_patient", "patient_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
