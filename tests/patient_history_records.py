@@ -33,7 +33,9 @@ def therapy(patient, users, n: int) -> dict[str, int]:
     from clinic.therapy import counseling, notes, sessions
 
     clinician = users["clinician"]
-    now = utcnow().replace(microsecond=0)
+    # Offset by the history's size: the small and the large history share the team's
+    # clinicians, and built within the same second they would book the same start times.
+    now = utcnow().replace(microsecond=0) - dt.timedelta(minutes=n)
 
     def plan(starts_at: dt.datetime, kind: str = "individual", actor=clinician):
         return sessions.plan_session(
