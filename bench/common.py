@@ -22,6 +22,8 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
+from bench.scratch import migrate  # noqa: F401 (one migrate for every benchmark)
+
 DEFAULT_SERVER = "postgresql://postgres@127.0.0.1:5432/postgres"
 PREFIX = "clinic_bench_pages_"
 
@@ -95,24 +97,6 @@ def make_app(url: str):
     from clinic import create_app
 
     return create_app({"CLINIC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": url})
-
-
-def migrate(url: str) -> None:
-    """Migrate the database to head with the app's own migrations."""
-    import logging
-
-    from flask_migrate import upgrade
-
-    from clinic.extensions import db
-
-    app = make_app(url)
-    with app.app_context():
-        logging.disable(logging.INFO)  # alembic's line per migration
-        try:
-            upgrade()
-        finally:
-            logging.disable(logging.NOTSET)
-        db.engine.dispose()
 
 
 class Recorder:

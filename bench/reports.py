@@ -46,6 +46,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sqlalchemy as sa
 
+from bench.scratch import migrate
+
 TODAY = dt.date(2026, 11, 18)  # a Wednesday
 SINGLE_SITE_TARGET_MS = 1000.0
 NETWORK_TARGET_MS = 5000.0
@@ -110,24 +112,6 @@ class Scratch:
                 conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
             self.created = False
         self.admin.dispose()
-
-
-def migrate(url: str) -> None:
-    import logging
-
-    from flask_migrate import upgrade
-
-    from clinic import create_app
-    from clinic.extensions import db
-
-    app = create_app({"CLINIC_ENV": "testing", "SQLALCHEMY_DATABASE_URI": url})
-    with app.app_context():
-        logging.disable(logging.INFO)  # alembic's line per migration
-        try:
-            upgrade()
-        finally:
-            logging.disable(logging.NOTSET)
-        db.engine.dispose()
 
 
 def describe_loaded(url: str) -> dict:
