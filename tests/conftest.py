@@ -117,7 +117,7 @@ class _SharedCompiledCache:
     def _key(self, key: tuple) -> tuple:
         dialect, *rest = key
         settings = tuple(
-            sorted((k, v) for k, v in vars(dialect).items() if isinstance(v, self._PLAIN))
+            sorted((k, v) for k, v in vars(dialect).copy().items() if isinstance(v, self._PLAIN))
         )
         return (type(dialect), settings, *rest)
 
