@@ -25,7 +25,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from clinic.extensions import db
 from clinic.patients.models import DischargeReason, Enrollment, Patient, Program
 from clinic.reports.core import (
     Chart,
@@ -39,6 +38,7 @@ from clinic.reports.core import (
     percent,
     register_report,
 )
+from clinic.reports.database import session
 from clinic.reports.filters import ReportFilters, quarter_to_date
 from clinic.reports.sql import date_param, day_number
 from clinic.sites.models import Site
@@ -111,7 +111,7 @@ def median_stays(filters: ReportFilters, los: sa.ColumnElement, where) -> dict:
     overall = sa.select(sa.literal(None, sa.Integer), sa.func.avg(1.0 * ranked.c.los)).where(
         ranked.c.rn_all.in_([(ranked.c.n_all + 1) // 2, (ranked.c.n_all + 2) // 2])
     )
-    rows = db.session.execute(sa.union_all(by_reason, overall)).all()
+    rows = session.execute(sa.union_all(by_reason, overall)).all()
     return {reason: (None if value is None else round(float(value), 1)) for reason, value in rows}
 
 
@@ -124,7 +124,7 @@ def compute(filters: ReportFilters) -> ReportResult:
         sa.select(Enrollment.program_id, kind).select_from(Enrollment), filters
     ).where(Enrollment.admitted_on >= start, Enrollment.admitted_on <= end)
     admitted = admitted.subquery("admitted")
-    admission_rows = db.session.execute(
+    admission_rows = session.execute(
         sa.select(Program.name, Site.code, admitted.c.kind, sa.func.count())
         .join(admitted, admitted.c.program_id == Program.id)
         .join(Site, Site.id == Program.site_id)
@@ -169,7 +169,7 @@ def compute(filters: ReportFilters) -> ReportResult:
     )
     discharge_rows = {
         reason: (n, average)
-        for reason, n, average in db.session.execute(
+        for reason, n, average in session.execute(
             in_scope(
                 sa.select(
                     Enrollment.discharge_reason, sa.func.count(), sa.func.avg(1.0 * los)

@@ -28,7 +28,6 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from clinic.extensions import db
 from clinic.medications.dose_day import orders_in_force
 from clinic.medications.models import Medication, MedicationOrder
 from clinic.patients.models import (
@@ -50,6 +49,7 @@ from clinic.reports.core import (
     Table,
     register_report,
 )
+from clinic.reports.database import session
 from clinic.reports.filters import ReportFilters
 from clinic.reports.sql import date_param
 from clinic.sites.models import Site
@@ -131,9 +131,9 @@ def compute(filters: ReportFilters) -> ReportResult:
     care; the survey's reference-day counts) and a bar chart by program (by medication
     when one program is chosen). Seven statements whatever the data size."""
     active = active_enrollments(filters)
-    total = db.session.scalar(sa.select(_count(active.c.patient_id))) or 0
+    total = session.scalar(sa.select(_count(active.c.patient_id))) or 0
 
-    site_rows = db.session.execute(
+    site_rows = session.execute(
         sa.select(Site.name, Site.code, _count(active.c.patient_id))
         .join(active, active.c.site_id == Site.id)
         .group_by(Site.id, Site.name, Site.code)
@@ -148,7 +148,7 @@ def compute(filters: ReportFilters) -> ReportResult:
         total={"site": "All sites", "patients": total},
     )
 
-    program_rows = db.session.execute(
+    program_rows = session.execute(
         sa.select(Program.name, Program.kind, Site.code, _count(active.c.patient_id))
         .join(active, active.c.program_id == Program.id)
         .join(Site, Site.id == Program.site_id)
@@ -180,7 +180,7 @@ def compute(filters: ReportFilters) -> ReportResult:
         .subquery("medication_of")
     )
     medication_rows = dict(
-        db.session.execute(
+        session.execute(
             sa.select(medication_of.c.medication, _count(medication_of.c.patient_id)).group_by(
                 medication_of.c.medication
             )
@@ -191,7 +191,7 @@ def compute(filters: ReportFilters) -> ReportResult:
         medication_of.c.medication.is_not(None)
     )
     without_order = (
-        db.session.scalar(
+        session.scalar(
             sa.select(_count(active.c.patient_id)).where(active.c.patient_id.not_in(with_order))
         )
         or 0
@@ -215,7 +215,7 @@ def compute(filters: ReportFilters) -> ReportResult:
         total={"medication": "All patients", "patients": total},
     )
 
-    level_rows = db.session.execute(
+    level_rows = session.execute(
         sa.select(active.c.asam_edition, active.c.asam_level, _count(active.c.patient_id))
         .group_by(active.c.asam_edition, active.c.asam_level)
         .order_by(active.c.asam_edition, active.c.asam_level)
@@ -242,7 +242,7 @@ def compute(filters: ReportFilters) -> ReportResult:
         {m.value: m.substance for m in Medication}, value=medication_of.c.medication
     )
     substance_rows = dict(
-        db.session.execute(
+        session.execute(
             sa.select(substance, _count(medication_of.c.patient_id))
             .where(medication_of.c.medication.is_not(None))
             .group_by(substance)

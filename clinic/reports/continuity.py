@@ -48,7 +48,6 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from clinic.extensions import db
 from clinic.medications.models import DoseEntry, DoseKind, Medication, MedicationOrder, Schedule
 from clinic.patients.models import Enrollment, Patient
 from clinic.reports.core import (
@@ -63,6 +62,7 @@ from clinic.reports.core import (
     percent,
     register_report,
 )
+from clinic.reports.database import session
 from clinic.reports.filters import ReportFilters
 from clinic.reports.sql import day_number, days, from_day_number, month_key
 
@@ -324,9 +324,7 @@ def compute(filters: ReportFilters) -> ReportResult:
         "month": {},
         "length": {},
     }
-    for grouping, key, episodes, pending, reached, patients in db.session.execute(
-        _statement(filters)
-    ):
+    for grouping, key, episodes, pending, reached, patients in session.execute(_statement(filters)):
         grouped[grouping][key] = (int(episodes), int(pending), int(reached), int(patients))
 
     medication_rows = [

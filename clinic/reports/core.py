@@ -24,6 +24,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
+from clinic.reports.database import read_session
+
 if TYPE_CHECKING:
     from clinic.reports.filters import ReportFilters
 
@@ -235,21 +237,10 @@ def display(column: Column, value: Any) -> str:
     return str(value)
 
 
-# PostgreSQL settings for the statements of one report, for its transaction only: the
-# planner's just-in-time compilation costs more than it saves on these one-off aggregate
-# queries (seconds on the network-size data set), and the sorts of the window functions
-# spill to disk at the default 4 MB of work memory. bench/reports.py measures both.
-POSTGRESQL_REPORT_SETTINGS = ("SET LOCAL jit = off", "SET LOCAL work_mem = '64MB'")
-
-
 def run(report: Report, filters: ReportFilters) -> ReportResult:
-    """``report.compute(filters)`` with the settings above on PostgreSQL (inside the
-    caller's transaction; they end with it)."""
-    import sqlalchemy as sa
-
-    from clinic.extensions import db
-
-    if db.session.get_bind().dialect.name == "postgresql":
-        for statement in POSTGRESQL_REPORT_SETTINGS:
-            db.session.execute(sa.text(statement))
-    return report.compute(filters)
+    """``report.compute(filters)`` in a read-only session: on the reports database when
+    ``REPORTS_DATABASE_URL`` is set, else on the primary inside the caller's transaction
+    (``clinic.reports.database``). Raises ``ReportsUnavailable`` when the reports database
+    cannot be reached."""
+    with read_session():
+        return report.compute(filters)

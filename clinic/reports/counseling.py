@@ -44,7 +44,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
 from clinic.accounts.models import User
-from clinic.extensions import db
 from clinic.patients.models import Enrollment, Patient, Program
 from clinic.reports.core import (
     Chart,
@@ -58,6 +57,7 @@ from clinic.reports.core import (
     percent,
     register_report,
 )
+from clinic.reports.database import session
 from clinic.reports.filters import ReportFilters, last_thirty_days
 from clinic.reports.labels import with_site
 from clinic.reports.zones import in_local_days, local_midnight, per_site_instant, site_zones
@@ -183,7 +183,7 @@ def _by_clinician(filters: ReportFilters, zones: Mapping[int, ZoneInfo]) -> list
         .group_by(TherapySession.clinician_id, User.full_name, User.username)
         .order_by(User.full_name, User.username, TherapySession.clinician_id)
     )
-    found = db.session.execute(query).all()
+    found = session.execute(query).all()
     names = Counter(row.full_name for row in found)
     return [
         _rates(
@@ -207,7 +207,7 @@ def _by_modality(filters: ReportFilters, zones: Mapping[int, ZoneInfo]) -> list[
             {"modality": Modality(row.modality).label}
             | {name: int(getattr(row, name)) for name in COUNTED}
         )
-        for row in db.session.execute(query)
+        for row in session.execute(query)
     ]
     return sorted(rows, key=lambda r: (-r["sessions"], r["modality"]))
 
@@ -282,7 +282,7 @@ def _no_recent_attendance(filters: ReportFilters, zones: Mapping[int, ZoneInfo])
     if filters.program_id is not None:
         query = query.where(Enrollment.program_id == filters.program_id)
     rows = []
-    for row in db.session.execute(query):
+    for row in session.execute(query):
         zone = zones.get(row.site_id, ZoneInfo("UTC"))
         last_on = row.last_at.astimezone(zone).date() if row.last_at is not None else None
         preferred = f" ({row.preferred_name})" if row.preferred_name else ""

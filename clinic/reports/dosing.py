@@ -41,7 +41,6 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from clinic.extensions import db
 from clinic.medications.models import (
     DoseEntry,
     DoseKind,
@@ -61,6 +60,7 @@ from clinic.reports.core import (
     percent,
     register_report,
 )
+from clinic.reports.database import session
 from clinic.reports.dosing_missed import (
     GIVEN_OUT,
     TAKE_HOME_AHEAD_DAYS,
@@ -227,9 +227,7 @@ def compute(filters: ReportFilters) -> ReportResult:
     per_day: dict[tuple[dt.date, str], int] = {}
     day_rows: list[tuple[dt.date, str, dict]] = []
     totals: dict[str, dict[str, int]] = {}
-    for on, medication, observed, bottles, injections in db.session.execute(
-        _doses_statement(filters)
-    ):
+    for on, medication, observed, bottles, injections in session.execute(_doses_statement(filters)):
         value = Medication(medication).value
         counts = {
             "observed": int(observed or 0),
@@ -254,7 +252,7 @@ def compute(filters: ReportFilters) -> ReportResult:
     missed: dict[str | None, tuple[int, int]] = {}
     if first <= last:
         offsets = site_offsets(filters.date_to)
-        for medication, expected, missed_days in db.session.execute(
+        for medication, expected, missed_days in session.execute(
             missed_statement(filters, first, last, offsets)
         ):
             missed[medication] = (int(expected or 0), int(missed_days or 0))
@@ -275,7 +273,7 @@ def compute(filters: ReportFilters) -> ReportResult:
 
     bins = {
         int(number): int(count)
-        for number, count in db.session.execute(_distribution_statement(filters))
+        for number, count in session.execute(_distribution_statement(filters))
     }
     methadone_rows = (
         [

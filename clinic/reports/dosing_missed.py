@@ -27,7 +27,6 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import aliased
 from sqlalchemy.sql.functions import FunctionElement
 
-from clinic.extensions import db
 from clinic.medications.models import (
     DoseEntry,
     DoseKind,
@@ -36,6 +35,7 @@ from clinic.medications.models import (
     Schedule,
 )
 from clinic.patients.models import Enrollment, Patient, Program
+from clinic.reports.database import session
 from clinic.reports.filters import ReportFilters
 from clinic.reports.sql import day_number, from_day_number
 from clinic.sites.models import Site, SiteClosure
@@ -87,7 +87,7 @@ def site_offsets(on: dt.date) -> dict[int, int]:
     noon = dt.datetime.combine(on, dt.time(12))
     return {
         site_id: int(noon.replace(tzinfo=ZoneInfo(zone)).utcoffset().total_seconds() // 60)
-        for site_id, zone in db.session.execute(sa.select(Site.id, Site.timezone))
+        for site_id, zone in session.execute(sa.select(Site.id, Site.timezone))
     }
 
 

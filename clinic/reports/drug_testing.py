@@ -44,7 +44,6 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from clinic.extensions import db
 from clinic.medications.drug_test_models import (
     Analyte,
     ResultValue,
@@ -63,6 +62,7 @@ from clinic.reports.core import (
     percent,
     register_report,
 )
+from clinic.reports.database import session
 from clinic.reports.drug_testing_sql import (
     below_standard,
     effective_results,
@@ -157,7 +157,7 @@ def _by_program(filters: ReportFilters) -> list[dict]:
                 "below": int(row.below),
             }
         )
-        for row in db.session.execute(query)
+        for row in session.execute(query)
     ]
 
 
@@ -184,7 +184,7 @@ def _overall(filters: ReportFilters) -> dict:
         .group_by(tests.c.patient_id)
         .subquery("tested")
     )
-    row = db.session.execute(
+    row = session.execute(
         sa.select(
             sa.func.count().label("patients"),
             sa.func.coalesce(sa.func.sum(per_patient.c.days), 0).label("days"),
@@ -265,7 +265,7 @@ def _positivity(filters: ReportFilters) -> list[dict]:
             "positive": int(row.positive),
             "own": int(row.own),
         }
-        for row in db.session.execute(query)
+        for row in session.execute(query)
     ]
 
 

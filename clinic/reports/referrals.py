@@ -38,7 +38,6 @@ from sqlalchemy.sql.functions import FunctionElement
 from clinic.aftercare.consent_models import Consent, ConsentKind, ConsentPurpose, ExpiryKind
 from clinic.aftercare.models import AftercareResource, ResourceKind
 from clinic.aftercare.referral_models import Referral, ReferralEvent, ReferralStatus
-from clinic.extensions import db
 from clinic.patients.models import Enrollment, Patient
 from clinic.reports.core import (
     Chart,
@@ -52,6 +51,7 @@ from clinic.reports.core import (
     percent,
     register_report,
 )
+from clinic.reports.database import session
 from clinic.reports.filters import ReportFilters, last_twelve_months
 from clinic.reports.sql import date_param
 from clinic.reports.zones import in_local_days, site_zones
@@ -156,7 +156,7 @@ def _referrals(filters: ReportFilters) -> sa.CTE:
 
 
 def _by_kind_and_status(referrals: sa.CTE) -> dict[tuple[str, str], int]:
-    rows = db.session.execute(
+    rows = session.execute(
         sa.select(referrals.c.kind, referrals.c.status, sa.func.count().label("n")).group_by(
             referrals.c.kind, referrals.c.status
         )
@@ -180,7 +180,7 @@ def _medians(referrals: sa.CTE, *, by_kind: bool) -> dict[str, tuple[float, int]
         .where(referrals.c.days.is_not(None))
         .subquery("ranked")
     )
-    rows = db.session.execute(
+    rows = session.execute(
         sa.select(ranked.c.grp, sa.func.avg(ranked.c.days).label("median"), sa.func.max(ranked.c.n))
         .where(
             sa.or_(
@@ -262,7 +262,7 @@ def _consents(filters: ReportFilters) -> tuple[list[dict], dict | None]:
             "consents": int(row.consents),
             "patients": int(row.patients),
         }
-        for row in db.session.execute(
+        for row in session.execute(
             sa.select(
                 active.c.kind,
                 active.c.purpose,
@@ -273,7 +273,7 @@ def _consents(filters: ReportFilters) -> tuple[list[dict], dict | None]:
             .order_by(active.c.kind, active.c.purpose)
         )
     ]
-    consents, patients = db.session.execute(
+    consents, patients = session.execute(
         sa.select(sa.func.count(), sa.func.count(sa.distinct(active.c.patient_id)))
     ).one()
     total = (

@@ -30,7 +30,6 @@ import datetime as dt
 import sqlalchemy as sa
 from sqlalchemy.orm import aliased
 
-from clinic.extensions import db
 from clinic.patients.models import Enrollment
 from clinic.reports.admissions import in_scope
 from clinic.reports.core import (
@@ -45,6 +44,7 @@ from clinic.reports.core import (
     percent,
     register_report,
 )
+from clinic.reports.database import session
 from clinic.reports.filters import ReportFilters
 from clinic.reports.sql import date_param, day_number, days, month_key
 
@@ -152,7 +152,7 @@ def compute(filters: ReportFilters) -> ReportResult:
         )
     found = {
         row.month: {key: int(value or 0) for key, value in row._mapping.items() if key != "month"}
-        for row in db.session.execute(
+        for row in session.execute(
             sa.select(episode.c.month, *columns).group_by(episode.c.month)
         ).all()
     }

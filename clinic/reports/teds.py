@@ -33,7 +33,6 @@ import datetime as dt
 
 import sqlalchemy as sa
 
-from clinic.extensions import db
 from clinic.medications.models import MedicationOrder
 from clinic.patients.models import Enrollment, Patient, Program, ProgramKind, SexAtBirth, Substance
 from clinic.reports.admissions import in_scope
@@ -48,6 +47,7 @@ from clinic.reports.core import (
     Table,
     register_report,
 )
+from clinic.reports.database import session
 from clinic.reports.filters import ReportFilters
 from clinic.reports.sql import date_param, day_number, month_key
 
@@ -224,7 +224,7 @@ def _records(filters: ReportFilters, *, discharges: bool) -> list[sa.Row]:
         day >= date_param(filters.date_from),
         day <= date_param(filters.date_to),
     ).order_by(day, Enrollment.id)
-    return list(db.session.execute(query).all())
+    return list(session.execute(query).all())
 
 
 def _common(row: sa.Row) -> dict:
@@ -375,7 +375,7 @@ def _by_month(filters: ReportFilters) -> dict[str, dict[str, int]]:
     )
     both = sa.union_all(admissions, discharges).subquery("records")
     months: dict[str, dict[str, int]] = {}
-    for what, month, n in db.session.execute(
+    for what, month, n in session.execute(
         sa.select(both.c.what, both.c.month, sa.func.count()).group_by(both.c.what, both.c.month)
     ).all():
         months.setdefault(month, {})[what] = n

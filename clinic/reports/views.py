@@ -4,7 +4,10 @@ Every report is rendered the same way from its ``ReportResult`` (``clinic.report
 Showing a report is recorded as a ``view``, its print layout as a ``print`` and a CSV
 download as an ``export`` of entity type ``report`` with the report's slug and filters
 (ids and dates only). Filters outside the user's sites are refused next to the field
-(400), never widened or narrowed silently.
+(400), never widened or narrowed silently. The report's own queries run read-only, on the
+reports database when one is configured (``clinic.reports.database``); the checks, the
+filter form and the audit events stay on the primary. A reports database that is
+unavailable answers 503 (nothing shown, nothing recorded).
 """
 
 from __future__ import annotations
@@ -24,11 +27,11 @@ from clinic.reports.core import (
     REPORTS,
     FilterName,
     Report,
-    ReportResult,
     display,
     export_rows,
     run,
 )
+from clinic.reports.database import ReportsUnavailable
 from clinic.reports.filters import (
     ReportFilters,
     describe,
@@ -81,6 +84,19 @@ def _audit(
         )
 
 
+UNAVAILABLE = (
+    "The reports database is unavailable, so this report cannot be produced now. "
+    "Try again in a few minutes; the rest of the clinic works as usual."
+)
+
+
+def _unavailable():
+    """503: the error page saying the reports database is down (not the app); nothing was
+    shown, so nothing is recorded."""
+    page = render_template("errors/generic.html", code=503, description=UNAVAILABLE)
+    return page, 503, {"Retry-After": "60"}
+
+
 def _prepare(report: Report):
     form = form_for(current_user, own_args(report, request.args))
     if not form.validate():
@@ -105,7 +121,10 @@ def _page(slug: str, *, printing: bool):
         return render_template(
             "reports/show.html", report=report, form=form, result=None, printing=False
         ), 400
-    result: ReportResult = run(report, filters)
+    try:
+        result = run(report, filters)
+    except ReportsUnavailable:
+        return _unavailable()
     shown = [pair for t in result.tables for pair in result.named_patients.get(t.key, [])]
     _audit(AuditAction.PRINT if printing else AuditAction.VIEW, report, filters, shown)
     db.session.commit()
@@ -159,7 +178,10 @@ def export(slug: str):
             status=400,
             mimetype="text/plain",
         )
-    result = run(report, filters)
+    try:
+        result = run(report, filters)
+    except ReportsUnavailable:
+        return _unavailable()
     wanted_file = request.args.get("file")
     if wanted_file is not None:
         if wanted_file not in result.files:

@@ -19,14 +19,14 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 
 from clinic.db import UTCDateTime
-from clinic.extensions import db
+from clinic.reports.database import session
 from clinic.sites.models import Site
 
 
 def site_zones(site_ids: Iterable[int]) -> dict[int, ZoneInfo]:
     """The time zone of each site: ``{site_id: ZoneInfo}`` (one statement; an unknown id
     is absent)."""
-    rows = db.session.execute(
+    rows = session.execute(
         sa.select(Site.id, Site.timezone).where(Site.id.in_(tuple(site_ids) or (-1,)))
     )
     return {site_id: ZoneInfo(zone) for site_id, zone in rows}
