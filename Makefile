@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help run test test-postgres lint format migrate-check bench bench-reports bench-load clean
+.PHONY: help run serve test test-postgres lint format migrate-check bench bench-reports bench-load clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-15s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ run: $(VENV)/.run-installed ## Install, migrate, load demo data (first time: pas
 	$(FLASK) db upgrade
 	$(FLASK) seed-demo
 	$(FLASK) run --host $(HOST) --port $(PORT)
+
+serve: $(VENV)/.run-installed ## Serve in production with gunicorn (gunicorn.conf.py): DATABASE_URL, SECRET_KEY, ALLOWED_HOSTS, AUDIT_HMAC_KEYS, MFA_ENCRYPTION_KEYS; refuses unsafe settings
+	CLINIC_ENV=production $(BIN)/gunicorn --config gunicorn.conf.py wsgi:app
 
 test: $(VENV)/.dev-installed ## Install dev requirements and run the whole test suite (SQLite)
 	$(BIN)/pytest $(PYTEST_ARGS)

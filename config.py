@@ -6,6 +6,7 @@ Every setting below can be overridden by an environment variable of the same nam
 
 from __future__ import annotations
 
+import base64
 import math
 import os
 import secrets
@@ -44,6 +45,14 @@ class Config:
     PASSWORD_HASH_PROFILE = "default"  # noqa: S105 (a profile name)
     # Number of proxies in front of the app whose X-Forwarded-For is trusted (0: none).
     PROXY_FIX_X_FOR = 0
+    # The proxies' own addresses or networks (comma-separated; CIDR allowed): forwarded
+    # headers from any other peer are dropped (clinic/edge.py).
+    TRUSTED_PROXIES = "127.0.0.1,::1"
+    # Host names the app answers to (comma-separated; ".example.org" takes subdomains);
+    # empty: any. Required in production, where another Host answers 400.
+    ALLOWED_HOSTS = ""
+    # The production server (gunicorn.conf.py, `flask preflight`) refuses SQLite unless set.
+    ALLOW_SQLITE_IN_PRODUCTION = False
     # Forms
     WTF_CSRF_TIME_LIMIT = 3600
     # Security headers
@@ -51,12 +60,22 @@ class Config:
     # Keys of the audit chain's HMAC, "ID:SECRET,..." newest first (clinic/audit/keys.py);
     # required in production, generated under instance/ in development.
     AUDIT_HMAC_KEYS = ""
+    # Fernet keys encrypting MFA secrets in the database, comma-separated, newest first
+    # (clinic/accounts/mfa_secrets.py); required in production, generated under instance/
+    # in development.
+    MFA_ENCRYPTION_KEYS = ""
     # Static files: Bootstrap from the Bootstrap-Flask package, never a CDN.
     BOOTSTRAP_SERVE_LOCAL = True
     LOG_LEVEL = "INFO"
+    # Files the app generates for itself (matplotlib's font cache): one directory, set per
+    # deployment, never the process's working directory, HOME or a temporary directory.
+    CACHE_DIR = str(INSTANCE_DIR / "cache")
     # Reports: write counts of 1 to 10 as "<11" in exports (the common de-identification
     # rule for reports shared outside the program).
     SUPPRESS_SMALL_CELLS = False
+    # Reports: a read replica (SQLAlchemy URL, e.g. a role with SELECT only) every report
+    # query runs on, read-only; empty: the primary (clinic/reports/database.py).
+    REPORTS_DATABASE_URL = ""
 
 
 class DevelopmentConfig(Config):
@@ -70,6 +89,7 @@ class TestingConfig(Config):
     RATELIMIT_ENABLED = False
     PASSWORD_HASH_PROFILE = "owasp-minimum"  # noqa: S105
     AUDIT_HMAC_KEYS = f"test:{secrets.token_hex(32)}"
+    MFA_ENCRYPTION_KEYS = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()  # Fernet
     LOG_LEVEL = "WARNING"
 
 

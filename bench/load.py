@@ -35,6 +35,7 @@ per run), ``AUDIT_HMAC_KEYS`` (``$AUDIT_HMAC_KEYS``, else random per run) and
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime as dt
 import json
@@ -176,7 +177,11 @@ def server_environment(database_url: str, instance: Path) -> dict[str, str]:
         # The caller's keys, so the chain stays verifiable with them; else a key per run.
         AUDIT_HMAC_KEYS=os.environ.get("AUDIT_HMAC_KEYS")
         or f"load{secrets.token_hex(2)}:{secrets.token_hex(32)}",
+        # Likewise the MFA secrets' key (the nurses use none; required in production).
+        MFA_ENCRYPTION_KEYS=os.environ.get("MFA_ENCRYPTION_KEYS")
+        or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         PROXY_FIX_X_FOR="1",
+        ALLOWED_HOSTS="127.0.0.1",  # required in production; the nurses use the address
         LOG_LEVEL="INFO",
     )
     return env

@@ -47,7 +47,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from clinic import aftercare, cli, edge, errors, medications, reports, security, therapy
     from clinic import logging as request_logging
     from clinic.accounts import admin_views as user_admin_views
-    from clinic.accounts import auth
+    from clinic.accounts import auth, mfa_secrets
     from clinic.accounts import views as account_views
     from clinic.audit import services as audit_services
     from clinic.audit import views as audit_views
@@ -66,6 +66,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     auth.register(app)
     errors.register(app)
     audit_services.register(app)
+    mfa_secrets.configure(app)  # RuntimeError in production without MFA_ENCRYPTION_KEYS
     patient_access.register(app)  # after audit: a page shown again is recorded before commit
     cli.register(app)
     app.register_blueprint(main_views.bp)
@@ -87,9 +88,11 @@ def _check_settings(app: Flask) -> None:
         # Debug (and its interactive debugger) is never on outside development.
         app.debug = False
         app.config["DEBUG"] = False
+    from clinic.production import check_production_settings
+
+    # Production: a strong SECRET_KEY and ALLOWED_HOSTS, whatever server runs the app.
+    check_production_settings(app)
     if not app.config.get("SECRET_KEY"):
-        if env == "production":
-            raise RuntimeError("SECRET_KEY must be set in production")
         app.config["SECRET_KEY"] = config_module.development_secret_key()
 
 

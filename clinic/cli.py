@@ -201,13 +201,18 @@ def seed_demo() -> None:
 
 
 def register(app: Flask) -> None:
-    from clinic.accounts.cli import users_cli
+    from clinic.accounts.cli import mfa_cli, users_cli
     from clinic.audit.cli import audit_cli
+    from clinic.backup.cli import backup_cli
     from clinic.medications.drug_test_schedule_cli import drug_tests_cli
+    from clinic.production import preflight_command
     from clinic.synthetic.cli import seed_synthetic
 
     app.cli.add_command(seed_demo)
     app.cli.add_command(seed_synthetic)
     app.cli.add_command(audit_cli)
+    app.cli.add_command(backup_cli)
     app.cli.add_command(drug_tests_cli)
     app.cli.add_command(users_cli)
+    app.cli.add_command(mfa_cli)
+    app.cli.add_command(preflight_command)

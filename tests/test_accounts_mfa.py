@@ -53,6 +53,14 @@ def load_user(app, user_id: int) -> SimpleNamespace:
         return SimpleNamespace(**values, mfa_enabled=user.mfa_enabled)
 
 
+def stored_secret(app, user_id: int) -> str:
+    """The user's TOTP secret as stored, decrypted (the column holds a Fernet token)."""
+    from clinic.accounts import mfa_secrets
+
+    with app.app_context():
+        return mfa_secrets.decrypt(db.session.get(User, user_id).mfa_secret)
+
+
 def recovery_rows(app, user_id: int) -> list[SimpleNamespace]:
     with app.app_context():
         rows = db.session.scalars(
@@ -192,7 +200,7 @@ def test_enrolment_with_password_and_current_code_shows_ten_recovery_codes(app, 
     assert all(RECOVERY_CODE_RE.fullmatch(c) for c in codes)
     user = load_user(app, user_id)
     assert user.mfa_enabled
-    assert user.mfa_secret == secret
+    assert stored_secret(app, user_id) == secret  # kept encrypted (test_mfa_secrets.py)
     # Recovery codes are kept only as hashes.
     stored = recovery_rows(app, user_id)
     assert sorted(r.code_hash for r in stored) == sorted(
@@ -276,7 +284,7 @@ def test_setting_up_again_replaces_the_authenticator_and_recovery_codes(app, mfa
 
     assert new_secret != old_secret
     assert not set(new_codes) & set(old_codes)
-    assert load_user(app, mfa_user.id).mfa_secret == new_secret
+    assert stored_secret(app, mfa_user.id) == new_secret
     assert len(recovery_rows(app, mfa_user.id)) == 10
     browser = app.test_client()
     password_step(browser, "sam")

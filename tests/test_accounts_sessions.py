@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import html
+import secrets
 from types import SimpleNamespace
 
 import pytest
@@ -542,8 +543,10 @@ def test_production_session_cookie_is_host_prefixed_and_secure(app, database_uri
     production = create_app(
         {
             "CLINIC_ENV": "production",
-            "SECRET_KEY": "x" * 64,
+            "SECRET_KEY": secrets.token_hex(32),
+            "ALLOWED_HOSTS": "localhost",
             "AUDIT_HMAC_KEYS": app.config["AUDIT_HMAC_KEYS"],  # required in production
+            "MFA_ENCRYPTION_KEYS": app.config["MFA_ENCRYPTION_KEYS"],  # this one too
             "SQLALCHEMY_DATABASE_URI": database_uri,
             # The production setting points at Redis; cookie flags do not need it.
             "RATELIMIT_STORAGE_URI": "memory://",

@@ -284,7 +284,8 @@ def test_production_refuses_to_start_without_audit_keys(monkeypatch):
         create_app(
             {
                 "CLINIC_ENV": "production",
-                "SECRET_KEY": "x" * 64,
+                "SECRET_KEY": secrets.token_hex(32),
+                "ALLOWED_HOSTS": "localhost",
                 "SQLALCHEMY_DATABASE_URI": "sqlite://",
             }
         )

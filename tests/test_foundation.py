@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 
 import pytest
 import sqlalchemy as sa
@@ -24,8 +25,10 @@ def test_production_never_debugs_and_sets_secure_cookies():
     app = create_app(
         {
             "CLINIC_ENV": "production",
-            "SECRET_KEY": "x" * 64,
+            "SECRET_KEY": secrets.token_hex(32),
+            "ALLOWED_HOSTS": "localhost",
             "AUDIT_HMAC_KEYS": "test:" + "a" * 64,
+            "MFA_ENCRYPTION_KEYS": "A" * 43 + "=",  # a Fernet key (32 zero bytes)
             "DEBUG": True,
             "SQLALCHEMY_DATABASE_URI": "sqlite://",
         }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 import pytest
 from flask import url_for
 
@@ -124,8 +126,10 @@ def test_hsts_only_in_production(client, database_uri):
     prod = create_app(
         {
             "CLINIC_ENV": "production",
-            "SECRET_KEY": "k" * 64,
+            "SECRET_KEY": secrets.token_hex(32),
+            "ALLOWED_HOSTS": "localhost",
             "AUDIT_HMAC_KEYS": "test:" + "a" * 64,
+            "MFA_ENCRYPTION_KEYS": "A" * 43 + "=",  # a Fernet key (32 zero bytes)
             "SQLALCHEMY_DATABASE_URI": database_uri,
         }
     )

@@ -35,6 +35,7 @@ MATRIX: dict[tuple[str, str], dict[str, str]] = {
     ("static", "GET"): PUBLIC,
     ("bootstrap.static", "GET"): PUBLIC,
     ("main.healthz", "GET"): PUBLIC,
+    ("main.readyz", "GET"): PUBLIC,
     ("main.home", "GET"): ANY_USER,
     ("accounts.login", "GET"): PUBLIC,
     ("accounts.login", "POST"): PUBLIC,

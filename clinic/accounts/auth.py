@@ -28,6 +28,8 @@ KEEP_ALIVE_EVERY_SECONDS = 30
 
 # Endpoints a user may still open while a password change or MFA enrolment is pending.
 SETUP_ENDPOINTS = frozenset({"accounts.change_password", "accounts.mfa_setup", "accounts.logout"})
+# Requests the MFA enrolment page itself makes: any other means the user left it.
+MFA_SETUP_PAGE_ENDPOINTS = frozenset({"accounts.mfa_setup", "accounts.keep_alive"})
 
 
 def load_user_from_session(_request) -> User | None:
@@ -44,6 +46,8 @@ def load_user_from_session(_request) -> User | None:
             g.session_ended_user_id = check.user_id
         return None
     g.user_session_id = check.session.id
+    # Read now, while the row is loaded: a commit (the touch above) expires it.
+    g.mfa_setup_pending = check.session.mfa_setup_secret is not None
     return check.session.user
 
 
@@ -132,6 +136,19 @@ def safe_next(target: str | None) -> str | None:
     return target
 
 
+def forget_abandoned_mfa_setup(access) -> None:
+    """The user left the MFA enrolment page: forget the secret it showed (kept on the
+    session row, ``authentication.start_mfa_setup``). Writes only when one is pending;
+    whether one is pending was read with the session row, so other requests cost no query."""
+    if request.endpoint in MFA_SETUP_PAGE_ENDPOINTS or not g.get("mfa_setup_pending"):
+        return None
+    user_session = db.session.get(UserSession, g.user_session_id)
+    if user_session is not None and user_session.mfa_setup_secret is not None:
+        authentication.forget_mfa_setup(user_session)
+        db.session.commit()
+    return None
+
+
 def account_setup_gate(access) -> Response | None:
     """Before anything else: change a temporary password, enrol in MFA where required."""
     if request.endpoint in SETUP_ENDPOINTS:
@@ -148,6 +165,7 @@ def account_setup_gate(access) -> Response | None:
 def register(app: Flask) -> None:
     login_manager.request_loader(load_user_from_session)
     login_manager.session_protection = None  # server-side sessions do this job
+    add_gate_hook(forget_abandoned_mfa_setup)  # first: also when the next hook redirects
     add_gate_hook(account_setup_gate)
     add_signed_out_post_hook(keep_form_of_timed_out_session)
     forms.restored_formdata = drafts.restore

@@ -1,6 +1,9 @@
 """Signing in: the password check with lockout, and the second factor (TOTP and recovery
 codes). HIPAA 164.312(d) person or entity authentication. Each function checks its rule,
-changes rows and flushes; the caller commits."""
+changes rows and flushes; the caller commits.
+
+TOTP secrets are stored encrypted (``clinic.accounts.mfa_secrets``): the user's in
+``app_user.mfa_secret``, one being enrolled in ``user_session.mfa_setup_secret``."""
 
 from __future__ import annotations
 
@@ -12,8 +15,8 @@ import pyotp
 import sqlalchemy as sa
 from flask import current_app
 
-from clinic.accounts import passwords
-from clinic.accounts.models import RecoveryCode, User
+from clinic.accounts import mfa_secrets, passwords
+from clinic.accounts.models import RecoveryCode, User, UserSession
 from clinic.accounts.services import lock_user_rows, user_by_username
 from clinic.accounts.user_sessions import audit_user, revoke_all_sessions
 from clinic.audit import AuditAction, AuditOutcome
@@ -23,6 +26,18 @@ from clinic.extensions import db
 
 RECOVERY_CODE_COUNT = 10
 TOTP_STEP_SECONDS = 30
+# How long the secret shown on the enrolment page stays valid.
+MFA_SETUP_MINUTES = 10
+AUTHENTICATOR_UNAVAILABLE = (
+    "Codes from your authenticator app cannot be checked at the moment (the server cannot "
+    "read your two-step verification settings; the administrators have been told). "
+    "Sign in with one of your recovery codes, or ask an administrator for help."
+)
+
+
+class AuthenticatorUnavailable(DomainError):
+    """The user's stored TOTP secret cannot be decrypted with ``MFA_ENCRYPTION_KEYS``:
+    no authenticator code can be checked (recovery codes still work)."""
 
 
 # --- login -----------------------------------------------------------------------------
@@ -122,6 +137,36 @@ def new_mfa_secret() -> str:
     return pyotp.random_base32()
 
 
+def start_mfa_setup(user_session: UserSession) -> str:
+    """A new secret for the enrolment page of this browser's session; returns it (to show
+    once) and keeps it, encrypted, on the session row for ``MFA_SETUP_MINUTES``. Never in
+    the cookie, which the browser can read. Replaces any earlier one."""
+    secret = new_mfa_secret()
+    user_session.mfa_setup_secret = mfa_secrets.encrypt(secret)
+    user_session.mfa_setup_until = utcnow() + dt.timedelta(minutes=MFA_SETUP_MINUTES)
+    db.session.flush()
+    return secret
+
+
+def pending_mfa_setup(user_session: UserSession) -> str | None:
+    """The secret the enrolment page showed in this session, or None when there is none,
+    it has expired, or no configured key decrypts it any more (a key dropped meanwhile)."""
+    token, until = user_session.mfa_setup_secret, user_session.mfa_setup_until
+    if token is None or until is None or until <= utcnow():
+        return None
+    try:
+        return mfa_secrets.decrypt(token)
+    except mfa_secrets.MfaSecretUnreadable:
+        return None
+
+
+def forget_mfa_setup(user_session: UserSession) -> None:
+    """Drop the enrolment secret of this session (confirmed, or the page was left)."""
+    user_session.mfa_setup_secret = None
+    user_session.mfa_setup_until = None
+    db.session.flush()
+
+
 def provisioning_uri(user: User, secret: str) -> str:
     return pyotp.TOTP(secret).provisioning_uri(
         name=user.username, issuer_name=current_app.config["MFA_ISSUER"]
@@ -154,7 +199,7 @@ def enable_mfa(user: User, *, password: str, secret: str, code: str) -> list[str
     lock_user_rows(User.id == user.id)
     # Read the codes again under the lock: another enrolment may just have added some.
     db.session.expire(user, ["recovery_codes"])
-    user.mfa_secret = secret
+    user.mfa_secret = mfa_secrets.encrypt(secret)
     user.mfa_enabled_at = utcnow()
     user.mfa_last_timestep = step
     codes = _replace_recovery_codes(user)
@@ -190,13 +235,35 @@ def _claim(statement: sa.Update) -> bool:
     return result.rowcount == 1
 
 
+def _stored_secret(user: User) -> str:
+    """The user's TOTP secret, decrypted. Raises ``AuthenticatorUnavailable`` (logged as
+    an error for the administrators, audited as a failed sign-in; never the token) when
+    no key in ``MFA_ENCRYPTION_KEYS`` decrypts it."""
+    try:
+        return mfa_secrets.decrypt(user.mfa_secret or "")
+    except mfa_secrets.MfaSecretUnreadable:
+        current_app.logger.error(
+            "two-step verification: no key in %s decrypts the stored secret of user id %s "
+            "(the key that encrypted it was removed or is not this deployment's); they can "
+            "sign in only with a recovery code until that key is listed again or an "
+            "administrator resets their two-step verification",
+            mfa_secrets.SETTING,
+            user.id,
+        )
+        _record_failed_login(user, "mfa_secret_unreadable")
+        raise AuthenticatorUnavailable(AUTHENTICATOR_UNAVAILABLE, field="code") from None
+
+
 def verify_second_factor(user: User, code: str) -> bool:
     """A current TOTP code not used before, or an unused recovery code (used up now).
-    A failure counts towards the lockout like a wrong password."""
+    A failure counts towards the lockout like a wrong password.
+
+    Raises ``AuthenticatorUnavailable`` for a TOTP code when the stored secret cannot be
+    decrypted (a server fault: not counted towards the lockout, but audited)."""
     code = code.strip().replace(" ", "").lower()
     ok = False
     if user.mfa_secret and code.isdigit() and len(code) == 6:
-        step = _matching_timestep(user.mfa_secret, code, utcnow())
+        step = _matching_timestep(_stored_secret(user), code, utcnow())
         if step is not None:
             # A conditional UPDATE: of two requests with the same code, only one wins.
             ok = _claim(

@@ -8,7 +8,7 @@ import click
 import sqlalchemy as sa
 from flask.cli import AppGroup
 
-from clinic.accounts import services
+from clinic.accounts import mfa_secrets, services
 from clinic.accounts.models import User
 from clinic.errors import DomainError
 from clinic.extensions import db
@@ -152,4 +152,32 @@ def reset_password_command(username):
         click.echo(
             f"Note: {user.username} is deactivated and cannot sign in until an administrator "
             "reactivates the account."
+        )
+
+
+mfa_cli = AppGroup("mfa", help="Two-step verification secrets: re-encrypt them under a new key.")
+
+
+@mfa_cli.command("rotate-key")
+def rotate_key_command():
+    """Re-encrypt every stored MFA secret under the newest key of MFA_ENCRYPTION_KEYS.
+
+    MFA_ENCRYPTION_KEYS lists Fernet keys, newest first; any listed key decrypts. To
+    rotate: put a new key first and keep the old one, restart the app servers, run this,
+    then remove the old key and restart again. One transaction, audited (counts only).
+    Exit 1, changing nothing, if some user's secret is encrypted under a key that is no
+    longer listed: the message names those user ids.
+    """
+    try:
+        rotation = mfa_secrets.rotate_stored_secrets()
+    except mfa_secrets.MfaSecretUnreadable as error:
+        _fail(str(error))
+    db.session.commit()
+    click.echo(
+        f"Re-encrypted {rotation.rotated} two-step verification secret(s) under the newest key."
+    )
+    if rotation.setups_dropped:
+        click.echo(
+            f"Forgot {rotation.setups_dropped} enrolment(s) in progress that no key opens "
+            "(those users see a new code to scan)."
         )

@@ -16,6 +16,8 @@ from clinic.security import PERMISSION_USER_FLAGS, Permission, Role, role_can
 from clinic.sites.models import Site
 
 USERNAME_MAX = 64
+# A Fernet token of a 32-character TOTP secret is 140 characters; room for longer secrets.
+MFA_TOKEN_MAX = 255
 
 user_site = sa.Table(
     "user_site",
@@ -84,7 +86,8 @@ class User(Base):
     must_change_password: Mapped[bool] = mapped_column(default=False, server_default=sa.false())
     failed_logins: Mapped[int] = mapped_column(default=0, server_default="0")
     locked_until: Mapped[dt.datetime | None]
-    mfa_secret: Mapped[str | None] = mapped_column(sa.String(64))
+    # A Fernet token of the TOTP secret (clinic.accounts.mfa_secrets), never the secret.
+    mfa_secret: Mapped[str | None] = mapped_column(sa.String(MFA_TOKEN_MAX))
     mfa_enabled_at: Mapped[dt.datetime | None]
     # The last TOTP time step accepted: a code cannot be used twice.
     mfa_last_timestep: Mapped[int | None] = mapped_column(sa.BigInteger)
@@ -163,6 +166,11 @@ class UserSession(Base):
     user_agent: Mapped[str | None] = mapped_column(sa.String(255))
     revoked_at: Mapped[dt.datetime | None]
     revoked_reason: Mapped[str | None] = mapped_column(sa.String(32))
+    # A two-step verification enrolment under way in this browser: the new secret shown
+    # on /account/mfa (a Fernet token, like app_user.mfa_secret), kept here rather than in
+    # the readable cookie until the user confirms it, leaves the page or signs out.
+    mfa_setup_secret: Mapped[str | None] = mapped_column(sa.String(MFA_TOKEN_MAX))
+    mfa_setup_until: Mapped[dt.datetime | None]
 
     user: Mapped[User] = relationship()
 

@@ -136,9 +136,12 @@ def check_session(token: str) -> SessionCheck:
 
 
 def revoke_session(session: UserSession, *, reason: str) -> None:
+    """End ``session``; an ended session keeps no two-step verification secret."""
     if session.revoked_at is None:
         session.revoked_at = utcnow()
         session.revoked_reason = reason
+        session.mfa_setup_secret = None
+        session.mfa_setup_until = None
         db.session.flush()
 
 
@@ -155,9 +158,12 @@ def revoke_all_sessions(user: User, *, reason: str, except_session_id: int | Non
     if except_session_id is not None:
         query = query.where(UserSession.id != except_session_id)
     result = db.session.execute(
-        query.values(revoked_at=utcnow(), revoked_reason=reason).execution_options(
-            synchronize_session=False
-        )
+        query.values(
+            revoked_at=utcnow(),
+            revoked_reason=reason,
+            mfa_setup_secret=None,  # an ended session keeps no enrolment secret
+            mfa_setup_until=None,
+        ).execution_options(synchronize_session=False)
     )
     db.session.flush()
     return result.rowcount

@@ -39,6 +39,11 @@ bp = Blueprint("accounts", __name__)
 
 LOGIN_FAILED = "Invalid username or password."
 MFA_PENDING_SECONDS = 300
+MFA_SETUP_EXPIRED = (
+    "That set-up page had expired (it works for "
+    f"{authentication.MFA_SETUP_MINUTES} minutes, in one tab): scan the new code below "
+    "and enter the code your app then shows."
+)
 
 
 def login_rate_limit() -> str:
@@ -101,17 +106,22 @@ def second_factor():
     next_url = safe_next(request.args.get("next"))  # before anything is written
     form = SecondFactorForm()
     if form.validate_on_submit():
-        ok = authentication.verify_second_factor(user, form.code.data)
-        if ok:
-            draft_path = complete_login(user)
-            db.session.commit()
-            return redirect(draft_path or next_url or url_for("main.home"))
-        db.session.commit()  # the failure counts towards the lockout
-        if user.is_locked():
-            session.clear()
-            flash(LOGIN_FAILED, "error")
-            return redirect(url_for("accounts.login"))
-        form.code.errors = ["That code is not valid (a code works only once)."]
+        try:
+            ok = authentication.verify_second_factor(user, form.code.data)
+        except authentication.AuthenticatorUnavailable as error:
+            db.session.commit()  # the audit event; logged for the administrators
+            form.code.errors = [error.message]
+        else:
+            if ok:
+                draft_path = complete_login(user)
+                db.session.commit()
+                return redirect(draft_path or next_url or url_for("main.home"))
+            db.session.commit()  # the failure counts towards the lockout
+            if user.is_locked():
+                session.clear()
+                flash(LOGIN_FAILED, "error")
+                return redirect(url_for("accounts.login"))
+            form.code.errors = ["That code is not valid (a code works only once)."]
     form.code.data = ""
     return render_template("accounts/second_factor.html", form=form)
 
@@ -192,11 +202,20 @@ def change_password():
 @bp.route("/account/mfa", methods=["GET", "POST"])
 @authenticated
 def mfa_setup():
+    """Each visit shows a new secret, kept encrypted on this browser's session row (never
+    in the cookie) until it is confirmed, the user leaves the page (``auth``'s gate hook)
+    or signs out, or ``MFA_SETUP_MINUTES`` pass."""
     form = EnableMfaForm()
-    secret = session.get("mfa_setup_secret")
-    if request.method == "GET" or not secret:
-        secret = authentication.new_mfa_secret()
-        session["mfa_setup_secret"] = secret
+    user_session = db.session.get(UserSession, g.user_session_id)
+    session.pop("mfa_setup_secret", None)  # where releases before issue 16 kept it
+    secret = None
+    if request.method == "POST":
+        secret = authentication.pending_mfa_setup(user_session)
+        if secret is None:
+            form.form_errors.append(MFA_SETUP_EXPIRED)
+    if secret is None:
+        secret = authentication.start_mfa_setup(user_session)
+        db.session.commit()
     elif form.validate_on_submit():
         try:
             codes = authentication.enable_mfa(
@@ -205,6 +224,7 @@ def mfa_setup():
         except DomainError as error:
             show_domain_error(form, error)
         else:
+            authentication.forget_mfa_setup(user_session)
             complete_login(current_user)
             db.session.commit()
             flash("Two-step verification is on.", "success")

@@ -40,6 +40,8 @@ class AuditAction(StrEnum):
     BREAK_GLASS = "break_glass"
     PASSWORD_CHANGE = "password_change"  # noqa: S105 (an action name)
     MFA_CHANGE = "mfa_change"
+    # ``flask mfa rotate-key``: every stored MFA secret re-encrypted under the newest key.
+    MFA_KEYS_ROTATED = "mfa_keys_rotated"
     DEACTIVATE = "deactivate"
     REACTIVATE = "reactivate"
     UNLOCK = "unlock"

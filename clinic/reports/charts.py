@@ -15,6 +15,11 @@ from __future__ import annotations
 import base64
 import io
 import math
+import os
+import sys
+from pathlib import Path
+
+from flask import current_app
 
 from clinic.reports.core import Chart, ChartKind
 
@@ -39,8 +44,21 @@ def _rc() -> dict:
     }
 
 
+def _use_cache_dir() -> None:
+    """Before matplotlib's first import in the process: its font cache goes to
+    ``CACHE_DIR``/matplotlib (``MPLCONFIGDIR``), so every app server keeps it in the one
+    configured directory instead of ``HOME``, or a new temporary directory per worker where
+    ``HOME`` is not writable. A ``MPLCONFIGDIR`` set by the operator is kept."""
+    if "matplotlib" in sys.modules or "MPLCONFIGDIR" in os.environ:
+        return
+    path = Path(current_app.config["CACHE_DIR"]) / "matplotlib"
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.environ["MPLCONFIGDIR"] = str(path)
+
+
 def render_svg(chart: Chart) -> str:
     """The chart as SVG text (UTF-8 markup, no XML declaration)."""
+    _use_cache_dir()
     import matplotlib
     from matplotlib.figure import Figure
 

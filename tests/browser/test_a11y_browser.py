@@ -114,6 +114,7 @@ NOT_PAGES = {
     "static": "files (CSS, scripts)",
     "bootstrap.static": "Bootstrap's files",
     "main.healthz": "the load balancer's health check (JSON)",
+    "main.readyz": "the load balancer's readiness check (JSON)",
     "audit.export": "a CSV download",
     "aftercare.directory_export": "a CSV download",
     "reports.export": "a CSV download",

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import http.client
 import ipaddress
+import secrets
 import ssl
 import sys
 import threading
@@ -53,8 +54,10 @@ def app_overrides():
     real services (rate-limit counters in memory)."""
     return {
         "CLINIC_ENV": "production",
-        "SECRET_KEY": "s" * 64,
+        "SECRET_KEY": secrets.token_hex(32),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
         "AUDIT_HMAC_KEYS": "test:" + "a" * 64,
+        "MFA_ENCRYPTION_KEYS": "A" * 43 + "=",  # a Fernet key (32 zero bytes)
         "RATELIMIT_STORAGE_URI": "memory://",
         "PROXY_FIX_X_FOR": 1,
     }
