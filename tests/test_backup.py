@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import stat
 import subprocess
 import threading
@@ -233,6 +234,77 @@ def test_a_damaged_backup_restores_nothing_and_a_bare_one_needs_the_flag(app, re
     assert "Audit trail intact" in restored.output
 
 
+def keyed_app(database_uri: str, keys: str):
+    """An app on ``database_uri`` whose AUDIT_HMAC_KEYS is ``keys``."""
+    return make_app(database_uri, AUDIT_HMAC_KEYS=keys)
+
+
+def dispose(app) -> None:
+    with app.app_context():
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_a_manifest_without_its_signature_restores_nothing(app, restore_app, backups):
+    path = backups / "clinic.backup"
+    assert flask(app, "backup", "create", str(path)).exit_code == 0
+    manifest_file = backup.manifest_path(path)
+    manifest = json.loads(manifest_file.read_text())
+    assert set(manifest["signature"]) == {"key_id", "hmac"}
+    assert manifest["signature"]["key_id"] == "test"
+    del manifest["signature"]
+    manifest_file.write_text(json.dumps(manifest))
+
+    refused = flask(restore_app, "backup", "restore", str(path))
+
+    assert refused.exit_code == 1, refused.output
+    assert "the manifest is not signed" in refused.output
+    assert "Nothing was restored" in refused.output
+    assert table_count(restore_app) == 0
+
+
+def test_a_manifest_signed_with_another_key_restores_nothing(app, empty_database, backups):
+    path = backups / "clinic.backup"
+    assert flask(app, "backup", "create", str(path)).exit_code == 0
+    other_secret, same_id_secret = secrets.token_hex(32), secrets.token_hex(32)
+    unknown_id = keyed_app(empty_database, f"other:{other_secret}")
+    wrong_secret = keyed_app(empty_database, f"test:{same_id_secret}")
+    try:
+        unknown = flask(unknown_id, "backup", "restore", str(path))
+        mismatch = flask(wrong_secret, "backup", "restore", str(path))
+        assert table_count(unknown_id) == 0
+    finally:
+        dispose(unknown_id)
+        dispose(wrong_secret)
+
+    assert unknown.exit_code == 1, unknown.output
+    assert "signed with key 'test', which AUDIT_HMAC_KEYS does not list" in unknown.output
+    assert mismatch.exit_code == 1, mismatch.output
+    assert "signature (key 'test') does not match" in mismatch.output
+    for refused in (unknown, mismatch):
+        assert "Nothing was restored" in refused.output
+        assert "Contents match" not in refused.output
+        assert other_secret not in refused.output and same_id_secret not in refused.output
+        assert app.config["AUDIT_HMAC_KEYS"].split(":")[1] not in refused.output
+
+
+def test_a_manifest_signed_with_an_older_key_still_listed_restores(app, empty_database, backups):
+    path = backups / "clinic.backup"
+    assert flask(app, "backup", "create", str(path)).exit_code == 0
+    # The key was rotated since: a new one first, the backup's (``test``) still listed.
+    rotated = keyed_app(
+        empty_database, f"new:{secrets.token_hex(32)},{app.config['AUDIT_HMAC_KEYS']}"
+    )
+    try:
+        restored = flask(rotated, "backup", "restore", str(path))
+    finally:
+        dispose(rotated)
+
+    assert restored.exit_code == 0, restored.output
+    assert "Contents match the manifest" in restored.output
+    assert "Audit trail intact" in restored.output
+
+
 def test_help_describes_the_commands(app):
     group = flask(app, "backup", "--help").output
     assert "create" in group and "restore" in group and "manifest" in group
@@ -240,6 +312,9 @@ def test_help_describes_the_commands(app):
     assert "0600" in create and "PGPASSWORD" in create and "--pg-bin" in create
     restore = flask(app, "backup", "restore", "--help").output
     assert "must be empty" in restore and "no --clean" in restore and "--no-manifest" in restore
+    assert "signature" in restore and "AUDIT_HMAC_KEYS" in restore
+    assert "skips both its signature and the content check" in " ".join(restore.split())
+    assert "AUDIT_HMAC_KEYS" in create
 
 
 def test_the_password_is_given_to_libpq_in_the_environment():
