@@ -10,6 +10,7 @@ import base64
 import math
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -157,12 +158,18 @@ def load_config(env_name: str | None = None, environ: dict | None = None) -> dic
     return settings
 
 
-def development_secret_key() -> str:
-    """Generated once and kept under instance/, so sessions survive restarts."""
-    path = INSTANCE_DIR / "secret_key"
+def instance_secret(name: str, make: Callable[[], str]) -> str:
+    """The secret kept in ``instance/<name>`` (development), written once with ``make()``
+    (0600, never overwritten), so what it signs or encrypts survives restarts."""
+    path = INSTANCE_DIR / name
     if not path.exists():
         INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
+            fh.write(make())
     return path.read_text().strip()
+
+
+def development_secret_key() -> str:
+    """Generated once and kept under instance/, so sessions survive restarts."""
+    return instance_secret("secret_key", lambda: secrets.token_hex(32))

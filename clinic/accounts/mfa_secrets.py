@@ -24,7 +24,6 @@ once into ``instance/mfa_encryption_keys``; testing uses a random one per proces
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -81,13 +80,9 @@ def parse_keys(value: str) -> MfaKeys:
 
 def development_keys_value() -> str:
     """A key generated once under instance/, so secrets stay readable across restarts."""
-    path = config_module.INSTANCE_DIR / DEVELOPMENT_KEY_FILE
-    if not path.exists():
-        config_module.INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(Fernet.generate_key().decode())
-    return path.read_text().strip()
+    return config_module.instance_secret(
+        DEVELOPMENT_KEY_FILE, lambda: Fernet.generate_key().decode()
+    )
 
 
 def configure(app: Flask) -> MfaKeys:

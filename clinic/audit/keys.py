@@ -21,7 +21,6 @@ once into ``instance/audit_hmac_key``; testing uses a random one per process.
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 from collections.abc import Mapping
@@ -81,13 +80,9 @@ def parse_keys(value: str) -> AuditKeys:
 
 def development_keys_value() -> str:
     """A key generated once under instance/, so events stay verifiable across restarts."""
-    path = config_module.INSTANCE_DIR / DEVELOPMENT_KEY_FILE
-    if not path.exists():
-        config_module.INSTANCE_DIR.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(f"dev:{secrets.token_hex(32)}")
-    return path.read_text().strip()
+    return config_module.instance_secret(
+        DEVELOPMENT_KEY_FILE, lambda: f"dev:{secrets.token_hex(32)}"
+    )
 
 
 def configure(app: Flask) -> AuditKeys:
