@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
@@ -99,6 +100,15 @@ def therapy_fixture(
 
 def hours_ago(hours: float) -> dt.datetime:
     return (utcnow() - dt.timedelta(hours=hours)).replace(microsecond=0)
+
+
+def earlier_today(hours: float, timezone: str = "America/Chicago") -> dt.datetime:
+    """``hours_ago(hours)``, but never before the site's local midnight: a session that
+    must be on "today's" list stays there whatever the hour the suite runs (the default
+    site is in Chicago, where a day starts at 05:00 or 06:00 UTC). Aware, UTC."""
+    now = utcnow().replace(microsecond=0)
+    midnight = now.astimezone(ZoneInfo(timezone)).replace(hour=0, minute=0, second=0)
+    return max(now - dt.timedelta(hours=hours), midnight.astimezone(dt.UTC))
 
 
 def plan(

@@ -23,6 +23,7 @@ from clinic.therapy.models import ProgressNote, SessionAttendee, TherapySession
 from clinic.web import constraint_name
 from tests.conftest import Client, login
 from tests.test_therapy_helpers import (
+    earlier_today,
     hours_ago,
     plan,
     therapy_fixture,  # noqa: F401
@@ -49,9 +50,10 @@ def as_user(app, username_of):
     return make
 
 
-def recorded_group(therapy, *, hours: float = 3) -> TherapySession:
+def recorded_group(therapy, *, hours: float = 3, today: bool = False) -> TherapySession:
     a, b = therapy.patients[:2]
-    session = plan(therapy, [a, b], starts_at=hours_ago(hours))
+    starts_at = earlier_today(hours) if today else hours_ago(hours)
+    session = plan(therapy, [a, b], starts_at=starts_at)
     sessions.record_session(
         session,
         actor=therapy.user(therapy.dan),
@@ -333,7 +335,7 @@ def test_a_session_in_error_leaves_the_rates_and_the_caseload(therapy):
 
 def test_clinicians_see_it_struck_through_with_its_reason_everywhere(therapy, as_user):
     a = therapy.patients[0]
-    session = recorded_group(therapy, hours=0.5)
+    session = recorded_group(therapy, hours=0.5, today=True)
     mark(therapy, session)
     db.session.commit()
     client = as_user(therapy.dan)
@@ -344,12 +346,10 @@ def test_clinicians_see_it_struck_through_with_its_reason_everywhere(therapy, as
         row = html.split(f'data-session-id="{session.id}"')[1][:60]
         assert "text-decoration-line-through" in row
         assert REASON in html and "Entered in error" in html
-    # My day: today's session (if it is still today at the site), struck through.
-    if f'data-session-id="{session.id}"' in day:
-        assert REASON in day
-        assert (
-            "text-decoration-line-through" in day.split(f'data-session-id="{session.id}"')[1][:60]
-        )
+    # My day: today's session, struck through.
+    today = day.split('data-testid="today"')[1].split("</section>")[0]
+    assert REASON in today
+    assert "text-decoration-line-through" in today.split(f'data-session-id="{session.id}"')[1][:60]
     # Staff: struck through, never the reason (free text a clinician wrote).
     staff = as_user(therapy.staff).get(f"/therapy/patients/{a}/sessions").get_data(as_text=True)
     assert "text-decoration-line-through" in staff and REASON not in staff
@@ -489,14 +489,16 @@ def test_another_sites_session_is_a_404_recorded_as_denied(therapy, as_user, mak
 
 
 def test_the_record_page_and_my_day_link_the_page(therapy, as_user):
-    session = plan(therapy, therapy.patients[:1], kind="individual", starts_at=hours_ago(0.2))
+    # Earlier today at the site whatever the hour (12 minutes ago failed at 06:05 UTC:
+    # 23:53 the day before in Chicago, an unrecorded past session with no such link).
+    session = plan(therapy, therapy.patients[:1], kind="individual", starts_at=earlier_today(0.2))
     db.session.commit()
     client = as_user(therapy.dan)
     record = client.get(f"/therapy/sessions/{session.id}/record").get_data(as_text=True)
     assert url(session) in record
     day = client.get("/therapy/").get_data(as_text=True)
-    if f'data-session-id="{session.id}"' in day:  # still today at the site
-        assert url(session) in day
+    today = day.split('data-testid="today"')[1].split("</section>")[0]
+    assert f'data-session-id="{session.id}"' in today and url(session) in today
 
 
 def test_an_already_marked_session_redirects_with_a_message(therapy, as_user):
