@@ -237,7 +237,9 @@ def test_the_caseload_shows_last_attended_days_since_rate_and_the_30_day_flag(th
         actor=therapy.user(therapy.dan),
         attendees=[AttendeeRecord(a, "attended", 60), AttendeeRecord(b, "no_show")],
     )
-    old = plan(therapy, [b], kind="individual", starts_at=hours_ago(24 * 31))
+    # 34 days: always a month before the recent one (31 days was the same month on
+    # 1 January: 30 December and 1 December).
+    old = plan(therapy, [b], kind="individual", starts_at=hours_ago(24 * 34))
     sessions.record_session(
         old, actor=therapy.user(therapy.dan), attendees=[AttendeeRecord(b, "late", 30)]
     )
@@ -249,7 +251,7 @@ def test_the_caseload_shows_last_attended_days_since_rate_and_the_30_day_flag(th
     }
     assert set(rows) == {a, b, c}
     assert rows[a].days_since == 2 and not rows[a].flagged
-    assert rows[b].days_since == 31 and rows[b].flagged
+    assert rows[b].days_since == 34 and rows[b].flagged
     assert rows[c].last_attended_at is None and rows[c].flagged
     assert (rows[a].month_rate, rows[b].month_rate, rows[c].month_rate) == (1.0, 0.0, None)
     assert (

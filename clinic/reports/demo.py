@@ -54,6 +54,7 @@ from clinic.reports.demo_activity import (
     Person,
     SessionWriter,
 )
+from clinic.reports.filters import quarter_to_date
 from clinic.sites.models import Site
 from clinic.sites.time import site_today
 
@@ -204,7 +205,9 @@ class _History(LedgerWriter, SessionWriter, DrugTestWriter):
                     episode.discharged_on = (
                         episode.admitted_on + dt.timedelta(days=50)
                         if source is ProgramKind.METHADONE_OTP
-                        else self.today - dt.timedelta(days=20)  # this quarter's admissions
+                        # In this quarter's admissions (the report's default period),
+                        # on its first day too: never before the quarter began.
+                        else max(self.today - dt.timedelta(days=20), quarter_to_date(self.today)[0])
                     )
                     episode.reason = DischargeReason.TRANSFERRED
                     break
