@@ -13,6 +13,7 @@ from clinic.audit.models import AuditEvent
 from clinic.errors import DomainError
 from clinic.extensions import db
 from clinic.patients.models import Enrollment
+from clinic.sites.models import Site
 from clinic.therapy import sessions
 from clinic.therapy.models import (
     ProgressNote,
@@ -214,7 +215,9 @@ def test_a_weekly_group_of_0_or_27_weeks_is_refused(therapy, weeks):
 
 def test_a_weekly_series_that_clashes_plans_nothing(therapy):
     start = hours_ago(2)
-    plan(therapy, therapy.patients[:1], starts_at=start + dt.timedelta(weeks=1))
+    # A week later on the site's clock (a week of UTC missed it across a DST change).
+    site = db.session.get(Site, therapy.site)
+    plan(therapy, therapy.patients[:1], starts_at=sessions.weekly_starts(site, start, 2)[1])
     db.session.commit()
     with pytest.raises(DomainError) as refused:
         sessions.plan_weekly_group(
