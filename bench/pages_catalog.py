@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from bench.pages_client import Browser, next_link
+from bench.pages_client import Browser, form_posting_to, next_link
 
 PER_PAGE_DOSES = 50
 PATIENT_LIST_DEEP_PAGE = 1_000
@@ -401,15 +401,22 @@ class _GroupSessions:
 
     def plan(self, i: int) -> Request:
         form = self.clinician.form("/therapy/sessions/new")
-        patients = form.options.get("patient_ids", [])
-        if len(patients) < 6:
-            raise RuntimeError("fewer than six patients to plan a group with")
-        start = (6 * i) % max(len(patients) - 5, 1)
         # Today (the patients offered are those in treatment today), at a time already
         # past and one no session of the clinician starts at (08:03, 08:08, ...); before
         # 15:00 at the site, yesterday at those times.
         day = self.today if self.local_hour >= 15 else self.today - dt.timedelta(days=1)
-        minute = 8 * 60 + 3 + 5 * (i % 84)
+        if day != self.today:
+            # The patients offered are those in treatment on the form's day: post the day
+            # alone (refused: no attendee) and take the form the answer shows for it (a
+            # patient admitted today was refused yesterday's group).
+            answer = self.clinician.post("/therapy/sessions/new", form.data(day=day.isoformat()))
+            html = answer.get_data(as_text=True)
+            form = form_posting_to(html, "/therapy/sessions/new", "/therapy/sessions/new")
+        patients = form.options.get("patient_ids", [])
+        if len(patients) < 6:
+            raise RuntimeError(f"fewer than six patients in treatment on {day} to plan a group")
+        start = (6 * i) % max(len(patients) - 5, 1)
+        minute = self._free_minute(day)
         data = form.data(
             day=day.isoformat(),
             start_time=f"{minute // 60:02d}:{minute % 60:02d}",
@@ -422,6 +429,29 @@ class _GroupSessions:
             weeks="",
         )
         return Request("POST", "/therapy/sessions/new", data, expect=(302,))
+
+    def _free_minute(self, day: dt.date) -> int:
+        """The first minute of ``day`` from 08:03 (site time) at which no bench group
+        starts: a data set timed again (``--reuse``) already has the earlier runs' groups,
+        and a clinician has one session at a time."""
+        from clinic.extensions import db
+
+        zone = ZoneInfo(SITE_ZONE)
+        with self.clinician.app.app_context():
+            starts = db.session.scalars(
+                sa.text(
+                    "SELECT starts_at FROM therapy_session WHERE group_name LIKE 'Bench group %'"
+                )
+            ).all()
+            db.session.remove()
+        taken = set()
+        for start in starts:
+            if isinstance(start, str):  # SQLite's text
+                start = dt.datetime.fromisoformat(start)
+            local = (start if start.tzinfo else start.replace(tzinfo=dt.UTC)).astimezone(zone)
+            if local.date() == day:
+                taken.add(local.hour * 60 + local.minute)
+        return next(m for m in range(8 * 60 + 3, 24 * 60) if m not in taken)
 
     def record(self, i: int) -> Request:
         from clinic.extensions import db
