@@ -259,11 +259,11 @@ class ScreenPage:
         return self.to_dose + self.dosed
 
 
-def screen_order(day: dt.date) -> list[OrderKey]:
-    """The screen's order: still to dose first, then by last name, first name, patient id
-    (the id: the keyset's unique tiebreak)."""
+def screen_order(done: sa.ColumnElement) -> list[OrderKey]:
+    """The screen's order: still to dose first (``done``: ``done_today``'s column of the
+    statement), then by last name, first name, patient id (the unique tiebreak)."""
     return [
-        OrderKey(done_today(day)),
+        OrderKey(done),
         OrderKey(Patient.last_key),
         OrderKey(Patient.first_key),
         OrderKey(Patient.id),
@@ -295,10 +295,9 @@ def dosing_screen_page(
     query = _matching(_due_orders(site, day), matching).order_by(None)
     query = query.where(_newest_order_in_force(day))
     done = done_today(day).label("done")  # computed once, sorted on by its name
-    order = [OrderKey(done), *screen_order(day)[1:]]
     keys = db.session.execute(
         query.with_only_columns(MedicationOrder.id, Patient.id, done).order_by(
-            *(key.forward().order_by() for key in order)
+            *(key.forward().order_by() for key in screen_order(done))
         )
     ).all()
     keyset = list_page(keys, lambda key: key[1], cursor=cursor, per_page=per_page)
